@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Whole-module and cross-module optimisation: the math core is generic over Float/Double
+// (Double for tight gradient checks), and its hot loops must be specialised for Float in the
+// modules that call it.
+let optimized: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Recur",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "recur", targets: ["recur"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C shims
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ",
+                       providers: [.apt(["libzmq3-dev"])]),
+        // protoc-c output for proto/recur.proto (scripts/gen-proto); links libprotobuf-c.
+        .target(name: "CWire", path: "Sources/CWire",
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        // MARK: Modules
+        .target(name: "Recurrent", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "Training", dependencies: ["Recurrent"], swiftSettings: optimized),
+        .target(name: "Wire", dependencies: ["CWire", "Recurrent"], swiftSettings: optimized),
+        .target(name: "Cluster", dependencies: ["CZeroMQ", "Wire", "Training", "Recurrent"],
+                swiftSettings: optimized),
+
+        // MARK: Executable
+        .executableTarget(name: "recur", dependencies: [
+            "Recurrent", "Training", "Wire", "Cluster",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimized),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Recurrent", "Training"]),
+        .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Recurrent", "TestSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "CWire", "Recurrent", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Training", "TestSupport"]),
+        .testTarget(name: "RecurCLITests", dependencies: ["TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
