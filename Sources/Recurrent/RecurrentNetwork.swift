@@ -1,0 +1,468 @@
+/// Forward and backward (truncated BPTT) of a stacked RNN/LSTM/GRU character model over a
+/// window of T steps for n streams, on one thread. Callers parallelise over streams: each
+/// thread owns one `RecurrentNetwork` (its workspace) and reads the shared parameter slab.
+///
+/// Dimensions: n streams, T window, P = T+1 stored time slots, V vocabulary, H hidden,
+/// L layers, G gate blocks (RNN 1, GRU 3, LSTM 4).
+///
+/// Layout: every activation buffer is stream-major with P slots per stream, so that the
+/// rows of any block of streams are contiguous. Slot 0 of `hs` holds h0 and slot t+1 holds
+/// the output of step t; gate buffers use slots 0..<T and leave slot T as padding. With
+/// that padding, "gates of step t" and "input of step t" sit at the same row, so the
+/// x-side product, the head and every weight gradient are single large GEMMs over n·P rows
+/// (1/P of them padding: junk on the forward side, exact zeros on the backward side), and
+/// only the h-side product stays inside the time loop.
+///
+/// Memory per workspace ≈ 4·n·P·(L·(2+G+LSTM?2:0+GRU?1:0)·H + 2·G·H + V) bytes for Float.
+public final class RecurrentNetwork<S: KernelScalar> {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    /// Streams held by this workspace (rows of every call).
+    public let streamCount: Int
+    /// The BPTT window T.
+    public let window: Int
+
+    /// (n, T) input symbol ids of the current window; the caller fills it before `forward`.
+    public let inputs: UnsafeMutablePointer<Int32>
+    /// (n, T) target symbol ids (inputs shifted by one).
+    public let targets: UnsafeMutablePointer<Int32>
+    /// (n) summed cross-entropy (nats) of each stream over the window, set by `forward`.
+    public let streamLoss: UnsafeMutablePointer<Double>
+
+    // Per layer, stream-major with P slots (see the header).
+    private let hs: [UnsafeMutablePointer<S>]      // (n·P + 1, H); the extra row keeps shifted GEMMs in bounds
+    private let cs: [UnsafeMutablePointer<S>]      // (n·P, H) LSTM cell state, slot 0 = c0
+    private let tanhC: [UnsafeMutablePointer<S>]   // (n, T, H) LSTM tanh(c_t)
+    private let gates: [UnsafeMutablePointer<S>]   // (n·P, G·H) activated gates (RNN: pre-activation)
+    private let hiddenN: [UnsafeMutablePointer<S>] // (n, T, H) GRU W_hn·h' + b_hn
+
+    private let logits: UnsafeMutablePointer<S>    // (n·P, V) probabilities after forward
+    private let dGates: UnsafeMutablePointer<S>    // (n·P, G·H) pre-activation grads (GRU: x-side); slot T stays 0
+    private let dGatesH: UnsafeMutablePointer<S>?  // (n·P, G·H) GRU h-side pre-activation grads; slot T stays 0
+    private let dH: UnsafeMutablePointer<S>        // (n·P + 1, H) grad w.r.t. a layer's outputs, aligned with hs
+    private let dHNext: UnsafeMutablePointer<S>    // (n, H) recurrent grad flowing to step t-1
+    private let dCNext: UnsafeMutablePointer<S>    // (n, H) LSTM cell grad flowing to step t-1
+    private let stepH: UnsafeMutablePointer<S>     // (n, G·H) GRU h-side product of one step
+    private let inputWeightT: UnsafeMutablePointer<S>  // (V, G·H) layer-0 W_ih transposed: one-hot product = row gather
+    private let dInputWeightT: UnsafeMutablePointer<S> // (V, G·H) scatter target for layer-0 W_ih grads
+
+    private let offsets: [LayerOffsets]
+    private let headWeight: Int, headBias: Int
+    private let allocations: [UnsafeMutableRawPointer]
+
+    struct LayerOffsets {
+        var inputWeight: Int, hiddenWeight: Int, inputBias: Int, hiddenBias: Int?
+    }
+
+    public init(config: ModelConfig, streams n: Int, window T: Int) {
+        precondition(n > 0 && T > 0)
+        self.config = config
+        self.layout = ParameterLayout(config)
+        self.streamCount = n
+        self.window = T
+        let P = T + 1, H = config.hiddenSize, V = config.vocabularySize
+        let GH = config.cell.gateCount * H, L = config.layerCount
+        let cell = config.cell
+
+        var allocations: [UnsafeMutableRawPointer] = []
+        func buffer<E: Numeric>(_ count: Int, _: E.Type = E.self) -> UnsafeMutablePointer<E> {
+            let p = UnsafeMutablePointer<E>.allocate(capacity: max(count, 1))
+            p.initialize(repeating: 0, count: max(count, 1))
+            allocations.append(UnsafeMutableRawPointer(p))
+            return p
+        }
+        inputs = buffer(n * T)
+        targets = buffer(n * T)
+        streamLoss = buffer(n)
+        hs = (0..<L).map { _ in buffer(n * P * H + H) }
+        cs = cell == .lstm ? (0..<L).map { _ in buffer(n * P * H) } : []
+        tanhC = cell == .lstm ? (0..<L).map { _ in buffer(n * T * H) } : []
+        gates = (0..<L).map { _ in buffer(n * P * GH) }
+        hiddenN = cell == .gru ? (0..<L).map { _ in buffer(n * T * H) } : []
+        logits = buffer(n * P * V)
+        dGates = buffer(n * P * GH)
+        dGatesH = cell == .gru ? buffer(n * P * GH) : nil
+        dH = buffer(n * P * H + H)
+        dHNext = buffer(n * H)
+        dCNext = buffer(n * H)
+        stepH = buffer(cell == .gru ? n * GH : 1)
+        inputWeightT = buffer(V * GH)
+        dInputWeightT = buffer(V * GH)
+        self.allocations = allocations
+
+        let layout = self.layout
+        offsets = (0..<L).map { l in
+            LayerOffsets(inputWeight: layout.offset(of: "rnn.weight_ih_l\(l)"),
+                         hiddenWeight: layout.offset(of: "rnn.weight_hh_l\(l)"),
+                         inputBias: layout.offset(of: "rnn.bias_ih_l\(l)"),
+                         hiddenBias: layout.slice(named: "rnn.bias_hh_l\(l)")?.offset)
+        }
+        headWeight = layout.offset(of: "head.weight")
+        headBias = layout.offset(of: "head.bias")
+    }
+
+    deinit { for p in allocations { p.deallocate() } }
+
+    // MARK: Forward
+
+    /// Runs the window from `initialState` (rows 0..<n of the view) and returns the summed
+    /// cross-entropy over all n·T predictions. Per-stream sums land in `streamLoss`.
+    @discardableResult
+    public func forward(parameters w: UnsafePointer<S>, initialState: StateView<S>) -> Double {
+        let n = streamCount, T = window, P = T + 1
+        let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
+        precondition(config.cell != .lstm || initialState.c != nil, "LSTM needs a cell state")
+
+        for l in 0..<L {
+            let h = hs[l]
+            for b in 0..<n {
+                (h + b * P * H).update(from: initialState.h + l * initialState.layerStride + b * H, count: H)
+                if config.cell == .lstm, let c0 = initialState.c {
+                    (cs[l] + b * P * H).update(from: c0 + l * initialState.layerStride + b * H, count: H)
+                }
+            }
+            inputProduct(layer: l, w)
+            switch config.cell {
+            case .rnn: rnnForward(layer: l, w)
+            case .lstm: lstmForward(layer: l, w)
+            case .gru: gruForward(layer: l, w)
+            }
+        }
+
+        // Head over every slot at once: logits row (b, t) from hs_top row (b, t+1).
+        S.gemm(transA: false, transB: true, m: n * P, n: V, k: H, alpha: 1,
+               a: hs[L - 1] + H, lda: H, b: w + headWeight, ldb: H, beta: 0, c: logits, ldc: V)
+        var total = 0.0
+        for b in 0..<n {
+            var streamSum = 0.0
+            for t in 0..<T {
+                streamSum += softmaxCrossEntropy(row: logits + (b * P + t) * V, bias: w + headBias,
+                                                 target: Int(targets[b * T + t]))
+            }
+            streamLoss[b] = streamSum
+            total += streamSum
+        }
+        return total
+    }
+
+    /// x-side pre-activations of every step: layer 0 gathers rows of W_ih^T (one-hot input),
+    /// upper layers do one GEMM over all n·P slots of the layer below.
+    private func inputProduct(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1
+        let H = config.hiddenSize, V = config.vocabularySize, GH = config.cell.gateCount * H
+        let g = gates[l], bias = w + offsets[l].inputBias, wih = w + offsets[l].inputWeight
+        if l == 0 {
+            for r in 0..<GH {
+                for v in 0..<V { inputWeightT[v * GH + r] = wih[r * V + v] }
+            }
+            for b in 0..<n {
+                for t in 0..<T {
+                    let row = g + (b * P + t) * GH
+                    let src = inputWeightT + Int(inputs[b * T + t]) * GH
+                    for j in 0..<GH { row[j] = src[j] + bias[j] }
+                }
+            }
+        } else {
+            S.gemm(transA: false, transB: true, m: n * P, n: GH, k: H, alpha: 1,
+                   a: hs[l - 1] + H, lda: H, b: wih, ldb: H, beta: 0, c: g, ldc: GH)
+            for r in 0..<(n * P) {
+                let row = g + r * GH
+                for j in 0..<GH { row[j] += bias[j] }
+            }
+        }
+    }
+
+    private func rnnForward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
+        let h = hs[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        for t in 0..<T {
+            S.gemm(transA: false, transB: true, m: n, n: H, k: H, alpha: 1,
+                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: g + t * H, ldc: P * H)
+            for b in 0..<n {
+                let out = h + (b * P + t + 1) * H
+                out.update(from: g + (b * P + t) * H, count: H)
+                S.tanh(out, count: H)
+            }
+        }
+    }
+
+    private func lstmForward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
+        let h = hs[l], c = cs[l], tc = tanhC[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        for t in 0..<T {
+            S.gemm(transA: false, transB: true, m: n, n: GH, k: H, alpha: 1,
+                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: g + t * GH, ldc: P * GH)
+            for b in 0..<n {
+                let gi = g + (b * P + t) * GH          // i f g o, each H wide
+                S.sigmoid(gi, count: 2 * H)
+                S.tanh(gi + 2 * H, count: H)
+                S.sigmoid(gi + 3 * H, count: H)
+                let cPrev = c + (b * P + t) * H, cNext = cPrev + H
+                let tcRow = tc + (b * T + t) * H, out = h + (b * P + t + 1) * H
+                for j in 0..<H {
+                    let cj = gi[H + j] * cPrev[j] + gi[j] * gi[2 * H + j]
+                    cNext[j] = cj
+                    tcRow[j] = cj
+                }
+                S.tanh(tcRow, count: H)
+                for j in 0..<H { out[j] = gi[3 * H + j] * tcRow[j] }
+            }
+        }
+    }
+
+    private func gruForward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
+        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = w + offsets[l].hiddenWeight
+        let bhh = w + offsets[l].hiddenBias!
+        for t in 0..<T {
+            for b in 0..<n { (stepH + b * GH).update(from: bhh, count: GH) }
+            S.gemm(transA: false, transB: true, m: n, n: GH, k: H, alpha: 1,
+                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: stepH, ldc: GH)
+            for b in 0..<n {
+                let gi = g + (b * P + t) * GH          // r z n, each H wide
+                let gh = stepH + b * GH
+                let hnRow = hn + (b * T + t) * H
+                let hPrev = h + (b * P + t) * H, out = hPrev + H
+                for j in 0..<(2 * H) { gi[j] += gh[j] }
+                S.sigmoid(gi, count: 2 * H)
+                for j in 0..<H {
+                    hnRow[j] = gh[2 * H + j]
+                    gi[2 * H + j] += gi[j] * gh[2 * H + j]
+                }
+                S.tanh(gi + 2 * H, count: H)
+                for j in 0..<H {
+                    let z = gi[H + j]
+                    out[j] = (1 - z) * gi[2 * H + j] + z * hPrev[j]
+                }
+            }
+        }
+    }
+
+    /// Adds the head bias, turns the row into probabilities in place and returns
+    /// -log p(target) in nats (computed in Double).
+    @inline(__always)
+    private func softmaxCrossEntropy(row: UnsafeMutablePointer<S>, bias: UnsafePointer<S>, target: Int) -> Double {
+        let V = config.vocabularySize
+        var maxValue = -S.infinity
+        for j in 0..<V {
+            row[j] += bias[j]
+            if row[j] > maxValue { maxValue = row[j] }
+        }
+        for j in 0..<V { row[j] -= maxValue }
+        let targetLogit = Double(row[target])
+        S.exp(row, count: V)
+        var sum = 0.0
+        for j in 0..<V { sum += Double(row[j]) }
+        let scale = S(1 / sum)
+        for j in 0..<V { row[j] *= scale }
+        return S.logarithm(sum) - targetLogit
+    }
+
+    /// Writes the hidden (and cell) state after the last step into rows 0..<n of `state`.
+    public func copyFinalState(to state: StateView<S>) {
+        let n = streamCount, P = window + 1, H = config.hiddenSize
+        for l in 0..<config.layerCount {
+            for b in 0..<n {
+                (state.h + l * state.layerStride + b * H).update(from: hs[l] + (b * P + window) * H, count: H)
+                if config.cell == .lstm, let c = state.c {
+                    (c + l * state.layerStride + b * H).update(from: cs[l] + (b * P + window) * H, count: H)
+                }
+            }
+        }
+    }
+
+    // MARK: Backward
+
+    /// Backpropagates the summed loss of the last `forward` through the whole window.
+    /// Weight gradients are *added* into each chunk's gradient slab, computed over that
+    /// chunk's streams only, so that the sum over chunks does not depend on how streams were
+    /// split among threads. Gradients w.r.t. the initial state go to `initialStateGradient`.
+    public func backward(parameters w: UnsafePointer<S>, chunks: [GradientChunk<S>],
+                         initialStateGradient: StateView<S>? = nil) {
+        let n = streamCount, T = window, P = T + 1
+        let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
+        let GH = config.cell.gateCount * H
+
+        // d loss / d logits = p − onehot(target) on real slots, 0 on the padding slot.
+        for b in 0..<n {
+            for t in 0..<T {
+                logits[(b * P + t) * V + Int(targets[b * T + t])] -= 1
+            }
+            (logits + (b * P + T) * V).update(repeating: 0, count: V)
+        }
+        for chunk in chunks {
+            let r0 = chunk.streams.lowerBound * P, rows = chunk.streams.count * P
+            S.gemm(transA: true, transB: false, m: V, n: H, k: rows, alpha: 1,
+                   a: logits + r0 * V, lda: V, b: hs[L - 1] + (r0 + 1) * H, ldb: H,
+                   beta: 1, c: chunk.gradient + headWeight, ldc: H)
+            addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
+        }
+        S.gemm(transA: false, transB: false, m: n * P, n: H, k: V, alpha: 1,
+               a: logits, lda: V, b: w + headWeight, ldb: H, beta: 0, c: dH + H, ldc: H)
+
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            dHNext.update(repeating: 0, count: n * H)
+            dCNext.update(repeating: 0, count: n * H)
+            switch config.cell {
+            case .rnn: rnnBackward(layer: l, w)
+            case .lstm: lstmBackward(layer: l, w)
+            case .gru: gruBackward(layer: l, w)
+            }
+            if let d0 = initialStateGradient {
+                for b in 0..<n {
+                    (d0.h + l * d0.layerStride + b * H).update(from: dHNext + b * H, count: H)
+                    if config.cell == .lstm, let dc = d0.c {
+                        (dc + l * d0.layerStride + b * H).update(from: dCNext + b * H, count: H)
+                    }
+                }
+            }
+            for chunk in chunks { accumulateWeightGradients(layer: l, chunk: chunk) }
+            if l > 0 {
+                // Gradient w.r.t. the layer's input = the outputs of the layer below.
+                S.gemm(transA: false, transB: false, m: n * P, n: H, k: GH, alpha: 1,
+                       a: dGates, lda: GH, b: w + offsets[l].inputWeight, ldb: H,
+                       beta: 0, c: dH + H, ldc: H)
+            }
+        }
+    }
+
+    private func rnnBackward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
+        let h = hs[l], whh = w + offsets[l].hiddenWeight
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            for b in 0..<n {
+                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H
+                let y = h + (b * P + t + 1) * H, d = dGates + (b * P + t) * H
+                for j in 0..<H { d[j] = (dOut[j] + next[j]) * (1 - y[j] * y[j]) }
+            }
+            S.gemm(transA: false, transB: false, m: n, n: H, k: H, alpha: 1,
+                   a: dGates + t * H, lda: P * H, b: whh, ldb: H, beta: 0, c: dHNext, ldc: H)
+        }
+    }
+
+    private func lstmBackward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
+        let c = cs[l], tc = tanhC[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            for b in 0..<n {
+                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H, cNext = dCNext + b * H
+                let gi = g + (b * P + t) * GH, d = dGates + (b * P + t) * GH
+                let tcRow = tc + (b * T + t) * H, cPrev = c + (b * P + t) * H
+                for j in 0..<H {
+                    let dh = dOut[j] + next[j]
+                    let i = gi[j], f = gi[H + j], gg = gi[2 * H + j], o = gi[3 * H + j]
+                    let tcj = tcRow[j]
+                    let dc = cNext[j] + dh * o * (1 - tcj * tcj)
+                    d[j] = dc * gg * i * (1 - i)
+                    d[H + j] = dc * cPrev[j] * f * (1 - f)
+                    d[2 * H + j] = dc * i * (1 - gg * gg)
+                    d[3 * H + j] = dh * tcj * o * (1 - o)
+                    cNext[j] = dc * f
+                }
+            }
+            S.gemm(transA: false, transB: false, m: n, n: H, k: GH, alpha: 1,
+                   a: dGates + t * GH, lda: P * GH, b: whh, ldb: H, beta: 0, c: dHNext, ldc: H)
+        }
+    }
+
+    private func gruBackward(layer l: Int, _ w: UnsafePointer<S>) {
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
+        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = w + offsets[l].hiddenWeight
+        let dGh = dGatesH!
+        for t in stride(from: T - 1, through: 0, by: -1) {
+            for b in 0..<n {
+                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H
+                let gi = g + (b * P + t) * GH, hnRow = hn + (b * T + t) * H
+                let hPrev = h + (b * P + t) * H
+                let dx = dGates + (b * P + t) * GH, dh = dGh + (b * P + t) * GH
+                for j in 0..<H {
+                    let dht = dOut[j] + next[j]
+                    let r = gi[j], z = gi[H + j], nn = gi[2 * H + j]
+                    let dnPre = dht * (1 - z) * (1 - nn * nn)
+                    let drPre = dnPre * hnRow[j] * r * (1 - r)
+                    let dzPre = dht * (hPrev[j] - nn) * z * (1 - z)
+                    dx[j] = drPre; dx[H + j] = dzPre; dx[2 * H + j] = dnPre
+                    dh[j] = drPre; dh[H + j] = dzPre; dh[2 * H + j] = dnPre * r
+                    next[j] = dht * z
+                }
+            }
+            S.gemm(transA: false, transB: false, m: n, n: H, k: GH, alpha: 1,
+                   a: dGh + t * GH, lda: P * GH, b: whh, ldb: H, beta: 1, c: dHNext, ldc: H)
+        }
+    }
+
+    /// W_hh, W_ih and bias gradients of layer l over one chunk's streams (rows of P slots).
+    private func accumulateWeightGradients(layer l: Int, chunk: GradientChunk<S>) {
+        let T = window, P = T + 1, H = config.hiddenSize, V = config.vocabularySize
+        let GH = config.cell.gateCount * H
+        let r0 = chunk.streams.lowerBound * P, rows = chunk.streams.count * P
+        let o = offsets[l], grad = chunk.gradient
+        let dRecurrent = dGatesH ?? dGates   // GRU keeps separate h-side gate grads
+
+        S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
+               a: dRecurrent + r0 * GH, lda: GH, b: hs[l] + r0 * H, ldb: H,
+               beta: 1, c: grad + o.hiddenWeight, ldc: H)
+        addColumnSums(of: dGates + r0 * GH, rows: rows, width: GH, into: grad + o.inputBias)
+        if let hiddenBias = o.hiddenBias {
+            addColumnSums(of: dRecurrent + r0 * GH, rows: rows, width: GH, into: grad + hiddenBias)
+        }
+        if l > 0 {
+            S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
+                   a: dGates + r0 * GH, lda: GH, b: hs[l - 1] + (r0 + 1) * H, ldb: H,
+                   beta: 1, c: grad + o.inputWeight, ldc: H)
+        } else {
+            // One-hot input: scatter gate grads into rows of W_ih^T, then add transposed.
+            dInputWeightT.update(repeating: 0, count: V * GH)
+            for b in chunk.streams {
+                for t in 0..<T {
+                    let dst = dInputWeightT + Int(inputs[b * T + t]) * GH
+                    let src = dGates + (b * P + t) * GH
+                    for j in 0..<GH { dst[j] += src[j] }
+                }
+            }
+            let gw = grad + o.inputWeight
+            for r in 0..<GH {
+                for v in 0..<V { gw[r * V + v] += dInputWeightT[v * GH + r] }
+            }
+        }
+    }
+
+    /// out[j] += Σ_rows m[row, j], rows summed in order.
+    @inline(__always)
+    private func addColumnSums(of m: UnsafePointer<S>, rows: Int, width: Int, into out: UnsafeMutablePointer<S>) {
+        for r in 0..<rows {
+            let row = m + r * width
+            for j in 0..<width { out[j] += row[j] }
+        }
+    }
+}
+
+/// Carried recurrent state of a block of streams for every layer: h (and c for LSTM),
+/// each laid out (L, rows, H) with `layerStride` elements between layers.
+public struct StateView<S> {
+    public var h: UnsafeMutablePointer<S>
+    public var c: UnsafeMutablePointer<S>?
+    public var layerStride: Int
+
+    public init(h: UnsafeMutablePointer<S>, c: UnsafeMutablePointer<S>?, layerStride: Int) {
+        self.h = h
+        self.c = c
+        self.layerStride = layerStride
+    }
+
+    /// The view of rows starting at `row` (rows are `hiddenSize` apart).
+    public func rows(from row: Int, hiddenSize: Int) -> StateView<S> {
+        StateView(h: h + row * hiddenSize, c: c.map { $0 + row * hiddenSize }, layerStride: layerStride)
+    }
+}
+
+/// A block of a workspace's streams whose weight gradients go to their own slab.
+public struct GradientChunk<S> {
+    public var streams: Range<Int>
+    public var gradient: UnsafeMutablePointer<S>
+
+    public init(streams: Range<Int>, gradient: UnsafeMutablePointer<S>) {
+        self.streams = streams
+        self.gradient = gradient
+    }
+}
