@@ -176,7 +176,8 @@ public enum Safetensors {
         do {
             object = try JSONSerialization.jsonObject(with: Data(headerBytes))
         } catch {
-            throw SafetensorsError.invalidHeader(reason: "\(error.localizedDescription)")
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+            throw SafetensorsError.invalidHeader(reason: detail ?? error.localizedDescription)
         }
         guard let header = object as? [String: Any] else {
             throw SafetensorsError.invalidHeader(reason: "top level is not an object")
