@@ -4,7 +4,7 @@ import PackageDescription
 // Whole-module and cross-module optimisation: the math core is generic over Float/Double
 // (Double for tight gradient checks), and its hot loops must be specialised for Float in the
 // modules that call it.
-let optimized: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization", "-target-cpu", "haswell"], .when(configuration: .release))]
+let optimized: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization", "-target-cpu", "haswell", "-Xcc", "-fno-math-errno"], .when(configuration: .release))]
 
 let package = Package(
     name: "Recur",
