@@ -45,7 +45,7 @@ extension Welcome: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
         "welcome: rank \(rank) of \(workerCount), streams \(streamBegin)..<\(streamEnd), step \(step)"
-            + stateText(count: state.count, byteCount: byteCount(state))
+            + stateText(count: state.count, byteCount: totalByteCount(state))
     }
 }
 
@@ -53,7 +53,7 @@ extension Weights: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
         weightsSummary(step: step, resetState: resetState, wantState: wantState,
-                       tensorCount: tensors.count, byteCount: byteCount(tensors))
+                       tensorCount: tensors.count, byteCount: totalByteCount(tensors))
     }
 }
 
@@ -69,7 +69,7 @@ extension GradientPush: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
         gradientPushSummary(step: step, tokenCount: tokenCount, lossSum: lossSum,
-                            tensorCount: tensors.count, byteCount: byteCount(tensors), state: state,
+                            tensorCount: tensors.count, byteCount: totalByteCount(tensors), state: state,
                             computeSeconds: computeSeconds, communicateSeconds: communicateSeconds)
     }
 }
@@ -111,14 +111,14 @@ private func gradientPushSummary(step: UInt64, tokenCount: UInt64, lossSum: Doub
                                  communicateSeconds: Double) -> String {
     "gradient_push step \(step): \(tensorCount) tensors (\(byteText(byteCount))), \(tokenCount) tokens, "
         + "loss_sum \(lossSum), compute \(computeSeconds) s, communicate \(communicateSeconds) s"
-        + stateText(count: state.count, byteCount: Wire.byteCount(state))
+        + stateText(count: state.count, byteCount: totalByteCount(state))
 }
 
 private func stateText(count: Int, byteCount: Int) -> String {
     count == 0 ? "" : ", \(count) state tensors (\(byteText(byteCount)))"
 }
 
-private func byteCount(_ tensors: [WireTensor]) -> Int {
+private func totalByteCount(_ tensors: [WireTensor]) -> Int {
     tensors.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.size }
 }
 
