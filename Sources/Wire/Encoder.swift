@@ -1,0 +1,192 @@
+import CWire
+import Recurrent
+
+/// The Swift face of proto/recur.proto: one packer per message type (below), one decoder
+/// (`Decoder.swift`). The public entry points only choose where tensor bytes come from, a
+/// `[WireTensor]` or a parameter slab; both reach the same packer.
+public enum WireCodec {
+    /// Carried by every envelope; a peer with another version is refused.
+    public static let protocolVersion: UInt32 = 1
+
+    /// Encodes `message` into `buffer`, replacing its contents.
+    public static func encode(_ message: Message, into buffer: inout MessageBuffer) {
+        switch message {
+        case .hello(let hello):
+            packHello(hello, into: &buffer)
+        case .welcome(let welcome):
+            withTensorViews(welcome.state) { packWelcome(welcome, state: $0, into: &buffer) }
+        case .weights(let weights):
+            withTensorViews(weights.tensors) { tensors in
+                packWeights(step: weights.step, resetState: weights.resetState,
+                            wantState: weights.wantState, tensors: tensors, into: &buffer)
+            }
+        case .gradientPush(let push):
+            withTensorViews(push.tensors) { tensors in
+                withTensorViews(push.state) { state in
+                    packGradientPush(push, tensors: tensors, state: state, into: &buffer)
+                }
+            }
+        case .heartbeat(let heartbeat):
+            packHeartbeat(heartbeat, into: &buffer)
+        case .shutdown(let shutdown):
+            packShutdown(shutdown, into: &buffer)
+        case .error(let error):
+            packError(error, into: &buffer)
+        }
+    }
+
+    /// A freshly allocated encoding (tests and tools; loops keep a `MessageBuffer`).
+    public static func encode(_ message: Message) -> [UInt8] {
+        var buffer = MessageBuffer()
+        encode(message, into: &buffer)
+        return buffer.bytes
+    }
+
+    /// Weights for `step` straight from the parameter slab: one tensor per slice of `layout`,
+    /// in layout order, bytes packed from `parameters` in place (no copy before packing).
+    /// `parameters.count` must equal `layout.count`.
+    public static func encodeWeights(step: UInt64, resetState: Bool, wantState: Bool,
+                                     parameters: UnsafeBufferPointer<Float>, layout: ParameterLayout,
+                                     into buffer: inout MessageBuffer) {
+        packWeights(step: step, resetState: resetState, wantState: wantState,
+                    tensors: tensorViews(layout: layout, values: parameters), into: &buffer)
+    }
+
+    /// A gradient push straight from the gradient slab (laid out as `layout`, summed over the
+    /// worker's streams). `state` is the carried hidden state, only when the weights asked.
+    public static func encodeGradientPush(step: UInt64, tokenCount: UInt64, lossSum: Double,
+                                          computeSeconds: Double, communicateSeconds: Double,
+                                          gradient: UnsafeBufferPointer<Float>, layout: ParameterLayout,
+                                          state: [WireTensor] = [], into buffer: inout MessageBuffer) {
+        let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: [],
+                                  state: [], computeSeconds: computeSeconds,
+                                  communicateSeconds: communicateSeconds)
+        withTensorViews(state) { stateViews in
+            packGradientPush(header, tensors: tensorViews(layout: layout, values: gradient),
+                             state: stateViews, into: &buffer)
+        }
+    }
+
+    // MARK: The packers: the one place each message's fields meet the C structs.
+
+    private static func packHello(_ hello: Hello, into buffer: inout MessageBuffer) {
+        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.modelConfig, hello.host]) { s in
+            var body = Recur__Hello()
+            recur__hello__init(&body)
+            body.corpus_digest = s[0]
+            body.vocabulary_digest = s[1]
+            body.model_config = s[2]
+            body.host = s[3]
+            body.pid = hello.pid
+            body.threads = hello.threads
+            withUnsafeMutablePointer(to: &body) { p in
+                packEnvelope(RECUR__ENVELOPE__BODY_HELLO, into: &buffer) { $0.hello = p }
+            }
+        }
+    }
+
+    private static func packWelcome(_ welcome: Welcome, state: [TensorView],
+                                    into buffer: inout MessageBuffer) {
+        withCStrings([welcome.runConfig]) { s in
+            withCTensors(state) { stateCount, stateTensors in
+                var body = Recur__Welcome()
+                recur__welcome__init(&body)
+                body.rank = welcome.rank
+                body.worker_count = welcome.workerCount
+                body.run_config = s[0]
+                body.stream_begin = welcome.streamBegin
+                body.stream_end = welcome.streamEnd
+                body.step = welcome.step
+                body.n_state = stateCount
+                body.state = stateTensors
+                withUnsafeMutablePointer(to: &body) { p in
+                    packEnvelope(RECUR__ENVELOPE__BODY_WELCOME, into: &buffer) { $0.welcome = p }
+                }
+            }
+        }
+    }
+
+    private static func packWeights(step: UInt64, resetState: Bool, wantState: Bool,
+                                    tensors: [TensorView], into buffer: inout MessageBuffer) {
+        withCTensors(tensors) { tensorCount, cTensors in
+            var body = Recur__Weights()
+            recur__weights__init(&body)
+            body.step = step
+            body.reset_state = resetState ? 1 : 0
+            body.want_state = wantState ? 1 : 0
+            body.n_tensors = tensorCount
+            body.tensors = cTensors
+            withUnsafeMutablePointer(to: &body) { p in
+                packEnvelope(RECUR__ENVELOPE__BODY_WEIGHTS, into: &buffer) { $0.weights = p }
+            }
+        }
+    }
+
+    /// Takes the scalar fields from `push`; tensors and state from the views.
+    private static func packGradientPush(_ push: GradientPush, tensors: [TensorView],
+                                         state: [TensorView], into buffer: inout MessageBuffer) {
+        withCTensors(tensors) { tensorCount, cTensors in
+            withCTensors(state) { stateCount, stateTensors in
+                var body = Recur__GradientPush()
+                recur__gradient_push__init(&body)
+                body.step = push.step
+                body.token_count = push.tokenCount
+                body.loss_sum = push.lossSum
+                body.n_tensors = tensorCount
+                body.tensors = cTensors
+                body.n_state = stateCount
+                body.state = stateTensors
+                body.compute_seconds = push.computeSeconds
+                body.communicate_seconds = push.communicateSeconds
+                withUnsafeMutablePointer(to: &body) { p in
+                    packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
+                }
+            }
+        }
+    }
+
+    private static func packHeartbeat(_ heartbeat: Heartbeat, into buffer: inout MessageBuffer) {
+        var body = Recur__Heartbeat()
+        recur__heartbeat__init(&body)
+        body.rank = heartbeat.rank
+        body.step = heartbeat.step
+        withUnsafeMutablePointer(to: &body) { p in
+            packEnvelope(RECUR__ENVELOPE__BODY_HEARTBEAT, into: &buffer) { $0.heartbeat = p }
+        }
+    }
+
+    private static func packShutdown(_ shutdown: Shutdown, into buffer: inout MessageBuffer) {
+        withCStrings([shutdown.reason]) { s in
+            var body = Recur__Shutdown()
+            recur__shutdown__init(&body)
+            body.reason = s[0]
+            withUnsafeMutablePointer(to: &body) { p in
+                packEnvelope(RECUR__ENVELOPE__BODY_SHUTDOWN, into: &buffer) { $0.shutdown = p }
+            }
+        }
+    }
+
+    private static func packError(_ error: WireErrorMessage, into buffer: inout MessageBuffer) {
+        withCStrings([error.message]) { s in
+            var body = Recur__Error()
+            recur__error__init(&body)
+            body.message = s[0]
+            withUnsafeMutablePointer(to: &body) { p in
+                packEnvelope(RECUR__ENVELOPE__BODY_ERROR, into: &buffer) { $0.error = p }
+            }
+        }
+    }
+
+    /// Wraps a body (set by `setBody`, pointing at memory live for this call) in a versioned
+    /// envelope and packs it into `buffer`.
+    private static func packEnvelope(_ bodyCase: Recur__Envelope__BodyCase, into buffer: inout MessageBuffer,
+                                     setBody: (inout Recur__Envelope) -> Void) {
+        var envelope = Recur__Envelope()
+        recur__envelope__init(&envelope)
+        envelope.version = protocolVersion
+        envelope.body_case = bodyCase
+        setBody(&envelope)
+        let size = recur__envelope__get_packed_size(&envelope)
+        buffer.overwrite(byteCount: size) { recur__envelope__pack(&envelope, $0) }
+    }
+}

@@ -1,0 +1,177 @@
+// Swift mirrors of proto/recur.proto. Field comments there are the reference; these types add
+// nothing but names in full words. `WireCodec` holds the one encoder and one decoder.
+
+/// The message types, named as the Envelope's `body` fields (also in logs and decode-wire.py).
+public enum MessageKind: String, CaseIterable, Sendable {
+    case hello, welcome, weights
+    case gradientPush = "gradient_push"
+    case heartbeat, shutdown, error
+
+    /// The word for "… for step 7, expected step 8".
+    var noun: String {
+        switch self {
+        case .gradientPush: return "gradient"
+        default: return rawValue
+        }
+    }
+}
+
+/// Worker -> coordinator, first message. The digests and the model config form the worker's
+/// fingerprint; `fingerprintDifferences(from:)` names what differs.
+public struct Hello: Equatable, Sendable {
+    /// SHA-256 hex of the corpus file's bytes.
+    public var corpusDigest: String
+    /// SHA-256 hex of the vocabulary's scalars.
+    public var vocabularyDigest: String
+    /// Canonical JSON of the model config.
+    public var modelConfig: String
+    public var host: String
+    public var pid: UInt32
+    public var threads: UInt32
+
+    public init(corpusDigest: String, vocabularyDigest: String, modelConfig: String,
+                host: String, pid: UInt32, threads: UInt32) {
+        self.corpusDigest = corpusDigest
+        self.vocabularyDigest = vocabularyDigest
+        self.modelConfig = modelConfig
+        self.host = host
+        self.pid = pid
+        self.threads = threads
+    }
+}
+
+/// Coordinator -> worker, reply to an accepted Hello.
+public struct Welcome: Equatable, Sendable {
+    public var rank: UInt32
+    public var workerCount: UInt32
+    /// Canonical JSON of the whole training config.
+    public var runConfig: String
+    /// This worker's streams: `streamBegin ..< streamEnd`.
+    public var streamBegin: UInt32
+    public var streamEnd: UInt32
+    /// The first step the worker will be asked for.
+    public var step: UInt64
+    /// Carried hidden state of this worker's streams (resume); empty otherwise.
+    public var state: [WireTensor]
+
+    public init(rank: UInt32, workerCount: UInt32, runConfig: String, streamBegin: UInt32,
+                streamEnd: UInt32, step: UInt64, state: [WireTensor] = []) {
+        self.rank = rank
+        self.workerCount = workerCount
+        self.runConfig = runConfig
+        self.streamBegin = streamBegin
+        self.streamEnd = streamEnd
+        self.step = step
+        self.state = state
+    }
+}
+
+/// Coordinator -> every worker: weights for `step`. The hot path encodes them from the
+/// parameter slab with `WireCodec.encodeWeights`; this value form is for tests and tools.
+public struct Weights: Equatable, Sendable {
+    public var step: UInt64
+    /// Zero the carried state before this step (epoch start).
+    public var resetState: Bool
+    /// Include the carried state after this step in the push.
+    public var wantState: Bool
+    /// In `ParameterLayout` order.
+    public var tensors: [WireTensor]
+
+    public init(step: UInt64, resetState: Bool, wantState: Bool, tensors: [WireTensor]) {
+        self.step = step
+        self.resetState = resetState
+        self.wantState = wantState
+        self.tensors = tensors
+    }
+}
+
+/// Worker -> coordinator: the gradient of the summed loss over the worker's streams. The hot
+/// path encodes it from the gradient slab with `WireCodec.encodeGradientPush`.
+public struct GradientPush: Equatable, Sendable {
+    public var step: UInt64
+    public var tokenCount: UInt64
+    public var lossSum: Double
+    /// In `ParameterLayout` order.
+    public var tensors: [WireTensor]
+    /// Present only when the Weights asked for it.
+    public var state: [WireTensor]
+    /// This step: forward + backward + local reduction.
+    public var computeSeconds: Double
+    /// Previous step: decode weights + encode + send.
+    public var communicateSeconds: Double
+
+    public init(step: UInt64, tokenCount: UInt64, lossSum: Double, tensors: [WireTensor],
+                state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double) {
+        self.step = step
+        self.tokenCount = tokenCount
+        self.lossSum = lossSum
+        self.tensors = tensors
+        self.state = state
+        self.computeSeconds = computeSeconds
+        self.communicateSeconds = communicateSeconds
+    }
+}
+
+public struct Heartbeat: Equatable, Sendable {
+    public var rank: UInt32
+    public var step: UInt64
+
+    public init(rank: UInt32, step: UInt64) {
+        self.rank = rank
+        self.step = step
+    }
+}
+
+public struct Shutdown: Equatable, Sendable {
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
+}
+
+/// The proto's `Error` message (renamed: `Error` is Swift's protocol).
+public struct WireErrorMessage: Equatable, Sendable {
+    public var message: String
+
+    public init(message: String) { self.message = message }
+}
+
+/// One Envelope body.
+public enum Message: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case weights(Weights)
+    case gradientPush(GradientPush)
+    case heartbeat(Heartbeat)
+    case shutdown(Shutdown)
+    case error(WireErrorMessage)
+
+    public var kind: MessageKind {
+        switch self {
+        case .hello: return .hello
+        case .welcome: return .welcome
+        case .weights: return .weights
+        case .gradientPush: return .gradientPush
+        case .heartbeat: return .heartbeat
+        case .shutdown: return .shutdown
+        case .error: return .error
+        }
+    }
+}
+
+extension Hello {
+    /// The fingerprint fields that differ from the coordinator's `expected` hello, as
+    /// `WireError.fingerprintMismatch` lists them; nil when the worker may join.
+    public func fingerprintMismatch(expected: Hello) -> WireError? {
+        var differences: [String] = []
+        if corpusDigest != expected.corpusDigest {
+            differences.append("corpus_digest \(corpusDigest.prefix(12)) (coordinator \(expected.corpusDigest.prefix(12)))")
+        }
+        if vocabularyDigest != expected.vocabularyDigest {
+            differences.append("vocabulary_digest \(vocabularyDigest.prefix(12)) (coordinator \(expected.vocabularyDigest.prefix(12)))")
+        }
+        if modelConfig != expected.modelConfig {
+            differences.append("model_config \(modelConfig) (coordinator \(expected.modelConfig))")
+        }
+        return differences.isEmpty ? nil : .fingerprintMismatch(differences: differences)
+    }
+}
