@@ -5,7 +5,7 @@
 /// speaker names in capitals before ':' and a newline, acts and scenes counted in Roman numerals,
 /// subject-verb-object sentences with agreement, counting runs ("one, two, three"), rhyming
 /// couplets, matched brackets and quotes, and questions answered in the next speech by
-/// repeating their words. ASCII only (about 65 symbols).
+/// repeating their words. ASCII only: 64 symbols.
 ///
 /// Deterministic on every platform: it draws only from `SeededGenerator` (through
 /// `nextInt(below:)`) and never iterates a `Set` or `Dictionary`.

@@ -64,9 +64,10 @@ public struct SeededGenerator: RandomNumberGenerator, Codable, Equatable, Hashab
         Float(next() >> 40) * 0x1p-24
     }
 
-    /// Uniform in [range.lowerBound, range.upperBound]: `lower + (upper - lower) * nextUniformFloat()`.
+    /// Uniform in [range.lowerBound, range.upperBound]: `lower + (upper - lower) * nextUniformFloat()`,
+    /// capped at `upper` in case rounding of the span overshoots.
     public mutating func nextUniform(in range: ClosedRange<Float>) -> Float {
-        range.lowerBound + (range.upperBound - range.lowerBound) * nextUniformFloat()
+        min(range.lowerBound + (range.upperBound - range.lowerBound) * nextUniformFloat(), range.upperBound)
     }
 
     /// Uniform in [0, 1) on the grid of 2^-53: the top 53 bits of `next()`.
