@@ -1,0 +1,32 @@
+/// Why a text cannot serve as a training corpus. Each case prints as one line naming the file.
+public enum CorpusError: Error, CustomStringConvertible, Equatable {
+    /// The file could not be opened or read; `reason` is the system's (strerror) wording.
+    case unreadable(path: String, reason: String)
+    /// The file has no bytes.
+    case empty(path: String)
+    /// The bytes are not strict UTF-8 (overlong forms, surrogates and values past U+10FFFF are
+    /// rejected, nothing is repaired); `offset` is the 0-based offset of the first byte of the
+    /// first sequence that does not decode, as Python's `UnicodeDecodeError` reports it.
+    case invalidUTF8(path: String, offset: Int, byte: UInt8, reason: String)
+    /// The training split cannot fill one window of every stream: it needs N·T + 1 scalars
+    /// (the targets are shifted by one).
+    case tooShort(name: String, totalCount: Int, trainCount: Int, requiredTrainCount: Int,
+                  streams: Int, window: Int, validationFraction: Double)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason):
+            return "cannot read corpus \(path): \(reason)"
+        case .empty(let path):
+            return "corpus \(path) is empty"
+        case .invalidUTF8(let path, let offset, let byte, let reason):
+            let hex = String(byte, radix: 16, uppercase: true)
+            return "corpus \(path) is not valid UTF-8: byte 0x\(hex.count == 1 ? "0" + hex : hex) at offset \(offset) (\(reason))"
+        case .tooShort(let name, let total, let train, let required, let streams, let window, let fraction):
+            return "corpus \(name) is too short for \(streams) streams × window \(window): "
+                + "its training split has \(train) scalars (of \(total), validation fraction \(fraction)), "
+                + "at least \(required) are needed (streams × window + 1); "
+                + "use a longer text, fewer streams or a shorter window"
+        }
+    }
+}
