@@ -1,5 +1,6 @@
 import XCTest
 @testable import Cluster
+import CZeroMQ
 
 /// The ZeroMQ wrapper over loopback and inproc only; every wait is bounded (≤ 2 s).
 final class TransportTests: XCTestCase {
@@ -155,6 +156,79 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(try dealer.receive(timeout: .seconds(2)), [Array(expected[0..<1000])])
         XCTAssertTrue(buffer.waitUntilReleased(timeout: .seconds(2)))
         XCTAssertEqual(buffer.framesInFlight, 0)
+    }
+
+    func testSharedBufferOutlivesTheCallersReferenceUntilLibzmqReleasesIt() throws {
+        // Over inproc libzmq hands the very frame to the receiver, so the buffer must stay
+        // alive until the receiver is done with it, whatever the sender does meanwhile.
+        let sender = try ZMQSocket(context: context, kind: .pair)
+        try sender.bind("inproc://shared")
+        let receiver = try ZMQSocket(context: context, kind: .pair)
+        try receiver.connect("inproc://shared")
+        weak var watched: ZMQSharedBuffer?
+        do {
+            let buffer = ZMQSharedBuffer(count: 64)
+            for i in 0..<64 { buffer.mutableBytes[i] = UInt8(i) }
+            watched = buffer
+            try sender.send(ZMQMessage(sharing: buffer))
+            XCTAssertEqual(buffer.framesInFlight, 1)
+            XCTAssertFalse(buffer.waitUntilReleased(timeout: .milliseconds(10)))
+        }
+        XCTAssertNotNil(watched, "libzmq's frame keeps the buffer alive")
+        var frames: [ZMQMessage] = []
+        try receiver.receive(into: &frames, timeout: .seconds(2))
+        XCTAssertEqual(frames[0].array, (0..<64).map { UInt8($0) })
+        XCTAssertEqual(frames[0].bytes.baseAddress, watched.map { UnsafeRawPointer($0.base) },
+                       "received in place, not copied")
+        XCTAssertNotNil(watched)
+        frames.removeAll()  // closing the received frame runs libzmq's free callback
+        XCTAssertNil(watched)
+    }
+
+    func testOptionsReachLibzmq() throws {
+        let router = try ZMQSocket(context: context, kind: .router)
+        XCTAssertEqual(try router.option(ZMQ_LINGER, "ZMQ_LINGER"), 0, "linger defaults to 0 here")
+        try router.setLinger(.milliseconds(250))
+        XCTAssertEqual(try router.option(ZMQ_LINGER, "ZMQ_LINGER"), 250)
+        try router.setMaximumMessageSize(1 << 33)
+        XCTAssertEqual(try router.option64(ZMQ_MAXMSGSIZE, "ZMQ_MAXMSGSIZE"), 1 << 33)
+        try router.setMaximumMessageSize(nil)
+        XCTAssertEqual(try router.option64(ZMQ_MAXMSGSIZE, "ZMQ_MAXMSGSIZE"), -1)
+        try router.setHeartbeat(interval: .seconds(1), timeout: .seconds(3), timeToLive: .seconds(5))
+        XCTAssertEqual(try router.option(ZMQ_HEARTBEAT_IVL, "ZMQ_HEARTBEAT_IVL"), 1000)
+        XCTAssertEqual(try router.option(ZMQ_HEARTBEAT_TIMEOUT, "ZMQ_HEARTBEAT_TIMEOUT"), 3000)
+        XCTAssertEqual(try router.option(ZMQ_HEARTBEAT_TTL, "ZMQ_HEARTBEAT_TTL"), 5000)
+        try router.setHighWaterMarks(send: 10, receive: 20)
+        XCTAssertEqual(try router.option(ZMQ_SNDHWM, "ZMQ_SNDHWM"), 10)
+        XCTAssertEqual(try router.option(ZMQ_RCVHWM, "ZMQ_RCVHWM"), 20)
+        try router.setRouterHandover(true)
+
+        router.receiveTimeout = .milliseconds(50)
+        XCTAssertThrowsError(try router.receive(timeout: .zero))
+        XCTAssertEqual(try router.option(ZMQ_RCVTIMEO, "ZMQ_RCVTIMEO"), 0, "a per-call timeout is applied")
+        XCTAssertThrowsError(try router.receive()) { error in
+            XCTAssertEqual(error as? ZMQError, .timeout(operation: "receive", seconds: 0.05))
+        }
+        XCTAssertEqual(try router.option(ZMQ_RCVTIMEO, "ZMQ_RCVTIMEO"), 50, "then the socket's default")
+    }
+
+    func testRestartedWorkerWithTheSameIdentityIsReachableWithHandover() throws {
+        let router = try ZMQSocket(context: context, kind: .router)
+        try router.setRouterHandover(true)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let old = try ZMQSocket(context: context, kind: .dealer)
+        try old.setIdentity("worker-1")
+        try old.connect(endpoint)
+        try old.send(frames: [Array("old".utf8)])
+        XCTAssertEqual(try router.receive(timeout: .seconds(2))[1], Array("old".utf8))
+
+        let new = try ZMQSocket(context: context, kind: .dealer)
+        try new.setIdentity("worker-1")
+        try new.connect(endpoint)
+        try new.send(frames: [Array("new".utf8)])
+        XCTAssertEqual(try router.receive(timeout: .seconds(2))[1], Array("new".utf8))
+        try router.send(to: Array("worker-1".utf8), body: Array("to the new one".utf8))
+        XCTAssertEqual(try new.receive(timeout: .seconds(2)), [Array("to the new one".utf8)])
     }
 
     func testMaximumMessageSizeDropsOversizedMessagesAndKeepsServing() throws {

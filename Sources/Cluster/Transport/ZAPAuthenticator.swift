@@ -57,11 +57,14 @@ public final class ZAPAuthenticator {
         try handler.bind(ZAPAuthenticator.endpoint)
 
         let controlEndpoint = "inproc://recur.zap-control.\(UInt(bitPattern: ObjectIdentifier(handler).hashValue))"
-        control = try ZMQSocket(context: context, kind: .pair)
+        let control = try ZMQSocket(context: context, kind: .pair)
         control.sendTimeout = .seconds(1)
         try control.bind(controlEndpoint)
         let controlPeer = try ZMQSocket(context: context, kind: .pair)
         try controlPeer.connect(controlEndpoint)
+        // Nothing throws after this point, so deinit (which stops the thread) only ever runs
+        // for an authenticator whose thread was started.
+        self.control = control
 
         let service = ZAPService(handler: handler, control: controlPeer,
                                  allowed: Set(allowedPublicKeys), onRejection: onRejection)
@@ -107,6 +110,8 @@ private final class ZAPService: @unchecked Sendable {
 
     func run() {
         defer {
+            // Unbind first so a new authenticator can bind the name as soon as stop() returns.
+            try? handler.unbind(ZAPAuthenticator.endpoint)
             handler.close()
             control.close()
         }

@@ -23,13 +23,9 @@ public final class ZMQContext: @unchecked Sendable {
             throw ZMQError.system(function: "zmq_ctx_new", errno: code, message: ZMQError.message(errno: code))
         }
         self.handle = handle
-        do {
-            try call("zmq_ctx_set(ZMQ_IO_THREADS)") { zmq_ctx_set(handle, ZMQ_IO_THREADS, Int32(ioThreads)) }
-            try call("zmq_ctx_set(ZMQ_BLOCKY)") { zmq_ctx_set(handle, ZMQ_BLOCKY, 0) }
-        } catch {
-            zmq_ctx_term(handle)
-            throw error
-        }
+        // Fully initialised from here: if a setting fails, deinit terminates the context.
+        try call("zmq_ctx_set(ZMQ_IO_THREADS)") { zmq_ctx_set(handle, ZMQ_IO_THREADS, Int32(ioThreads)) }
+        try call("zmq_ctx_set(ZMQ_BLOCKY)") { zmq_ctx_set(handle, ZMQ_BLOCKY, 0) }
     }
 
     deinit {

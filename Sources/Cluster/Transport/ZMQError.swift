@@ -100,10 +100,7 @@ func call(
         let code = zmq_errno()
         if code == EINTR { continue }
         if let specific = translate(code) { throw specific }
-        if code == ZMQ_ETERM { throw ZMQError.closed(function: function) }
+        if code == ETERM { throw ZMQError.closed(function: function) }
         throw ZMQError.system(function: function, errno: code, message: ZMQError.message(errno: code))
     }
 }
-
-/// ETERM as Swift sees it (the header defines it as ZMQ_HAUSNUMERO + 53).
-let ZMQ_ETERM: Int32 = Int32(ZMQ_HAUSNUMERO) + 53

@@ -24,13 +24,16 @@ public final class ZMQMessage {
     /// `mutableBytes` and sent without a copy.
     public init(count: Int) throws {
         precondition(count >= 0)
-        pointer = .allocate(capacity: 1)
+        // Initialise before storing: once `pointer` is set, a throw would run deinit, which
+        // closes the message.
+        let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         do {
-            try call("zmq_msg_init_size") { zmq_msg_init_size(pointer, count) }
+            try call("zmq_msg_init_size") { zmq_msg_init_size(message, count) }
         } catch {
-            pointer.deallocate()
+            message.deallocate()
             throw error
         }
+        pointer = message
     }
 
     /// A frame holding a copy of `bytes`.
@@ -50,17 +53,18 @@ public final class ZMQMessage {
         let frameCount = count ?? buffer.count
         precondition(frameCount >= 0 && frameCount <= buffer.count,
                      "frame of \(frameCount) bytes does not fit a shared buffer of \(buffer.count)")
-        pointer = .allocate(capacity: 1)
+        let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
         let hint = buffer.retainForFlight()
         do {
             try call("zmq_msg_init_data") {
-                zmq_msg_init_data(pointer, buffer.base, frameCount, releaseSharedBuffer, hint)
+                zmq_msg_init_data(message, buffer.base, frameCount, releaseSharedBuffer, hint)
             }
         } catch {
             releaseSharedBuffer(nil, hint)
-            pointer.deallocate()
+            message.deallocate()
             throw error
         }
+        pointer = message
     }
 
     deinit {

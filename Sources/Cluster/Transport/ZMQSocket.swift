@@ -68,19 +68,15 @@ public final class ZMQSocket {
     public init(context: ZMQContext, kind: Kind) throws {
         guard let handle = zmq_socket(context.handle, kind.rawValue) else {
             let code = zmq_errno()
-            if code == ZMQ_ETERM { throw ZMQError.closed(function: "zmq_socket") }
+            if code == ETERM { throw ZMQError.closed(function: "zmq_socket") }
             throw ZMQError.system(function: "zmq_socket", errno: code, message: ZMQError.message(errno: code))
         }
         self.kind = kind
         self.context = context
         self.handle = handle
-        do {
-            try setLinger(.zero)
-            if kind == .router { try setRouterMandatory(true) }
-        } catch {
-            close()
-            throw error
-        }
+        // Fully initialised from here: if an option fails, deinit closes the socket.
+        try setLinger(.zero)
+        if kind == .router { try setRouterMandatory(true) }
     }
 
     deinit { close() }
@@ -110,6 +106,16 @@ public final class ZMQSocket {
             zmq_bind(handle, endpoint)
         }
         return try lastEndpoint()
+    }
+
+    /// Stops listening on an endpoint given to (or returned by) `bind`. For `inproc://` the
+    /// name is free again when this returns; `close` alone frees it only later, in libzmq's
+    /// background reaper.
+    public func unbind(_ endpoint: String) throws {
+        let handle = try liveHandle("zmq_unbind")
+        try call("zmq_unbind", translate: { endpointError($0, endpoint: endpoint, binding: false) }) {
+            zmq_unbind(handle, endpoint)
+        }
     }
 
     /// Connects to an endpoint. libzmq connects in the background and reconnects after

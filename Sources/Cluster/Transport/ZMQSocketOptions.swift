@@ -32,6 +32,15 @@ extension ZMQSocket {
         try setOption(ZMQ_ROUTER_MANDATORY, "ZMQ_ROUTER_MANDATORY", int32: enabled ? 1 : 0)
     }
 
+    /// ROUTER only: whether a new connection with an identity already in use takes it over
+    /// (ZMQ_ROUTER_HANDOVER; true) or is refused (false, libzmq's default). Turn it on so a
+    /// restarted worker with the same identity is reachable before the ROUTER has noticed
+    /// that its old connection died.
+    public func setRouterHandover(_ enabled: Bool) throws {
+        precondition(kind == .router, "ZMQ_ROUTER_HANDOVER applies to ROUTER sockets")
+        try setOption(ZMQ_ROUTER_HANDOVER, "ZMQ_ROUTER_HANDOVER", int32: enabled ? 1 : 0)
+    }
+
     /// The largest frame this socket accepts from a peer, in bytes (ZMQ_MAXMSGSIZE; nil for no
     /// limit, the default). The first line of defence against oversized messages: libzmq
     /// checks the size announced in the frame header, drops the frame before allocating it,
@@ -103,6 +112,26 @@ extension ZMQSocket {
 
     func setOption(_ option: Int32, _ name: String, bytes: UnsafeRawBufferPointer) throws {
         try setOption(option, name, raw: bytes.baseAddress, size: bytes.count)
+    }
+
+    /// Reads back an integer option (to check what libzmq holds).
+    func option(_ option: Int32, _ name: String) throws -> Int32 {
+        var value: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        let function = "zmq_getsockopt(\(name))"
+        let handle = try liveHandle(function)
+        try call(function) { zmq_getsockopt(handle, option, &value, &size) }
+        return value
+    }
+
+    /// Reads back a 64-bit integer option.
+    func option64(_ option: Int32, _ name: String) throws -> Int64 {
+        var value: Int64 = 0
+        var size = MemoryLayout<Int64>.size
+        let function = "zmq_getsockopt(\(name))"
+        let handle = try liveHandle(function)
+        try call(function) { zmq_getsockopt(handle, option, &value, &size) }
+        return value
     }
 
     private func setOption(_ option: Int32, _ name: String, raw: UnsafeRawPointer?, size: Int) throws {
