@@ -27,10 +27,10 @@ let package = Package(
 
         // MARK: Modules
         .target(name: "Recurrent", dependencies: ["CBLAS"], swiftSettings: optimized),
-        .target(name: "Training", dependencies: ["Recurrent"], swiftSettings: optimized),
+        .target(name: "Training", dependencies: ["Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Wire", dependencies: ["CWire", "Recurrent"], swiftSettings: optimized),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Wire", "Training", "Recurrent"],
-                swiftSettings: optimized),
+                exclude: ["Transport/README.md"], swiftSettings: optimized),
 
         // MARK: Executable
         .executableTarget(name: "recur", dependencies: [

@@ -258,6 +258,12 @@ public final class RecurrentNetwork<S: KernelScalar> {
         return S.logarithm(sum) - targetLogit
     }
 
+    /// The V next-symbol probabilities predicted at step t of stream b by the last `forward`
+    /// (valid until `backward`, which turns them into logit gradients).
+    public func probabilities(stream b: Int, step t: Int) -> UnsafeBufferPointer<S> {
+        UnsafeBufferPointer(start: logits + (b * (window + 1) + t) * config.vocabularySize, count: config.vocabularySize)
+    }
+
     /// Writes the hidden (and cell) state after the last step into rows 0..<n of `state`.
     public func copyFinalState(to state: StateView<S>) {
         let n = streamCount, P = window + 1, H = config.hiddenSize
