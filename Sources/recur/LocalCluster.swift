@@ -8,7 +8,9 @@ import Training
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
                     heartbeatTimeout: Double, console: Console) throws {
-        var options = CoordinatorOptions(bind: "tcp://127.0.0.1:*", workers: workers)
+        // ipc (unix socket) beats loopback tcp for the per-step weights and gradients.
+        let socketPath = NSTemporaryDirectory() + "recur-\(getpid()).sock"
+        var options = CoordinatorOptions(bind: "ipc://" + socketPath, workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
         let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
