@@ -117,6 +117,7 @@ public final class Coordinator {
         context = try ZMQContext()
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterHandover(false)
+        try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
         try socket.setMaximumMessageSize(Int64(limits.maxMessageBytes))
         socket.sendTimeout = .seconds(options.heartbeatTimeout)
         if let curve = options.curve {
