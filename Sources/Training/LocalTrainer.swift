@@ -84,6 +84,7 @@ public final class LocalTrainer {
 }
 
 extension Collection where Element == Double {
-    var mean: Double? { isEmpty ? nil : reduce(0, +) / Double(count) }
-    var median: Double? { isEmpty ? nil : sorted()[count / 2] }
+    public var mean: Double? { isEmpty ? nil : reduce(0, +) / Double(count) }
+    /// The upper median (the middle element of the sorted values).
+    public var median: Double? { isEmpty ? nil : sorted()[count / 2] }
 }

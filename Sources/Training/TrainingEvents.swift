@@ -80,6 +80,16 @@ public struct Summary: Sendable {
     public var tokensPerSecond: Double      // median over the run's steps
     public var wallSeconds: Double
     public var checkpoint: String?
+
+    public init(steps: Int, finalTrainLoss: Double?, validation: Evaluator.Result?, tokensPerSecond: Double,
+                wallSeconds: Double, checkpoint: String?) {
+        self.steps = steps
+        self.finalTrainLoss = finalTrainLoss
+        self.validation = validation
+        self.tokensPerSecond = tokensPerSecond
+        self.wallSeconds = wallSeconds
+        self.checkpoint = checkpoint
+    }
 }
 
 /// Appends one JSON object per line; flushed per record so a killed run keeps its log.
