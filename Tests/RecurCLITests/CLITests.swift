@@ -274,6 +274,26 @@ final class CLITests: XCTestCase {
         assertOneLineError(initFrom, mentions: ["another model", run.checkpoint])
     }
 
+    /// Paths a user can get wrong in a train command: each is one line, and none costs a
+    /// training run first (no step line printed before the error).
+    func testUnusableOutputPathsFailBeforeTraining() throws {
+        let corpus = try write(Self.corpusText, to: "corpus.txt")
+        let file = try write("not a directory\n", to: "afile")
+        let base = ["train", "--data", corpus, "--hidden", "8", "--layers", "1", "--batch", "2", "--seq", "4",
+                    "--steps", "3", "--workers", "1", "--sample-length", "0"]
+        let cases: [([String], [String])] = [
+            (["--checkpoint-dir", scratch.child("nothing").path, "--resume"], ["nothing to resume", scratch.child("nothing").path]),
+            (["--checkpoint-dir", scratch.child("c").path, "--log-jsonl", "/nonexistent/dir/log.jsonl"], ["/nonexistent/dir/log.jsonl"]),
+            (["--checkpoint-dir", file], [file, "not a directory"]),
+        ]
+        for (flags, mentions) in cases {
+            let result = try run(base + flags)
+            assertOneLineError(result, mentions: mentions)
+            XCTAssertFalse(result.standardOutput.contains("step 1/"), "failed only after training: \(result.all)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "not a directory\n")
+    }
+
     // MARK: Helpers
 
     /// The decimal number just before `suffix` (first occurrence).

@@ -97,6 +97,74 @@ final class TrainerTests: XCTestCase {
         try assertResumeIsExact(config: config, corpus: corpus, expectedStepsPerEpoch: 4)
     }
 
+    /// A run stopped right after a periodic checkpoint (here: the directory copied when step 6's
+    /// checkpoint is reported, mid-epoch) resumes into the same 10 steps as the run that went on.
+    func testResumeFromAPeriodicCheckpointOfAnUnfinishedRun() throws {
+        let corpus = F.playCorpus(characters: 150)
+        let config = F.config(cell: .lstm, hidden: 6, streams: 4, window: 8, chunkStreams: 2, steps: 10)
+        let directory = TemporaryDirectory()
+        var options = RunOptions()
+        options.checkpointDirectory = directory.child("live")
+        options.checkpointEvery = 3
+        let session = try TrainingSession(config: config, corpus: corpus, options: options)
+        XCTAssertEqual(session.streamLayout.stepsPerEpoch, 4, "fixture: step 6 is in the middle of epoch 1")
+        let copy = directory.child("stopped")
+        var checkpointSteps: [Int] = []
+        var losses: [Double] = []
+        let trainer = LocalTrainer(session: session) { event in
+            switch event {
+            case .checkpoint(let step, let path):
+                checkpointSteps.append(step)
+                if step == 6 {
+                    try! FileManager.default.copyItem(at: URL(fileURLWithPath: path), to: copy)
+                }
+            case .step(let record): losses.append(record.loss)
+            default: break
+            }
+        }
+        try trainer.run()
+        XCTAssertEqual(checkpointSteps, [3, 6, 9, 10])
+
+        options.checkpointDirectory = copy
+        options.resume = true
+        let resumed = try TrainingSession(config: config, corpus: corpus, options: options)
+        XCTAssertEqual(resumed.step, 6)
+        let (_, resumedLosses, _) = try F.run(resumed)
+        XCTAssertEqual(F.bits(resumedLosses), F.bits(Array(losses[6...])))
+        XCTAssertEqual(F.bits(resumed.update.values), F.bits(session.update.values))
+    }
+
+    /// The data-layout contract: state is zero at each epoch start and carried within an epoch.
+    /// The trainer's loss at the first step of epoch 1 equals a fresh engine's from zero state at
+    /// the same weights, and differs from it in the middle of an epoch.
+    func testStateIsZeroAtEpochStartAndCarriedWithin() throws {
+        let corpus = F.playCorpus(characters: 150)
+        let config = F.config(cell: .gru, hidden: 6, streams: 4, window: 8, chunkStreams: 2)
+        for (steps, carried) in [(4, false), (2, true), (6, true)] {
+            var before = config
+            before.steps = steps
+            let weights = try TrainingSession(config: before, corpus: corpus, options: RunOptions())
+            try F.runSteps(weights)
+            XCTAssertEqual(weights.streamLayout.stepsPerEpoch, 4, "fixture")
+            var after = config
+            after.steps = steps + 1
+            let session = try TrainingSession(config: after, corpus: corpus, options: RunOptions())
+            let (trainer, losses) = try F.runSteps(session)
+            // The same weights from zero state, at the same window.
+            let fresh = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
+                                       streams: 0..<4, chunkStreams: 2, threads: 1)
+            let (freshSum, _) = weights.update.values.withUnsafeBufferPointer {
+                fresh.computeGradient(parameters: $0.baseAddress!, stepInEpoch: steps % 4, resetState: true)
+            }
+            let freshLoss = freshSum / Double(trainer.engine.tokensPerStep)
+            if carried {
+                XCTAssertNotEqual(losses.last!, freshLoss, "step \(steps + 1) is mid-epoch: the state must be carried")
+            } else {
+                XCTAssertEqual(losses.last!.bitPattern, freshLoss.bitPattern, "step \(steps + 1) starts an epoch: zero state")
+            }
+        }
+    }
+
     private func assertResumeIsExact(config base: TrainingConfig, corpus: Corpus, expectedStepsPerEpoch: Int?,
                                      file: StaticString = #filePath, line: UInt = #line) throws {
         var whole = base
