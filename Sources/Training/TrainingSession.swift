@@ -47,6 +47,12 @@ public final class TrainingSession {
         (train, validation) = corpus.split(validationFraction: config.validationFraction)
         streamLayout = StreamLayout(trainCount: train.count, streams: config.streams, window: config.window)
 
+        if let directory = options.checkpointDirectory {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw TrainingError.invalidConfig("--checkpoint-dir \(directory.path) exists and is not a directory")
+            }
+        }
         var initial = ParameterInitializer.initialize(layout, seed: config.seed)
         var random = SeededGenerator(seed: config.seed ^ 0x5EED)
         var step = 0
