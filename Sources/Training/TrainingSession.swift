@@ -10,6 +10,8 @@ public struct RunOptions: Sendable {
     public var checkpointEvery = 0
     public var resume = false
     public var initFrom: URL?
+    /// Score the validation split when the run ends (benchmarks turn it off).
+    public var evaluateAtEnd = true
 
     public init() {}
 }
@@ -133,6 +135,11 @@ public final class TrainingSession {
         }
         step += 1
         return report
+    }
+
+    /// The end-of-run evaluation, unless turned off.
+    public func finalEvaluation() -> Evaluator.Result? {
+        options.evaluateAtEnd ? evaluate() : nil
     }
 
     public func evaluate() -> Evaluator.Result? {
