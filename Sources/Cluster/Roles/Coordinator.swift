@@ -80,6 +80,7 @@ public final class Coordinator {
         var lossSum = 0.0
         var computeSeconds = 0.0
         var communicateSeconds = 0.0
+        var waitSeconds = 0.0
         var arrival = 0.0
 
         init(identity: [UInt8], rank: Int, hello: Hello, parameterCount: Int) {
@@ -251,7 +252,6 @@ public final class Coordinator {
             try sendBroadcast(to: peer)
         }
         let t1 = now()
-        var decodeSeconds = 0.0
         var pending = workers.count
         while pending > 0 {
             if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
@@ -269,12 +269,10 @@ public final class Coordinator {
             case .heartbeat:
                 continue
             case .gradientPush(let push):
-                let d0 = now()
                 if let problem = accept(push, from: peer, step: s) {
                     reject(from: peer.name, problem)
                     continue
                 }
-                decodeSeconds += now() - d0
                 peer.pushed = true
                 peer.arrival = now()
                 pending -= 1
@@ -293,17 +291,23 @@ public final class Coordinator {
         commitState()
         let t3 = now()
 
+        // The step as the coordinator sees it, split so the parts add up:
+        //   wait        = last push arrival − first (the slowest worker's lag),
+        //   compute     = the fastest worker's compute + this process's sum and update,
+        //   communicate = the rest: encode, send, transfer both ways, decode on both sides.
+        // Per worker: its compute, its decode/encode/send (previous step), and its idle
+        // time waiting for these weights.
         let arrivals = workers.map(\.arrival)
         let wait = (arrivals.max() ?? t2) - (arrivals.min() ?? t2)
+        let compute = (workers.map(\.computeSeconds).min() ?? 0) + (t3 - t2)
         let timings = workers.map {
             WorkerTiming(rank: $0.rank, computeSeconds: $0.computeSeconds, communicateSeconds: $0.communicateSeconds,
-                         waitSeconds: ($0.arrival - t1) - $0.computeSeconds)
+                         waitSeconds: $0.waitSeconds)
         }
         return StepRecord(step: session.step, epoch: epoch, loss: lossSum / Double(tokens),
                           gradientNorm: update.gradientNorm, learningRate: update.learningRate, tokens: tokens,
-                          stepSeconds: t3 - t0,
-                          computeSeconds: workers.map(\.computeSeconds).max() ?? 0,
-                          communicateSeconds: (t1 - t0) + decodeSeconds,
+                          stepSeconds: t3 - t0, computeSeconds: compute,
+                          communicateSeconds: max(0, (t3 - t0) - compute - wait),
                           waitSeconds: wait, workers: timings)
     }
 
@@ -329,6 +333,7 @@ public final class Coordinator {
         peer.lossSum = push.lossSum
         peer.computeSeconds = push.computeSeconds
         peer.communicateSeconds = push.communicateSeconds
+        peer.waitSeconds = push.waitSeconds
         return nil
     }
 

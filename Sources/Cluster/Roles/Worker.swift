@@ -90,6 +90,7 @@ public final class Worker {
         defer { parameters.deallocate() }
         var expectedStep = welcome.step
         var lastCommunicate = 0.0
+        var lastPushSent: Double?
         var lastHeard = now()
         while true {
             if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
@@ -110,6 +111,7 @@ public final class Worker {
                 throw ClusterError.refused(error.message)
             case .weights(let weights):
                 let t0 = now()
+                let idle = lastPushSent.map { t0 - $0 } ?? 0
                 guard weights.step == expectedStep else {
                     log("worker \(rank): rejected weights for step \(weights.step + 1), expected step \(expectedStep + 1)")
                     continue
@@ -129,11 +131,12 @@ public final class Worker {
                 let t2 = now()
                 let state = weights.wantState ? stateTensors(engine.state, model: model, streams: streams.count) : []
                 WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(engine.tokensPerStep), lossSum: lossSum,
-                                             computeSeconds: t2 - t1, communicateSeconds: lastCommunicate,
+                                             computeSeconds: t2 - t1, communicateSeconds: lastCommunicate, waitSeconds: idle,
                                              gradient: UnsafeBufferPointer(start: gradient, count: layout.count),
                                              layout: layout, state: state, into: &outgoing)
                 try outgoing.withUnsafeBytes { try socket.send($0) }
-                lastCommunicate = (t1 - t0) + (now() - t2)
+                lastPushSent = now()
+                lastCommunicate = (t1 - t0) + (lastPushSent! - t2)
                 expectedStep += 1
                 lastHeard = now()
             default:
