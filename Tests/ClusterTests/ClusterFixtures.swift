@@ -87,9 +87,9 @@ final class LogLines: @unchecked Sendable {
         return stored
     }
 
-    /// The first line holding every fragment.
+    /// The first line holding every fragment (empty fragments match any line).
     func line(containing fragments: [String]) -> String? {
-        lines.first { line in fragments.allSatisfy { line.contains($0) } }
+        lines.first { line in fragments.allSatisfy { $0.isEmpty || line.contains($0) } }
     }
 
     /// Waits (bounded) for a line holding every fragment.
@@ -167,6 +167,7 @@ final class CoordinatorHarness: @unchecked Sendable {
 
     var endpoint: String { coordinator.endpoint }
     var session: TrainingSession { coordinator.session }
+    var isFinished: Bool { run?.isFinished ?? false }
 
     func start() {
         precondition(run == nil, "started twice")
@@ -238,9 +239,13 @@ final class FakeWorker {
     private(set) var engine: GradientEngine!
     private var parameters: [Float] = []
 
-    init(endpoint: String, identity: String, corpus: Corpus = ClusterFixtures.corpus) throws {
+    /// The pid it states in its hello (the coordinator names workers by host and pid).
+    let pid: UInt32
+
+    init(endpoint: String, identity: String, pid: UInt32 = 4242, corpus: Corpus = ClusterFixtures.corpus) throws {
         self.corpus = corpus
         self.identity = identity
+        self.pid = pid
         socket = try ZMQSocket(context: try ZMQContext(), kind: .dealer)
         try socket.setIdentity(identity)
         socket.sendTimeout = .seconds(5)
@@ -252,7 +257,7 @@ final class FakeWorker {
     /// The hello a correct worker sends (fields may be changed by the caller).
     func hello() -> Hello {
         Hello(corpusDigest: corpus.digest, vocabularyDigest: corpus.vocabulary.digest, modelConfig: "",
-              host: "fakehost", pid: 4242, threads: 1)
+              host: "fakehost", pid: pid, threads: 1)
     }
 
     func send(_ message: Message) throws { try socket.send(frames: [WireCodec.encode(message)]) }
@@ -277,10 +282,21 @@ final class FakeWorker {
         return nil
     }
 
-    /// Says hello and waits for the welcome; sets up the engine for the assigned streams.
+    /// The name the coordinator gives this worker once it has `rank`.
+    func name(rank: Int) -> String { "worker \(rank) (host fakehost, pid \(pid))" }
+
+    func sayHello() throws { try send(.hello(hello())) }
+
+    /// Says hello and waits for the welcome.
     @discardableResult
     func join() throws -> Welcome {
-        try send(.hello(hello()))
+        try sayHello()
+        return try awaitWelcome()
+    }
+
+    /// Waits for the welcome; sets up the engine for the assigned streams.
+    @discardableResult
+    func awaitWelcome() throws -> Welcome {
         guard let message = try next() else { throw FakeWorkerError("no welcome within 10 s") }
         guard case .welcome(let welcome) = message else { throw FakeWorkerError("expected welcome, got \(message.kind)") }
         self.welcome = welcome
@@ -350,6 +366,23 @@ class ClusterTestCase: XCTestCase {
     private var coordinators: [CoordinatorHarness] = []
     private var workers: [WorkerHarness] = []
     private var directories: [URL] = []
+    private var processes: [RecurProcess] = []
+    private var grandchildren: [pid_t] = []
+
+    /// A process started by one of ours (a `recur work` of `recur train`): killed in
+    /// tearDown if it is still alive then.
+    func killInTearDown(_ pid: pid_t) { grandchildren.append(pid) }
+
+    /// Starts the built `recur` with `arguments`; fails the test when the binary is missing.
+    func launch(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> RecurProcess {
+        guard let executable = RecurProcess.executable else {
+            XCTFail("no built recur at .build/<configuration>/recur above \(#filePath): run `swift build` first", file: file, line: line)
+            throw FakeWorkerError("recur executable missing")
+        }
+        let process = try RecurProcess(executable, arguments)
+        processes.append(process)
+        return process
+    }
 
     func temporaryDirectory() throws -> URL {
         let url = FileManager.default.temporaryDirectory
@@ -360,9 +393,9 @@ class ClusterTestCase: XCTestCase {
     }
 
     func startCoordinator(_ session: TrainingSession, workers count: Int, heartbeatTimeout: Double = 5,
-                          onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
+                          joinTimeout: Double = 30, onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
         let harness = try CoordinatorHarness(session: session, workers: count, heartbeatTimeout: heartbeatTimeout,
-                                             onStep: onStep)
+                                             joinTimeout: joinTimeout, onStep: onStep)
         coordinators.append(harness)
         harness.start()
         return harness
@@ -396,6 +429,14 @@ class ClusterTestCase: XCTestCase {
     typealias Outcome = ClusterFixtures.Outcome
 
     override func tearDown() {
+        // SIGKILL works on stopped processes too; every wait is bounded.
+        for process in processes where process.isRunning {
+            process.send(SIGKILL)
+            _ = process.waitForExit(timeout: 5)
+        }
+        processes = []
+        for pid in grandchildren where Self.isAlive(pid) { kill(pid, SIGKILL) }
+        grandchildren = []
         workers.forEach { $0.stop() }
         coordinators.forEach { $0.stop() }
         workers = []
@@ -403,5 +444,125 @@ class ClusterTestCase: XCTestCase {
         for directory in directories { try? FileManager.default.removeItem(at: directory) }
         directories = []
         super.tearDown()
+    }
+}
+
+// MARK: Real processes
+
+/// A child process of the built `recur` with stdout and stderr captured line by line.
+final class RecurProcess: @unchecked Sendable {
+    let arguments: [String]
+    let stdout = LogLines()
+    let stderr = LogLines()
+    private let process = Process()
+    private let exited = DispatchSemaphore(value: 0)
+    /// Entered once per pipe; left at the pipe's end of file.
+    private let reading = DispatchGroup()
+
+    /// The `recur` of this build configuration at the package root; nil when it is missing.
+    static var executable: URL? {
+        var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while directory.path != "/" {
+            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
+                #if DEBUG
+                let configuration = "debug"
+                #else
+                let configuration = "release"
+                #endif
+                let binary = directory.appendingPathComponent(".build/\(configuration)/recur")
+                return FileManager.default.isExecutableFile(atPath: binary.path) ? binary : nil
+            }
+            directory.deleteLastPathComponent()
+        }
+        return nil
+    }
+
+    init(_ executable: URL, _ arguments: [String]) throws {
+        self.arguments = arguments
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        for (pipe, lines) in [(out, stdout), (err, stderr)] {
+            let reading = self.reading
+            reading.enter()
+            let thread = Thread {
+                defer { reading.leave() }
+                let handle = pipe.fileHandleForReading
+                var pending = Data()
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    pending.append(chunk)
+                    while let newline = pending.firstIndex(of: 0x0A) {
+                        lines.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
+                        pending.removeSubrange(pending.startIndex...newline)
+                    }
+                }
+                if !pending.isEmpty { lines.append(String(decoding: pending, as: UTF8.self)) }
+            }
+            thread.start()
+        }
+    }
+
+    var pid: pid_t { process.processIdentifier }
+
+    /// Exit status (128 + signal when killed by a signal), or nil while still running
+    /// after `timeout` seconds.
+    func waitForExit(timeout: Double) -> Int32? {
+        guard exited.wait(timeout: .now() + timeout) == .success else { return nil }
+        exited.signal()  // stay signalled for later calls
+        // Give the readers a moment to take the last lines out of the pipes.
+        _ = reading.wait(timeout: .now() + 2)
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    func send(_ signal: Int32) { if process.isRunning { kill(pid, signal) } }
+
+    /// Everything it printed, for failure messages.
+    var transcript: String {
+        "$ recur \(arguments.joined(separator: " "))\n--- stdout\n\(stdout.text)\n--- stderr\n\(stderr.text)"
+    }
+}
+
+extension ClusterTestCase {
+    /// Whether `pid` is a live process (zombies count as gone).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return !stat[stat.index(after: close)...].hasPrefix(" Z")
+    }
+
+    /// A loopback tcp endpoint on a port that was free a moment ago.
+    func freeLoopbackEndpoint() throws -> String {
+        let probe = try ZMQSocket(context: try ZMQContext(), kind: .router)
+        defer { probe.close() }
+        return try probe.bind("tcp://127.0.0.1:*")
+    }
+
+    /// `(rank, "worker r (host h, pid p)")` of the worker process `pid` from the
+    /// coordinator's "… joined …" lines.
+    static func joinedName(pid: pid_t, in lines: LogLines) -> (rank: Int, name: String)? {
+        guard let line = lines.line(containing: [", pid \(pid)) joined"]),
+              let start = line.range(of: "worker "), let end = line.range(of: ", pid \(pid))") else { return nil }
+        let name = String(line[start.lowerBound..<end.upperBound])
+        let rank = Int(name.dropFirst("worker ".count).prefix { $0.isNumber })
+        return rank.map { ($0, name) }
+    }
+
+    /// Worker pids from "worker r (host h, pid p) joined" lines.
+    static func joinedPids(in lines: LogLines) -> [pid_t] {
+        lines.lines.compactMap { line in
+            guard line.contains(") joined"), let range = line.range(of: ", pid ") else { return nil }
+            return pid_t(line[range.upperBound...].prefix { $0.isNumber })
+        }
     }
 }

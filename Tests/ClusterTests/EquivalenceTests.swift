@@ -81,4 +81,27 @@ final class EquivalenceTests: ClusterTestCase {
         XCTAssertTrue(resumed.values == reference.values, "in-process 10 steps + distributed 10 differs from 20 steps")
         XCTAssertTrue(resumed.hiddenH == reference.hiddenH)
     }
+
+    /// `recur train --workers 2 --threads 1` (coordinator + two `recur work` processes over
+    /// ipc) and `--workers 1 --threads 2` (in process) write the same checkpoint bytes.
+    func testLocalClusterCommandWritesTheInProcessModelByteForByte() throws {
+        let common = ["train", "--steps", "20", "--hidden", "16", "--layers", "2", "--batch", "8", "--seq", "8",
+                      "--chunk", "2", "--sample-length", "0", "--heartbeat-timeout", "5"]
+        let clusterDirectory = try temporaryDirectory(), localDirectory = try temporaryDirectory()
+        let cluster = try launch(common + ["--workers", "2", "--threads", "1", "--checkpoint-dir", clusterDirectory.path])
+        XCTAssertEqual(cluster.waitForExit(timeout: 60), 0, cluster.transcript)
+        let local = try launch(common + ["--workers", "1", "--threads", "2", "--checkpoint-dir", localDirectory.path])
+        XCTAssertEqual(local.waitForExit(timeout: 60), 0, local.transcript)
+
+        XCTAssertNotNil(cluster.stdout.line(containing: ["coordinator ipc://", "2 worker(s)"]), "not distributed:\n\(cluster.transcript)")
+        XCTAssertEqual(Self.joinedPids(in: cluster.stdout).count, 2, cluster.transcript)
+        XCTAssertNotNil(local.stdout.line(containing: ["in-process, 2 thread(s)"]), local.transcript)
+        for file in ["model.safetensors", "hidden.safetensors", "optimizer.safetensors"] {
+            let a = try Data(contentsOf: clusterDirectory.appendingPathComponent(file))
+            let b = try Data(contentsOf: localDirectory.appendingPathComponent(file))
+            XCTAssertFalse(a.isEmpty)
+            XCTAssertTrue(a == b, "\(file) differs between --workers 2 --threads 1 and --workers 1 --threads 2")
+        }
+        XCTAssertEqual(try Checkpoint.read(from: clusterDirectory).training?.step, 20)
+    }
 }
