@@ -140,6 +140,7 @@ final class CoordinatorTests: ClusterTestCase {
         try outsider.send(bytes: truncated)
         try outsider.send(bytes: [])
         try outsider.send(frames: [noBody, noBody])
+        try outsider.send(frames: Array(repeating: noBody, count: 20))  // past the 16-frame receive limit
         try outsider.send(bytes: noBody)
         try outsider.send(bytes: try versionTwo(.hello(outsider.hello())))
         try outsider.send(bytes: hello)
@@ -160,6 +161,7 @@ final class CoordinatorTests: ClusterTestCase {
             ("truncated", [who, "truncated or malformed message (\(truncated.count) bytes)"]),
             ("empty", [who, "empty message (0 bytes)"]),
             ("two frames", [who, "2 body frames, expected 1"]),
+            ("twenty frames", ["rejected message", "21 frames"]),
             ("no body", [who, "message has no body"]),
             ("version 2", [who, "protocol version 2, expected 1"]),
             ("hello mid-run", [who, "hello from a process that is not a worker of this job"]),
@@ -222,6 +224,8 @@ final class CoordinatorTests: ClusterTestCase {
                 var noState = pushA
                 noState.state = []
                 for bad in [misshaped, short, tokens, flatState, noState] { try a.send(.gradientPush(bad)) }
+                let encoded = WireCodec.encode(.gradientPush(pushA))
+                try a.send(bytes: Array(encoded.prefix(encoded.count / 2)))
                 try a.send(.weights(Weights(step: UInt64(s), resetState: false, wantState: false, tensors: pushA.tensors)))
                 try a.send(.hello(a.hello()))
                 try a.send(.gradientPush(pushA))
@@ -232,6 +236,7 @@ final class CoordinatorTests: ClusterTestCase {
                     ("token count", "gradient over \(pushA.tokenCount + 8) tokens, expected \(pushA.tokenCount)"),
                     ("state shape", "state tensor h: shape [\(pushA.state[0].values.count)], expected [2, 4, 16]"),
                     ("no state", "state tensors [], expected [\"h\", \"c\"]"),
+                    ("truncated", "truncated or malformed message (\(encoded.count / 2) bytes)"),
                     ("weights", "unexpected weights during step 2"),
                     ("hello", "unexpected hello during step 2"),
                 ] {
