@@ -261,6 +261,15 @@ final class CoordinatorTests: ClusterTestCase {
                     XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from \(name): \(fragment)"]),
                                     "\(label) not logged:\n\(coordinator.logs.text)")
                 }
+            case 4:
+                // An impostor connecting with A's identity: the ROUTER refuses the second
+                // connection (no handover), so its push never counts as A's.
+                let impostor = try FakeWorker(endpoint: coordinator.endpoint, identity: a.identity)
+                var forged = pushA
+                forged.tensors = forged.tensors.map { WireTensor(name: $0.name, shape: $0.shape, values: $0.values.map { _ in 7 }) }
+                try impostor.send(.gradientPush(forged))
+                Thread.sleep(forTimeInterval: 0.3)
+                try a.send(.gradientPush(pushA))
             default:
                 try a.send(.gradientPush(pushA))
             }
@@ -272,6 +281,7 @@ final class CoordinatorTests: ClusterTestCase {
         let summary = try XCTUnwrap(coordinator.wait(timeout: 30)).get()
         XCTAssertEqual(summary.steps, 20)
         XCTAssertTrue(session.update.values == reference.values, "a rejected push changed the weights")
+        XCTAssertNil(coordinator.logs.line(containing: ["duplicate gradient for step 5"]), "the impostor's push was taken as A's")
         XCTAssertNoThrow(try XCTUnwrap(real.wait(timeout: 10)).get())
     }
 }

@@ -51,6 +51,11 @@ final class FailureTests: ClusterTestCase {
         // The other worker is told and ends normally.
         XCTAssertNoThrow(try XCTUnwrap(real.wait(timeout: 10)).get())
         XCTAssertNotNil(real.logs.line(containing: ["coordinator ended the run", "stopped answering at step 4"]), real.logs.text)
+
+        // Resuming the failed run's checkpoint continues as if nothing had happened.
+        let uninterrupted = try ClusterFixtures.localReference(config: config, directory: temporaryDirectory())
+        let resumed = try distributedRun(config: config, threads: [1, 1], directory: directory, resume: true)
+        XCTAssertTrue(resumed.values == uninterrupted.values, "resume after the failure differs from an uninterrupted run")
     }
 
     func testAWorkerErrorEndsTheRunNamingTheWorker() throws {
@@ -164,6 +169,35 @@ final class FailureTests: ClusterTestCase {
             XCTAssertNotEqual(status, 0, worker.transcript)
             XCTAssertNotNil(worker.stderr.line(containing: ["recur: coordinator \(endpoint) stopped answering"]), worker.transcript)
         }
+    }
+
+    /// `Signals` turns SIGINT/SIGTERM into a stop request carrying 130/143; `recur train`
+    /// exits with it, and so should `recur serve` and `recur work`.
+    func testInterruptingServeCheckpointsStopsTheWorkersAndExits130() throws {
+        let directory = try temporaryDirectory()
+        let (serve, workers, _) = try startCluster(directory: directory)
+        serve.send(SIGINT)
+        let status = serve.waitForExit(timeout: heartbeat + slack)
+        XCTAssertNotNil(serve.stderr.line(containing: ["recur: interrupted by SIGINT"]), serve.transcript)
+        let wrote = try XCTUnwrap(serve.stdout.line(containing: ["wrote checkpoint \(directory.path) at step "]), serve.transcript)
+        XCTAssertEqual(try Checkpoint.read(from: directory).training?.step, Int(wrote.components(separatedBy: " at step ").last!))
+        for worker in workers {
+            XCTAssertEqual(worker.waitForExit(timeout: heartbeat + slack), 0, worker.transcript)
+            XCTAssertNotNil(worker.stdout.line(containing: ["coordinator ended the run: interrupted by SIGINT"]), worker.transcript)
+        }
+        XCTAssertEqual(status, 130, "recur serve should exit 128 + SIGINT like recur train:\n\(serve.transcript)")
+    }
+
+    func testTerminatingAWorkerEndsItWith143AndTheRunNamesIt() throws {
+        let directory = try temporaryDirectory()
+        let (serve, workers, _) = try startCluster(directory: directory)
+        workers[1].send(SIGTERM)
+        let status = workers[1].waitForExit(timeout: heartbeat + slack)
+        XCTAssertNotNil(status, workers[1].transcript)
+        XCTAssertNotNil(workers[1].stderr.line(containing: ["interrupted by SIGTERM"]), workers[1].transcript)
+        try assertRunEnded(serve, naming: workers[1], reason: "", directory: directory)
+        assertSurvivorEnded(workers[0])
+        XCTAssertEqual(status, 143, "recur work should exit 128 + SIGTERM:\n\(workers[1].transcript)")
     }
 
     func testInterruptingALocalClusterCheckpointsStopsTheWorkersAndExits130() throws {
