@@ -57,8 +57,8 @@ struct ServeCommand: ParsableCommand {
         BLASInfo.useSingleThread()
         let corpus = try data.loadCorpus()
         let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
-        let console = try Console(logJsonl: runFlags.logJsonl)
         let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
+        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
         var options = CoordinatorOptions(bind: bind, workers: runFlags.workers ?? 1)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout

@@ -8,13 +8,20 @@ import Training
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
                     heartbeatTimeout: Double, console: Console) throws {
+        try run(session: session, workers: workers, threads: threads, dataPath: dataPath,
+                heartbeatTimeout: heartbeatTimeout, report: console.report, log: console.line)
+    }
+
+    static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
+                    heartbeatTimeout: Double, report: @escaping (TrainingEvent) -> Void,
+                    log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients.
         let socketPath = NSTemporaryDirectory() + "recur-\(getpid()).sock"
         var options = CoordinatorOptions(bind: "ipc://" + socketPath, workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
-        let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
-        let launcher = LocalLauncher(output: console.line)
+        let coordinator = try Coordinator(session: session, options: options, report: report, log: log)
+        let launcher = LocalLauncher(output: log)
         launcher.onUnexpectedExit = { rank, code in
             coordinator.stop.request("worker \(rank) exited with status \(code)")
         }

@@ -3,7 +3,7 @@ import Foundation
 /// Failures of a distributed run that end it; each is one line naming who and when.
 public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case workerFailed(String)
-    case coordinatorLost(endpoint: String, seconds: Double)
+    case coordinatorLost(endpoint: String, seconds: Double, encrypted: Bool = false)
     case refused(String)
     case joinTimeout(joined: Int, expected: Int, seconds: Double)
     case stopped(String)
@@ -13,8 +13,9 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .workerFailed(let m): return m
-        case .coordinatorLost(let endpoint, let seconds):
-            return "coordinator \(endpoint) stopped answering (no message for \(Self.format(seconds)) s)"
+        case .coordinatorLost(let endpoint, let seconds, let encrypted):
+            let hint = encrypted ? "; with CurveZMQ, check --server-key and that this worker's public key is in the coordinator's --authorized-keys" : ""
+            return "coordinator \(endpoint) stopped answering (no message for \(Self.format(seconds)) s\(hint))"
         case .refused(let m): return "the coordinator refused this worker: \(m)"
         case .joinTimeout(let joined, let expected, let seconds):
             return "only \(joined) of \(expected) workers joined within \(Self.format(seconds)) s"

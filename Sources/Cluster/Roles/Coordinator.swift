@@ -55,6 +55,8 @@ public final class Coordinator {
     private let limits: DecodeLimits
     private var frames: [ZMQMessage] = []
     private var outgoing = MessageBuffer()
+    /// The weights message, sent to every worker without a copy per worker.
+    private var broadcast = ZMQSharedBuffer(count: 0)
     private var lastHeartbeatSent = 0.0
 
     private var workers: [Peer] = []
@@ -114,9 +116,12 @@ public final class Coordinator {
             state.h.update(from: restored.h, count: state.count)
             if let c = state.c { c.update(from: restored.c, count: state.count) }
         }
-        context = try ZMQContext()
+        // One libzmq I/O thread moves about 1 GB/s; weights go out to W workers and
+        // gradients come back from W every step.
+        context = try ZMQContext(ioThreads: max(1, min(options.workers, 4)))
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterHandover(false)
+        try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
         try socket.setMaximumMessageSize(Int64(limits.maxMessageBytes))
         socket.sendTimeout = .seconds(options.heartbeatTimeout)
         if let curve = options.curve {
@@ -163,7 +168,7 @@ public final class Coordinator {
             shutdownWorkers(reason: "\(error)")
             throw error
         }
-        let validation = try evaluateServicing()
+        let validation = session.options.evaluateAtEnd ? try evaluateServicing() : nil
         if let validation { report(.evaluation(step: session.step, result: validation)) }
         let path = try checkpoint()
         shutdownWorkers(reason: "training finished at step \(session.step)")
@@ -240,9 +245,10 @@ public final class Coordinator {
         WireCodec.encodeWeights(step: UInt64(s), resetState: stepInEpoch == 0, wantState: true,
                                 parameters: UnsafeBufferPointer(session.update.parameters),
                                 layout: session.layout, into: &outgoing)
+        try prepareBroadcast()
         for peer in workers {
             peer.pushed = false
-            try sendOutgoing(to: peer)
+            try sendBroadcast(to: peer)
         }
         let t1 = now()
         var decodeSeconds = 0.0
@@ -482,9 +488,18 @@ public final class Coordinator {
         try buffer.withUnsafeBytes { try socket.send(to: identity, body: $0) }
     }
 
-    private func sendOutgoing(to peer: Peer) throws {
+    /// Copies the encoded weights into the shared buffer once the last broadcast is out.
+    private func prepareBroadcast() throws {
+        guard broadcast.waitUntilReleased(timeout: .seconds(options.heartbeatTimeout)) else {
+            throw ClusterError.workerFailed("the last weights broadcast is still queued after \(ClusterError.format(options.heartbeatTimeout)) s: a worker stopped reading")
+        }
+        if broadcast.count != outgoing.count { broadcast = ZMQSharedBuffer(count: outgoing.count) }
+        outgoing.withUnsafeBytes { broadcast.mutableBytes.copyMemory(from: $0) }
+    }
+
+    private func sendBroadcast(to peer: Peer) throws {
         do {
-            try outgoing.withUnsafeBytes { try socket.send(to: peer.identity, body: $0) }
+            try socket.send(to: peer.identity, message: try ZMQMessage(sharing: broadcast))
         } catch ZMQError.hostUnreachable {
             throw ClusterError.workerFailed("\(peer.name) is gone (connection closed) at step \(session.step + 1)")
         } catch ZMQError.timeout {

@@ -149,7 +149,8 @@ public final class Worker {
             if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout, now() > deadline {
-                    throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout)
+                    throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout,
+                                                       encrypted: options.curve != nil)
                 }
                 continue
             }
