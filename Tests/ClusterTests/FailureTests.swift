@@ -171,6 +171,29 @@ final class FailureTests: ClusterTestCase {
         }
     }
 
+    /// The end of a good run: every worker gets the coordinator's shutdown and exits 0. Three
+    /// short runs, because a shutdown lost at process exit is a race.
+    func testAFinishedServeRunEndsEveryWorkerCleanly() throws {
+        for run in 1...3 {
+            let directory = try temporaryDirectory()
+            let endpoint = try freeLoopbackEndpoint()
+            let serve = try launch(["serve", "--bind", endpoint, "--workers", "2", "--steps", "30",
+                                    "--hidden", "16", "--layers", "1", "--batch", "8", "--seq", "8",
+                                    "--checkpoint-dir", directory.path, "--heartbeat-timeout", "\(heartbeat)"])
+            let workers = try (0..<2).map { _ in
+                try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "\(heartbeat)"])
+            }
+            XCTAssertEqual(serve.waitForExit(timeout: 30), 0, "run \(run): \(serve.transcript)")
+            XCTAssertEqual(try Checkpoint.read(from: directory).training?.step, 30)
+            for worker in workers {
+                let status = worker.waitForExit(timeout: heartbeat + slack)
+                XCTAssertNotNil(worker.stdout.line(containing: ["coordinator ended the run: training finished at step 30"]),
+                                "run \(run): the worker never got the shutdown:\n\(worker.transcript)")
+                XCTAssertEqual(status, 0, "run \(run): \(worker.transcript)")
+            }
+        }
+    }
+
     /// `Signals` turns SIGINT/SIGTERM into a stop request carrying 130/143; `recur train`
     /// exits with it, and so should `recur serve` and `recur work`.
     func testInterruptingServeCheckpointsStopsTheWorkersAndExits130() throws {
