@@ -171,10 +171,10 @@ final class FailureTests: ClusterTestCase {
         }
     }
 
-    /// The end of a good run: every worker gets the coordinator's shutdown and exits 0. Three
+    /// The end of a good run: every worker gets the coordinator's shutdown and exits 0. Five
     /// short runs, because a shutdown lost at process exit is a race.
     func testAFinishedServeRunEndsEveryWorkerCleanly() throws {
-        for run in 1...3 {
+        for run in 1...5 {
             let directory = try temporaryDirectory()
             let endpoint = try freeLoopbackEndpoint()
             let serve = try launch(["serve", "--bind", endpoint, "--workers", "2", "--steps", "30",
