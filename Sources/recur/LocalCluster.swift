@@ -22,10 +22,11 @@ enum LocalCluster {
         options.joinTimeout = max(60, heartbeatTimeout)
         let coordinator = try Coordinator(session: session, options: options, report: report, log: log)
         let launcher = LocalLauncher(output: log)
-        launcher.onUnexpectedExit = { rank, code in
-            coordinator.stop.request("worker \(rank) exited with status \(code)")
+        launcher.onUnexpectedExit = { [weak coordinator] rank, code in
+            coordinator?.stop.request("worker \(rank) exited with status \(code)")
         }
-        Signals.forward { coordinator.stop.request($0, exitCode: $1) }
+        let stop = coordinator.stop
+        Signals.forward { stop.request($0, exitCode: $1) }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable) { _ in
             ["work", "--connect", coordinator.endpoint, "--threads", "\(threads)",
@@ -35,11 +36,6 @@ enum LocalCluster {
             try coordinator.run()
         } catch {
             launcher.terminateAll()
-            if case ClusterError.stopped(let reason) = error, let pending = coordinator.stop.pending,
-               pending.exitCode != 1 {
-                FileHandle.standardError.write(Data("recur: \(reason)\n".utf8))
-                exit(pending.exitCode)
-            }
             throw error
         }
         let codes = launcher.waitAll(timeout: 10)

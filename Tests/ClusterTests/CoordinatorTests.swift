@@ -99,7 +99,7 @@ final class CoordinatorTests: ClusterTestCase {
         // left to time out and blame a silent coordinator.
         let ended = try XCTUnwrap(worker.wait(timeout: 10))
         XCTAssertThrowsError(try ended.get()) { error in
-            guard case ClusterError.stopped(let text) = error else {
+            guard case ClusterError.stopped(let text, _) = error else {
                 return XCTFail("the joined worker should get a shutdown naming the join timeout, got: \(error)")
             }
             XCTAssertTrue(text.contains("before it started") && text.contains("1 of 2 workers joined"), text)

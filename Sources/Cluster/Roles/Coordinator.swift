@@ -136,8 +136,13 @@ public final class Coordinator {
         endpoint = try socket.bind(options.bind)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Closes the socket (lingering so the last Shutdown leaves) and the authenticator.
+    /// `run` does it when it ends.
+    public func close() {
         authenticator?.stop()
+        authenticator = nil
         socket.close()
     }
 
@@ -147,13 +152,19 @@ public final class Coordinator {
     /// workers down. Throws (after a checkpoint) when a worker fails or a stop is requested.
     @discardableResult
     public func run() throws -> Summary {
+        defer { close() }
         let start = now()
-        try join()
+        do {
+            try join()
+        } catch {
+            shutdownWorkers(reason: "\(error)")   // those that joined must not wait for a heartbeat timeout
+            throw error
+        }
         report(.started(session.startInfo(mode: "coordinator \(endpoint), \(workers.count) worker(s)")))
         var losses: [Double] = [], rates: [Double] = []
         do {
             while !session.isFinished {
-                if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+                try stop.check()
                 let record = try step()
                 losses.append(record.loss)
                 rates.append(record.tokensPerSecond)
@@ -190,7 +201,7 @@ public final class Coordinator {
         let deadline = now() + options.joinTimeout
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
         while workers.count < options.workers {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard now() < deadline else {
                 throw ClusterError.joinTimeout(joined: workers.count, expected: options.workers, seconds: options.joinTimeout)
             }
@@ -254,7 +265,7 @@ public final class Coordinator {
         let t1 = now()
         var pending = workers.count
         while pending > 0 {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             try checkHeartbeats(step: s)
             guard let (identity, message) = try receive(timeout: 0.2) else { continue }
             guard let peer = peer(identity) else {

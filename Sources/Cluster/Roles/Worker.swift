@@ -64,8 +64,19 @@ public final class Worker {
 
     deinit { socket.close() }
 
-    /// Returns normally when the coordinator says the run is over.
+    /// Returns normally when the coordinator says the run is over. A stop request (signal)
+    /// is reported to the coordinator before the worker exits, so the run ends at once.
     public func run() throws {
+        defer { socket.close() }
+        do {
+            try serve()
+        } catch ClusterError.stopped(let reason, let code) {
+            try? send(.error(WireErrorMessage(message: "worker \(rank) (pid \(getpid())) stopped: \(reason)")))
+            throw ClusterError.stopped(reason, exitCode: code)
+        }
+    }
+
+    private func serve() throws {
         try send(.hello(Fingerprint.hello(corpus: corpus, modelConfig: "", threads: options.threads)))
         let welcome = try awaitWelcome()
         rank = Int(welcome.rank)
@@ -93,7 +104,7 @@ public final class Worker {
         var lastPushSent: Double?
         var lastHeard = now()
         while true {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout {
                     throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout)
@@ -149,7 +160,7 @@ public final class Worker {
         let deadline = now() + max(options.heartbeatTimeout, 1)
         var lastHeard = now()
         while true {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout, now() > deadline {
                     throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout,
