@@ -30,7 +30,8 @@ public final class ParameterUpdate {
     deinit { parameters.deallocate() }
 
     /// Applies global step `step` (0-based) from the gradient of the summed loss over
-    /// `tokenCount` predictions. `gradientSum` is scaled in place.
+    /// `tokenCount` predictions. `gradientSum` is scaled in place. A non-finite gradient
+    /// norm leaves the parameters untouched.
     public func apply(gradientSum: UnsafeMutablePointer<Float>, tokenCount: Int, step: Int) -> Report {
         let count = layout.count
         let scale = 1 / Float(tokenCount)
@@ -43,6 +44,7 @@ public final class ParameterUpdate {
             norm = GradientClipping.globalNorm(UnsafeBufferPointer(g))
         }
         let rate = schedule.rate(atStep: step)
+        guard norm.isFinite else { return Report(gradientNorm: norm, learningRate: rate) }  // caller stops the run
         optimizer.step(parameters: parameters, gradient: UnsafeBufferPointer(g), learningRate: rate)
         return Report(gradientNorm: norm, learningRate: rate)
     }

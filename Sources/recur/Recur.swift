@@ -1,30 +1,36 @@
 import ArgumentParser
 import Foundation
 import Recurrent
+import Training
 
 @main
 struct Recur: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recur",
         abstract: "Train recurrent language models (RNN, LSTM, GRU) from one process to a cluster.",
-        subcommands: [KernelBench.self])
-}
+        discussion: """
+        Start with `recur train` (a 2-layer LSTM on the built-in corpus, then a sample).
+        Contracts and file formats: DESIGN.md; examples: README.md.
+        """,
+        subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, SampleCommand.self,
+                      EvalCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
 
-struct KernelBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kbench")
-    @Option var cell: CellType = .lstm
-    @Option var layers = 2
-    @Option var hidden = 256
-    @Option var vocab = 65
-    @Option var streams = 64
-    @Option var seq = 64
-    @Option var iterations = 10
-    func run() throws {
-        BLASInfo.useSingleThread()
-        let r = KernelBenchmark.run(config: ModelConfig(cell: cell, vocabularySize: vocab, hiddenSize: hidden, layerCount: layers),
-                                    streams: streams, window: seq, iterations: iterations)
-        let data = try JSONEncoder().encode(r)
-        print(String(decoding: data, as: UTF8.self))
+    /// Errors end in one line on stderr and a non-zero exit; help and version print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is CleanExit {
+                exit(withError: error)
+            }
+            let line = error is ExitCode ? "" : Self.message(for: error)
+            if !line.isEmpty { FileHandle.standardError.write(Data("recur: \(line)\n".utf8)) }
+            Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
     }
 }
+
 extension CellType: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}

@@ -1,0 +1,123 @@
+import Foundation
+
+/// One record per optimizer step: the greppable log line and the `--log-jsonl` record.
+/// Times are seconds; `compute` is forward+backward (+ local reduction), `communicate` is
+/// encode + send + receive + decode, `wait` is time spent waiting for the slowest worker.
+public struct StepRecord: Codable, Sendable {
+    public var step: Int                  // 1-based: steps completed after this one
+    public var epoch: Int
+    public var loss: Double               // mean nats per predicted character
+    public var gradientNorm: Double
+    public var learningRate: Float
+    public var tokens: Int
+    public var tokensPerSecond: Double
+    public var stepSeconds: Double
+    public var computeSeconds: Double
+    public var communicateSeconds: Double
+    public var waitSeconds: Double
+    public var workers: [WorkerTiming]?
+
+    public init(step: Int, epoch: Int, loss: Double, gradientNorm: Double, learningRate: Float, tokens: Int,
+                stepSeconds: Double, computeSeconds: Double, communicateSeconds: Double = 0,
+                waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {
+        self.step = step
+        self.epoch = epoch
+        self.loss = loss
+        self.gradientNorm = gradientNorm
+        self.learningRate = learningRate
+        self.tokens = tokens
+        self.tokensPerSecond = Double(tokens) / stepSeconds
+        self.stepSeconds = stepSeconds
+        self.computeSeconds = computeSeconds
+        self.communicateSeconds = communicateSeconds
+        self.waitSeconds = waitSeconds
+        self.workers = workers
+    }
+}
+
+public struct WorkerTiming: Codable, Sendable {
+    public var rank: Int
+    public var computeSeconds: Double
+    public var communicateSeconds: Double
+    public var waitSeconds: Double
+
+    public init(rank: Int, computeSeconds: Double, communicateSeconds: Double, waitSeconds: Double) {
+        self.rank = rank
+        self.computeSeconds = computeSeconds
+        self.communicateSeconds = communicateSeconds
+        self.waitSeconds = waitSeconds
+    }
+}
+
+/// What a run reports as it goes; the executable turns these into console lines and JSONL.
+public enum TrainingEvent {
+    case started(StartInfo)
+    case step(StepRecord)
+    case evaluation(step: Int, result: Evaluator.Result)
+    case checkpoint(step: Int, path: String)
+    case message(String)
+    case finished(Summary)
+}
+
+public struct StartInfo: Sendable {
+    public var corpusName: String
+    public var corpusCharacters: Int
+    public var vocabularySize: Int
+    public var trainCharacters: Int
+    public var validationCharacters: Int
+    public var parameterCount: Int
+    public var stepsPerEpoch: Int
+    public var firstStep: Int
+    public var steps: Int
+    public var mode: String
+    public var blasCore: String
+}
+
+public struct Summary: Sendable {
+    public var steps: Int
+    public var finalTrainLoss: Double?      // mean of the last (up to) 20 steps
+    public var validation: Evaluator.Result?
+    public var tokensPerSecond: Double      // median over the run's steps
+    public var wallSeconds: Double
+    public var checkpoint: String?
+
+    public init(steps: Int, finalTrainLoss: Double?, validation: Evaluator.Result?, tokensPerSecond: Double,
+                wallSeconds: Double, checkpoint: String?) {
+        self.steps = steps
+        self.finalTrainLoss = finalTrainLoss
+        self.validation = validation
+        self.tokensPerSecond = tokensPerSecond
+        self.wallSeconds = wallSeconds
+        self.checkpoint = checkpoint
+    }
+}
+
+/// Appends one JSON object per line; flushed per record so a killed run keeps its log.
+public final class JSONLWriter {
+    private let handle: FileHandle
+    private let encoder: JSONEncoder
+
+    public init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw TrainingError.invalidConfig("cannot create --log-jsonl file \(path)")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw TrainingError.invalidConfig("cannot open --log-jsonl file \(path) for writing")
+        }
+        handle.truncateFile(atOffset: 0)
+        self.handle = handle
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    public func write<T: Encodable>(_ record: T) {
+        guard var data = try? encoder.encode(record) else { return }
+        data.append(0x0A)
+        handle.write(data)
+    }
+
+    deinit { try? handle.close() }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Recurrent
+import Training
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure training speed; prints one JSON object on its own line.",
+        discussion: """
+        Runs --warmup untimed steps, then --steps timed ones, and reports the median. \
+        --kernel times one workspace's forward+backward on one thread instead (N=--batch \
+        streams), with the machine's sgemm for scale.
+        """)
+
+    @OptionGroup var model: ModelFlags
+    @OptionGroup var data: DataFlags
+    @Option(help: "Timed steps.")
+    var steps = 20
+    @Option(help: "Untimed warm-up steps.")
+    var warmup = 3
+    @Option(help: "Threads per worker (default: the machine's cores).")
+    var threads: Int?
+    @Option(help: "Worker processes (1 = in-process).")
+    var workers = 1
+    @Option(help: "Streams per gradient chunk (default: batch/4).")
+    var chunk: Int?
+    @Flag(help: "Microbenchmark of the recurrent kernel on one thread.")
+    var kernel = false
+
+    func validate() throws {
+        guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be ≥ 1 and --warmup ≥ 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+    }
+
+    func run() throws {
+        BLASInfo.useSingleThread()
+        let corpus = try data.loadCorpus()
+        if kernel {
+            let config = ModelConfig(cell: model.cell, vocabularySize: corpus.vocabulary.count,
+                                     hiddenSize: model.hidden, layerCount: model.layers)
+            let r = KernelBenchmark.run(config: config, streams: data.batch, window: data.seq, iterations: steps)
+            try printJSON([
+                "benchmark": "kernel", "cell": r.cell, "layers": r.layers, "hidden": r.hidden, "vocab": r.vocabulary,
+                "streams": r.streams, "seq": r.window, "threads": 1, "iterations": r.iterations,
+                "tokens_per_sec": r.tokensPerSecond, "step_seconds": r.secondsMedian, "gflops": r.gflops,
+                "forward_fraction": r.forwardFraction, "sgemm_gflops_1thread": r.sgemmGflops, "blas_core": r.blasCore,
+            ])
+            return
+        }
+        var optimization = try OptimizationFlags.parse(["--steps", "\(steps + warmup)"])
+        optimization.chunk = chunk
+        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
+        var options = RunOptions()
+        options.threads = threads ?? Machine.cores
+        let session = try TrainingSession(config: config, corpus: corpus, options: options)
+        var records: [StepRecord] = []
+        let trainer = LocalTrainer(session: session) { event in
+            if case .step(let r) = event { records.append(r) }
+        }
+        try trainer.runSteps()
+        try printJSON(Self.result(records: Array(records.dropFirst(warmup)), config: config, session: session,
+                                  threads: trainer.engine.threads, workers: 1))
+    }
+
+    static func result(records: [StepRecord], config: TrainingConfig, session: TrainingSession,
+                       threads: Int, workers: Int) -> [String: Any] {
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let tokensPerSecond = median(records.map(\.tokensPerSecond))
+        return [
+            "benchmark": "train", "cell": config.cell.rawValue, "layers": config.layers, "hidden": config.hidden,
+            "vocab": session.model.vocabularySize, "seq": config.window, "batch": config.streams,
+            "chunk": config.chunkStreams, "workers": workers, "threads": threads, "timed_steps": records.count,
+            "tokens_per_sec": tokensPerSecond,
+            "step_seconds": median(records.map(\.stepSeconds)),
+            "compute_seconds": median(records.map(\.computeSeconds)),
+            "communicate_seconds": median(records.map(\.communicateSeconds)),
+            "wait_seconds": median(records.map(\.waitSeconds)),
+            "gflops": tokensPerSecond * 6 * Double(session.model.matmulWeightCount) / 1e9,
+            "blas_core": BLASInfo.coreName, "corpus": session.corpus.name,
+            "final_loss": records.last?.loss ?? 0,
+        ]
+    }
+}
+
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}

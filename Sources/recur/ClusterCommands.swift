@@ -1,0 +1,212 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Recurrent
+import Training
+
+/// Flags of both roles for the transport: liveness and CurveZMQ key files.
+struct TransportFlags: ParsableArguments {
+    @Option(name: .customLong("heartbeat-timeout"), help: "Seconds of silence after which the peer counts as dead.")
+    var heartbeatTimeout = 30.0
+    @Option(help: "CurveZMQ key file of this process (from `recur keygen`; mode 0600). Enables encryption.")
+    var key: String?
+
+    func validateValues() throws {
+        guard heartbeatTimeout > 0, heartbeatTimeout.isFinite else {
+            throw ValidationError("--heartbeat-timeout must be positive, got \(heartbeatTimeout)")
+        }
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the coordinator (parameter server) and wait for --workers workers.",
+        discussion: """
+        Workers join with `recur work --connect ENDPOINT`. Binding a non-loopback address \
+        needs --key and --authorized-keys (CurveZMQ) unless --insecure is given.
+        """)
+
+    @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5555.")
+    var bind = "tcp://127.0.0.1:5555"
+    @OptionGroup var model: ModelFlags
+    @OptionGroup var data: DataFlags
+    @OptionGroup var optimization: OptimizationFlags
+    @OptionGroup var runFlags: RunFlags
+    @OptionGroup var transport: TransportFlags
+    @Option(name: .customLong("authorized-keys"), help: "File of worker public keys allowed to join (one Z85 key per line or key file lines).")
+    var authorizedKeys: String?
+    @Flag(help: "Allow a non-loopback bind without encryption and authentication.")
+    var insecure = false
+    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for all workers to join.")
+    var joinTimeout = 300.0
+
+    func validate() throws {
+        try optimization.validateValues()
+        try runFlags.validateValues()
+        try transport.validateValues()
+        if (transport.key == nil) != (authorizedKeys == nil) {
+            throw ValidationError("--key and --authorized-keys go together")
+        }
+        if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
+            throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated workers")
+        }
+    }
+
+    func run() throws {
+        BLASInfo.useSingleThread()
+        let corpus = try data.loadCorpus()
+        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
+        let console = try Console(logJsonl: runFlags.logJsonl)
+        let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
+        var options = CoordinatorOptions(bind: bind, workers: runFlags.workers ?? 1)
+        options.heartbeatTimeout = transport.heartbeatTimeout
+        options.joinTimeout = joinTimeout
+        if let keyPath = transport.key, let allowPath = authorizedKeys {
+            let keys = try KeyFile.read(keyPath)
+            guard let secret = keys.secretKey else { throw ValidationError("\(keyPath) holds no secret-key") }
+            options.curve = CurveServerSettings(secretKey: secret, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
+        }
+        let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
+        Signals.forward { coordinator.stop.request($0, exitCode: $1) }
+        try coordinator.run()
+    }
+}
+
+struct WorkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "work",
+        abstract: "Run a worker: it receives config, streams and weights from the coordinator.",
+        discussion: "--data must name the same corpus as the coordinator's (its fingerprint is checked).")
+
+    @Option(help: "Coordinator endpoint, e.g. tcp://10.0.0.1:5555.")
+    var connect: String
+    @Option(help: "Threads of this worker (default: the machine's cores).")
+    var threads: Int?
+    @Option(help: "The coordinator's corpus file on this node (default: the built-in corpus).")
+    var data: String?
+    @OptionGroup var transport: TransportFlags
+    @Option(name: .customLong("server-key"), help: "The coordinator's public key file (needed with --key).")
+    var serverKey: String?
+
+    func validate() throws {
+        try transport.validateValues()
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if (transport.key == nil) != (serverKey == nil) { throw ValidationError("--key and --server-key go together") }
+    }
+
+    func run() throws {
+        BLASInfo.useSingleThread()
+        let corpus = try data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
+        var options = WorkerOptions(connect: connect, threads: threads ?? Machine.cores)
+        options.heartbeatTimeout = transport.heartbeatTimeout
+        if let keyPath = transport.key, let serverPath = serverKey {
+            let keys = try KeyFile.read(keyPath)
+            guard let secret = keys.secretKey else { throw ValidationError("\(keyPath) holds no secret-key") }
+            guard let server = try KeyFile.read(serverPath).publicKey else { throw ValidationError("\(serverPath) holds no public-key") }
+            let publicKey = try keys.publicKey ?? CurveKeys.publicKey(fromSecret: secret)
+            options.curve = CurveClientSettings(serverPublicKey: server, publicKey: publicKey, secretKey: secret)
+        }
+        let worker = try Worker(corpus: corpus, options: options) { print($0); fflush(stdout) }
+        Signals.forward { worker.stop.request($0, exitCode: $1) }
+        try worker.run()
+    }
+}
+
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Write a CurveZMQ key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub.")
+
+    @Option(help: "Directory for the key files.")
+    var out = "."
+    @Option(help: "Base name of the key files.")
+    var name = "recur"
+
+    func run() throws {
+        let pair = try CurveKeys.generate()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let secretPath = "\(out)/\(name).key", publicPath = "\(out)/\(name).pub"
+        try KeyFile.write(secretPath, "# recur CurveZMQ key pair: keep secret\npublic-key = \(pair.publicKey)\nsecret-key = \(pair.secretKey)\n", mode: 0o600)
+        try KeyFile.write(publicPath, "# recur CurveZMQ public key\npublic-key = \(pair.publicKey)\n", mode: 0o644)
+        print("wrote \(secretPath) and \(publicPath)")
+    }
+}
+
+/// Key files: `public-key = Z85` / `secret-key = Z85` lines, `#` comments.
+enum KeyFile {
+    struct Keys { var publicKey: String?; var secretKey: String? }
+
+    static func read(_ path: String) throws -> Keys {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read key file \(path)")
+        }
+        var keys = Keys()
+        for line in text.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].hasPrefix("#") else { continue }
+            do {
+                try CurveKeys.validate(parts[1])
+            } catch {
+                throw ValidationError("\(path): \(parts[0]): \(error)")
+            }
+            if parts[0] == "public-key" { keys.publicKey = parts[1] }
+            if parts[0] == "secret-key" { keys.secretKey = parts[1] }
+        }
+        guard keys.publicKey != nil || keys.secretKey != nil else { throw ValidationError("\(path) holds no key") }
+        return keys
+    }
+
+    /// Allow-list: bare Z85 keys or `public-key = …` lines, one per line.
+    static func publicKeys(_ path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read --authorized-keys file \(path)")
+        }
+        var keys: [String] = []
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            guard !line.isEmpty, !line.hasPrefix("#") else { continue }
+            let key = line.split(separator: "=", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces)
+            do { try CurveKeys.validate(key) } catch { throw ValidationError("\(path): \(error)") }
+            keys.append(key)
+        }
+        guard !keys.isEmpty else { throw ValidationError("\(path) lists no public key") }
+        return keys
+    }
+
+    static func write(_ path: String, _ text: String, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        guard fd >= 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        fchmod(fd, mode)
+        let bytes = Array(text.utf8)
+        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else { throw ValidationError("cannot write \(path)") }
+    }
+}
+
+enum Endpoint {
+    /// ipc/inproc and tcp on loopback addresses stay on this machine.
+    static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        var host = String(endpoint.dropFirst(6))
+        if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+        host = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// SIGINT/SIGTERM become a stop request (130/143), handled between steps.
+enum Signals {
+    nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+
+    static func forward(_ handler: @escaping (String, Int32) -> Void) {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler("interrupted by \(name)", 128 + number) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import Recurrent
+import Training
+
+/// Model, data and optimisation flags shared by train, serve and bench: they build the
+/// `TrainingConfig` that fixes the numbers of a run.
+struct ModelFlags: ParsableArguments {
+    @Option(help: "Recurrent cell: rnn, lstm or gru.")
+    var cell: CellType = .lstm
+    @Option(help: "Stacked recurrent layers (L).")
+    var layers = 2
+    @Option(help: "Hidden units per layer (H).")
+    var hidden = 256
+}
+
+struct DataFlags: ParsableArguments {
+    @Option(help: "UTF-8 text corpus (default: the built-in generated corpus).")
+    var data: String?
+    @Option(help: "BPTT window T in characters.")
+    var seq = 64
+    @Option(help: "Global number of parallel streams N (the batch).")
+    var batch = 64
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the corpus (its end) held out for validation.")
+    var valFraction = 0.1
+
+    func loadCorpus() throws -> Corpus {
+        guard let data else { return Corpus.builtin() }
+        return try Corpus.load(path: data)
+    }
+}
+
+struct OptimizationFlags: ParsableArguments {
+    @Option(help: "Optimizer steps (default 500; ignored when --epochs is given).")
+    var steps: Int?
+    @Option(help: "Train for this many epochs instead of --steps.")
+    var epochs: Int?
+    @Option(help: "Optimizer: sgd, momentum, adagrad, rmsprop or adam.")
+    var optimizer: OptimizerKind = .adam
+    @Option(help: "Learning rate (default 2e-3 for adam, PyTorch's default for the others).")
+    var lr: Float?
+    @Option(name: .customLong("lr-decay-every"), help: "Multiply the learning rate by --lr-decay every this many steps (0 = constant).")
+    var lrDecayEvery = 0
+    @Option(name: .customLong("lr-decay"), help: "Step-decay factor of the learning rate.")
+    var lrDecay: Float = 0.5
+    @Option(help: "Clip the averaged gradient to this global L2 norm (0 = off).")
+    var clip: Float = 5
+    @Option(help: "Seed of the initial weights.")
+    var seed: UInt64 = 1234
+    @Option(help: "Streams per gradient chunk, the fixed unit of parallel work (default: batch/4). Equal chunks give bit-identical results for any --threads/--workers.")
+    var chunk: Int?
+
+    func validateValues() throws {
+        if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        if let lr, !(lr > 0) { throw ValidationError("--lr must be positive, got \(lr)") }
+    }
+}
+
+extension TrainingConfig {
+    /// Builds the run's config; `--epochs` needs the corpus to count steps.
+    init(model: ModelFlags, data: DataFlags, optimization o: OptimizationFlags, corpus: Corpus) throws {
+        self.init()
+        cell = model.cell
+        layers = model.layers
+        hidden = model.hidden
+        streams = data.batch
+        window = data.seq
+        validationFraction = data.valFraction
+        let defaultRate: Float = o.optimizer == .adam ? 2e-3 : o.optimizer.defaultLearningRate
+        optimizer = OptimizerConfig(kind: o.optimizer, learningRate: o.lr ?? defaultRate)
+        learningRateDecayEvery = o.lrDecayEvery
+        learningRateDecay = o.lrDecayEvery > 0 ? o.lrDecay : 1
+        clip = o.clip
+        seed = o.seed
+        chunkStreams = o.chunk ?? TrainingConfig.defaultChunkStreams(streams: max(1, data.batch))
+        steps = o.steps ?? 500
+        try validate()
+        if let epochs = o.epochs {
+            try corpus.requireTrainingLength(streams: streams, window: window, validationFraction: validationFraction)
+            let train = Corpus.trainCount(total: corpus.count, validationFraction: validationFraction)
+            steps = epochs * StreamLayout(trainCount: train, streams: streams, window: window).stepsPerEpoch
+        }
+    }
+}
+
+/// Parallelism, evaluation, checkpoint and log flags of `train` and `serve`.
+struct RunFlags: ParsableArguments {
+    @Option(help: "Threads per worker (default: the machine's cores, divided among local workers).")
+    var threads: Int?
+    @Option(help: "Worker processes on this machine (1 = in-process, no server; default: cores when more than one).")
+    var workers: Int?
+    @Option(name: .customLong("eval-every"), help: "Validation loss every this many steps (0 = only at the end).")
+    var evalEvery = 0
+    @Option(name: .customLong("eval-streams"), help: "Evaluate the validation split as E contiguous streams (1 = exact per-character loss).")
+    var evalStreams = 1
+    @Option(name: .customLong("checkpoint-dir"), help: "Checkpoint directory (written atomically).")
+    var checkpointDir = "checkpoints/recur"
+    @Option(name: .customLong("checkpoint-every"), help: "Write a checkpoint every this many steps (0 = only at the end).")
+    var checkpointEvery = 0
+    @Flag(help: "Continue the run saved in --checkpoint-dir exactly where it stopped.")
+    var resume = false
+    @Option(name: .customLong("init-from"), help: "Start from the weights of this checkpoint directory.")
+    var initFrom: String?
+    @Option(name: .customLong("log-jsonl"), help: "Write one JSON record per step to this file.")
+    var logJsonl: String?
+    @Option(name: .customLong("sample-length"), help: "Characters of sample text printed at the end (0 = none).")
+    var sampleLength = 300
+
+    func validateValues() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        if evalEvery < 0 { throw ValidationError("--eval-every must be ≥ 0") }
+        if evalStreams < 1 { throw ValidationError("--eval-streams must be at least 1") }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
+        if resume && initFrom != nil { throw ValidationError("--resume and --init-from exclude each other") }
+        if sampleLength < 0 { throw ValidationError("--sample-length must be ≥ 0") }
+    }
+
+    func runOptions(threads: Int) -> RunOptions {
+        var options = RunOptions()
+        options.threads = threads
+        options.evalEvery = evalEvery
+        options.evalStreams = evalStreams
+        options.checkpointDirectory = checkpointDir.isEmpty ? nil : URL(fileURLWithPath: checkpointDir)
+        options.checkpointEvery = checkpointEvery
+        options.resume = resume
+        options.initFrom = initFrom.map { URL(fileURLWithPath: $0) }
+        return options
+    }
+}
+
+enum Machine {
+    static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Recurrent
+import Training
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a character-level language model (the main job).",
+        discussion: """
+        Defaults: a 2-layer LSTM of 256 units on the built-in corpus, Adam 2e-3, clip 5, \
+        T=64, N=64, 500 steps, then a sample. --workers 1 trains in this process; more \
+        workers start a local coordinator and worker processes on loopback.
+        """)
+
+    @OptionGroup var model: ModelFlags
+    @OptionGroup var data: DataFlags
+    @OptionGroup var optimization: OptimizationFlags
+    @OptionGroup var runFlags: RunFlags
+    @Option(name: .customLong("heartbeat-timeout"), help: "With --workers > 1: seconds of silence after which a worker counts as dead.")
+    var heartbeatTimeout = 30.0
+
+    func validate() throws {
+        try optimization.validateValues()
+        try runFlags.validateValues()
+    }
+
+    /// Workers and threads: fill the machine. Default W = cores (one thread each) when
+    /// there is more than one core; with only --threads K given, W = cores / K.
+    var parallelism: (workers: Int, threads: Int) {
+        let cores = Machine.cores
+        switch (runFlags.workers, runFlags.threads) {
+        case let (w?, k?): return (w, k)
+        case let (w?, nil): return (w, max(1, cores / w))
+        case let (nil, k?): return (max(1, cores / k), k)
+        case (nil, nil): return (cores > 1 ? cores : 1, 1)
+        }
+    }
+
+    func run() throws {
+        BLASInfo.useSingleThread()
+        let corpus = try data.loadCorpus()
+        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
+        let (workers, threads) = parallelism
+        let console = try Console(logJsonl: runFlags.logJsonl)
+        let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: threads))
+        if workers == 1 {
+            try LocalTrainer(session: session, report: console.report).run()
+        } else {
+            try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: data.data,
+                                 heartbeatTimeout: heartbeatTimeout, console: console)
+        }
+        if runFlags.sampleLength > 0 {
+            let text = try Sampler(temperature: 1, seed: config.seed).sample(
+                model: session.model, vocabulary: corpus.vocabulary, parameters: session.update.values,
+                prime: "", length: runFlags.sampleLength)
+            console.line("sample:\n\(text)")
+        }
+    }
+}
