@@ -75,8 +75,14 @@ pass() { checks_passed=$((checks_passed + 1)); printf '%s: ok: %s\n' "$script_na
 
 # Asserts that `file` contains a line matching the extended regex `pattern`.
 expect_line() {  # file pattern description
-  grep -Eq -- "$2" "$1" || { say "no line matching /$2/ in $1:"; sed 's/^/    /' "$1" >&2; fail "$3"; }
+  grep -Eq -- "$2" "$1" || { say "no line matching /$2/ in $1 (last 40 lines):"; tail -40 "$1" | sed 's/^/    /' >&2; fail "$3"; }
   pass "$3"
+}
+# Asserts that some line of `file` matching the regex `pattern` contains the fixed `text`.
+expect_line_with() {  # file pattern text description
+  grep -E -- "$2" "$1" | grep -qF -- "$3" \
+    || { say "no line matching /$2/ with '$3' in $1 (last 40 lines):"; tail -40 "$1" | sed 's/^/    /' >&2; fail "$4"; }
+  pass "$4"
 }
 expect_no_line() {  # file pattern description
   if grep -Eq -- "$2" "$1"; then say "unexpected line matching /$2/ in $1:"; grep -E -- "$2" "$1" | sed 's/^/    /' >&2; fail "$3"; fi
@@ -89,7 +95,7 @@ expect_status() {  # actual expected description
 
 # The release binary of this checkout (scripts/setup builds it). Never builds here: the test
 # suite calls these scripts while `swift test` holds the build directory.
+checkout_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 recur_binary() {
-  local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  printf '%s' "${RECUR_BINARY:-$root/.build/release/recur}"
+  printf '%s' "${RECUR_BINARY:-$checkout_root/.build/release/recur}"
 }

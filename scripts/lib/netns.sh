@@ -110,7 +110,9 @@ MaxStartups 100
 MaxSessions 100
 LogLevel ERROR
 EOF
-    ip netns exec "$ns" /usr/sbin/sshd -D -e -f "$config" 2>>"$netns_dir/sshd.$i.log" &
+    # Own UTS namespace too, so each node has its own host name (n1, n2, ...).
+    ip netns exec "$ns" unshare --uts sh -c "hostname n$((i + 1)) && exec /usr/sbin/sshd -D -e -f '$config'" \
+      2>>"$netns_dir/sshd.$i.log" &
     sshd_pids+=("$!")
     echo "$address $(cut -d' ' -f1,2 "$netns_dir/host_key.pub")" >>"$netns_dir/known_hosts"
   done
