@@ -57,11 +57,11 @@ ensure_packages() {  # package...
 # ---------------------------------------------------------------------------------- waiting
 
 # Runs `command...` every 0.2 s until it succeeds or `seconds` pass (bounded; readiness of a
-# daemon has no event to wait on). Returns 1 on timeout.
+# daemon has no event to wait on). Returns 1 on timeout. One slow try can overrun the bound
+# by its own duration, no more.
 wait_until() {  # seconds command...
-  local seconds=$1; shift
-  local tries=$((seconds * 5)) i
-  for ((i = 0; i < tries; i++)); do
+  local deadline=$((SECONDS + $1)); shift
+  while [ "$SECONDS" -lt "$deadline" ]; do
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
