@@ -205,7 +205,7 @@ def plot(rows, local_by_model, cluster_summary, outdir):
     axes[0].set_title("One machine: throughput")
     axes[0].legend(fontsize=8)
     axes[1].set_ylabel("scaling efficiency (%)")
-    axes[1].set_ylim(0, 110)
+    axes[1].set_ylim(0, max([110] + [105 * m["efficiency"] for m in local_by_model.values() if m["efficiency"]]))
     axes[1].axhline(100, color="0.5", lw=0.8, ls=":")
     axes[1].set_title("One machine: efficiency = tok/s ÷ (W·K × tok/s at 1×1)")
     if cluster_summary:
@@ -230,57 +230,83 @@ def plot(rows, local_by_model, cluster_summary, outdir):
     fig.savefig(os.path.join(outdir, "throughput.png"), dpi=110)
     plt.close(fig)
 
-    # Step-time split with the bound beside the measured communicate time.
-    fig, axes = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [1, 3]})
+    plot_split(plt, colors, local, local_by_model, cluster_summary, outdir)
+
+
+def plot_split(plt, colors, local, local_by_model, cluster_summary, outdir):
+    """Stacked compute / communicate / wait bars; the lower row zooms on communicate + wait and
+    draws the single-coordinator bound beside them."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(2, 2, figsize=(16, 10), gridspec_kw={"width_ratios": [1, 3], "height_ratios": [3, 2]})
     split_colors = {"compute": colors[0], "communicate": colors[1], "wait": "0.6"}
 
-    def stacked(ax, x, m, width=0.6):
+    def stacked(ax, x, m, parts=("compute", "communicate", "wait"), width=0.6):
         bottom = 0
-        for part in ("compute", "communicate", "wait"):
+        for part in parts:
             ax.bar(x, m[f"{part}_ms"], width, bottom=bottom, color=split_colors[part])
             bottom += m[f"{part}_ms"]
 
+    cores = local[0]["cores"] if local else 0
     reference = "LSTM 2×256"
     shapes = sorted({(w, k) for (n, w, k) in local_by_model if n == reference})
     for i, (w, k) in enumerate(shapes):
-        stacked(axes[0], i, local_by_model[(reference, w, k)])
-    cores = local[0]["cores"] if local else 0
-    axes[0].set_xticks(range(len(shapes)), [f"{w}×{k}{' ⚠' if w * k > cores else ''}" for w, k in shapes])
-    axes[0].set_xlabel("W×K (unix socket; ⚠ oversubscribed)")
-    axes[0].set_ylabel("ms per step (median)")
-    axes[0].set_title(f"One machine, {reference}")
-    axes[0].grid(axis="y", alpha=0.3)
+        stacked(axes[0, 0], i, local_by_model[(reference, w, k)])
+    axes[0, 0].set_xticks(range(len(shapes)), [f"{w}×{k}{' ⚠' if w * k > cores else ''}" for w, k in shapes])
+    axes[0, 0].set_xlabel("W×K (unix socket; ⚠ oversubscribed)")
+    axes[0, 0].set_ylabel("ms per step (median)")
+    axes[0, 0].set_title(f"One machine, {reference}")
+
+    models = list(dict.fromkeys(n for (n, w, k) in local_by_model))
+    for i, name in enumerate(models):
+        m = local_by_model.get((name, 2, 1))
+        if m:
+            stacked(axes[1, 0], i, m, parts=("communicate", "wait"))
+    axes[1, 0].set_xticks(range(len(models)), [n.replace(" (", "\n(") for n in models], fontsize=8, rotation=30)
+    axes[1, 0].set_ylabel("communicate + wait (ms per step)")
+    axes[1, 0].set_title("One machine, W×K = 2×1: time outside compute")
 
     if cluster_summary:
         order = sorted(cluster_summary.values(), key=lambda m: (LINK_ORDER.index(m["link"]), m["workers"], m["encrypted"]))
-        labels = []
-        for i, m in enumerate(order):
-            x = i + (LINK_ORDER.index(m["link"]) - 1) * 0.6
-            stacked(axes[1], x, m, width=0.5)
-            bound = m["bound_ms"] or m["bound_measured_ms"]
-            axes[1].bar(x + 0.36, bound, 0.18, bottom=m["compute_ms"], color="none", edgecolor="k", hatch="///", lw=0.8)
-            if m["bound2_ms"]:
-                axes[1].plot([x + 0.25, x + 0.47], [m["compute_ms"] + m["bound2_ms"]] * 2, color="k", lw=2)
-            if m["bound_ms"] and m["bound_measured_ms"]:
-                axes[1].plot([x + 0.25, x + 0.47], [m["compute_ms"] + m["bound_measured_ms"]] * 2, color="crimson", lw=1.5, ls=":")
-            labels.append((x, f"W={m['workers']}\n{'Curve' if m['encrypted'] else 'plain'}\n{LINK_LABEL[m['link']]}"))
-        axes[1].set_xticks([x for x, _ in labels], [t for _, t in labels], fontsize=8)
-        axes[1].set_title("Namespace cluster: step split, with the single-coordinator bound beside communicate")
-        axes[1].grid(axis="y", alpha=0.3)
-        from matplotlib.patches import Patch
-        from matplotlib.lines import Line2D
-        axes[1].legend(handles=[
+        positions = [i + (LINK_ORDER.index(m["link"]) - 1) * 0.7 for i, m in enumerate(order)]
+        for row, parts, base in ((0, ("compute", "communicate", "wait"), "compute_ms"), (1, ("communicate", "wait"), None)):
+            ax = axes[row, 1]
+            for x, m in zip(positions, order):
+                stacked(ax, x, m, parts=parts, width=0.5)
+                bottom = m[base] if base else 0
+                bound = m["bound_ms"] or m["bound_measured_ms"]
+                ax.bar(x + 0.36, bound, 0.18, bottom=bottom, color="none", edgecolor="k", hatch="///", lw=0.8)
+                if m["bound2_ms"]:
+                    ax.plot([x + 0.26, x + 0.46], [bottom + m["bound2_ms"]] * 2, color="k", lw=2.2)
+                if m["bound_ms"] and m["bound_measured_ms"]:
+                    ax.plot([x + 0.26, x + 0.46], [bottom + m["bound_measured_ms"]] * 2, color="crimson", lw=1.6, ls=":")
+            ax.set_xticks(positions, [f"W={m['workers']}\n{'Curve' if m['encrypted'] else 'plain'}" for m in order], fontsize=8)
+            for link in dict.fromkeys(m["link"] for m in order):
+                xs = [x for x, m in zip(positions, order) if m["link"] == link]
+                gbit = next(m["link_gbps_measured"] for m in order if m["link"] == link)
+                ax.text(sum(xs) / len(xs), -0.2 if row else -0.13, f"{LINK_LABEL[link]} (measured {gbit:.1f} Gbit/s)",
+                        ha="center", va="top", transform=ax.get_xaxis_transform(), fontsize=9, weight="bold")
+        first = order[0]
+        axes[0, 1].set_title(f"Namespace cluster, {model_name(first)} (M = {first['message_bytes'] / 1e6:.2f} MB): step split, "
+                             "single-coordinator bound beside communicate")
+        axes[1, 1].set_title("Namespace cluster: communicate + wait against the bound (zoom)")
+        axes[1, 1].set_ylabel("ms per step")
+        axes[1, 1].legend(handles=[
             Patch(color=split_colors["compute"], label="compute"),
             Patch(color=split_colors["communicate"], label="communicate"),
             Patch(color=split_colors["wait"], label="wait"),
-            Patch(facecolor="none", edgecolor="k", hatch="///", label="W·M/B (nominal B; veth: measured), from the top of compute"),
-            Line2D([], [], color="k", lw=2, label="2·W·M/B (both directions in turn)"),
-            Line2D([], [], color="crimson", lw=1.5, ls=":", label="W·M/B at the measured rate"),
+            Patch(facecolor="none", edgecolor="k", hatch="///", label="W·M/B, one direction (nominal B; veth: measured B)"),
+            Line2D([], [], color="k", lw=2.2, label="2·W·M/B, out then in"),
+            Line2D([], [], color="crimson", lw=1.6, ls=":", label="W·M/B at the measured B"),
         ], fontsize=8, loc="upper left")
     else:
-        axes[1].set_visible(False)
+        axes[0, 1].set_visible(False)
+        axes[1, 1].set_visible(False)
+    for ax in axes.flat:
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "split.png"), dpi=110)
+    fig.savefig(os.path.join(outdir, "split.png"), dpi=100)
     plt.close(fig)
 
 
