@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Report of scripts/bench-scaling: CSV, Markdown tables and plots from its raw.jsonl.
 
-    plot_scaling.py RAW.jsonl OUTDIR
+    plot_scaling.py RAW.jsonl OUTDIR [DISTURBED_PERCENT]
 
 Writes OUTDIR/scaling.csv (one row per run), OUTDIR/table.md (medians over rounds) and, when
 matplotlib imports, OUTDIR/throughput.png and OUTDIR/split.png.
@@ -13,6 +13,10 @@ Definitions (letters as in DESIGN.md: W workers, K threads per worker):
   B          = link rate in bytes/s: nominal (the tc rate) or measured (link_probe.py)
   W·M/B      = time the coordinator's link needs for one direction of a step (W weight messages
                out, or W gradient messages in); 2·W·M/B = both directions one after the other.
+
+Runs during which other programs took more than DISTURBED_PERCENT of the CPUs (others_during_pct,
+measured by the script) are left out of the medians when the configuration has a quieter run;
+the CSV keeps every run.
 """
 import csv
 import json
@@ -21,6 +25,7 @@ import statistics
 import sys
 from collections import defaultdict
 
+DISTURBED_PERCENT = 15
 NOMINAL_GBIT = {"1gbit": 1.0, "10gbit": 10.0}
 LINK_ORDER = ["unix", "veth", "10gbit", "1gbit"]
 LINK_LABEL = {"unix": "unix socket", "veth": "veth (unshaped)", "10gbit": "10 Gbit/s", "1gbit": "1 Gbit/s"}
@@ -46,7 +51,7 @@ def load_rows(path):
             "step_ms": 1e3 * result["step_seconds"], "compute_ms": 1e3 * result["compute_seconds"],
             "communicate_ms": 1e3 * result["communicate_seconds"], "wait_ms": 1e3 * result["wait_seconds"],
             "worker_compute_ms": None, "bound_ms": None, "bound2_ms": None, "bound_measured_ms": None,
-            "busy_before_pct": r["busy_before_pct"], "load1": r["load1"], "blas_core": result.get("blas_core", ""),
+            "busy_before_pct": r["busy_before_pct"], "others_during_pct": r.get("others_during_pct"), "load1": r["load1"], "blas_core": result.get("blas_core", ""),
         }
         if result.get("worker_compute_seconds") is not None:
             row["worker_compute_ms"] = 1e3 * result["worker_compute_seconds"]
@@ -80,20 +85,22 @@ def write_csv(rows, path):
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def medians(rows, key_fields):
+def medians(rows, key_fields, disturbed):
     """Groups rows by key_fields; returns {key: {field: median}} in first-seen order."""
     groups = defaultdict(list)
     for row in rows:
         groups[tuple(row[f] for f in key_fields)].append(row)
     summary = {}
-    for key, group in groups.items():
+    for key, everything in groups.items():
+        quiet = [g for g in everything if (g["others_during_pct"] or 0) <= disturbed]
+        group = quiet or everything
         m = dict(group[0])
         for field, value in group[0].items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and field not in key_fields:
                 values = [g[field] for g in group if g[field] is not None]
                 m[field] = statistics.median(values) if values else None
-        m["rounds"] = len(group)
-        m["busy_max"] = max(g["busy_before_pct"] for g in group)
+        m["runs"] = f"{len(group)}/{len(everything)}"
+        m["others_max"] = max(g["others_during_pct"] or 0 for g in group)
         summary[key] = m
     return summary
 
@@ -102,11 +109,11 @@ def fmt(value, digits=1):
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def local_tables(rows):
+def local_tables(rows, disturbed):
     local = [r for r in rows if r["setting"] == "local"]
     if not local:
         return [], {}
-    summary = medians(local, ["cell", "layers", "hidden", "batch", "workers", "threads"])
+    summary = medians(local, ["cell", "layers", "hidden", "batch", "workers", "threads"], disturbed)
     models = list(dict.fromkeys(model_name(r) for r in local))
     shapes = list(dict.fromkeys((r["workers"], r["threads"]) for r in local))
     by_model = {(model_name(m), m["workers"], m["threads"]): m for m in summary.values()}
@@ -123,29 +130,29 @@ def local_tables(rows):
         lines.append(f"| {name} | {params:,} | " + " | ".join(cells) + " |")
     lines += ["", "efficiency = tokens/s ÷ (W·K × tokens/s at 1×1); ⚠ = more processes than cores (4 on 2).", "",
               "### One machine: step time split (ms, medians)", "",
-              "| model | W×K | tokens/s | step | compute | communicate | wait | CPUs busy before (max %) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | W×K | tokens/s | step | compute | communicate | wait | runs used | others' CPU share (max %) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in models:
         for w, k in shapes:
             m = by_model.get((name, w, k))
             if m:
                 lines.append(f"| {name} | {w}×{k} | {m['tokens_per_sec']:,.0f} | {fmt(m['step_ms'])} | {fmt(m['compute_ms'])} | "
-                             f"{fmt(m['communicate_ms'], 2)} | {fmt(m['wait_ms'], 2)} | {m['busy_max']} |")
+                             f"{fmt(m['communicate_ms'], 2)} | {fmt(m['wait_ms'], 2)} | {m['runs']} | {m['others_max']} |")
     return lines, by_model
 
 
-def cluster_tables(rows):
+def cluster_tables(rows, disturbed):
     cluster = [r for r in rows if r["setting"] == "cluster"]
     if not cluster:
         return [], {}
-    summary = medians(cluster, ["link", "workers", "encrypted"])
+    summary = medians(cluster, ["link", "workers", "encrypted"], disturbed)
     order = sorted(summary.values(), key=lambda m: (LINK_ORDER.index(m["link"]), m["workers"], m["encrypted"]))
     first = cluster[0]
     lines = [f"### Namespace cluster: {model_name(first)} (P={first['params']:,}, M=4·P={first['message_bytes'] / 1e6:.2f} MB), "
              "one worker per namespace, K=1", "",
              "| link (measured Gbit/s, round trip ms) | W | CurveZMQ | tokens/s | efficiency | step | compute | communicate | wait "
-             "| W·M/B | 2·W·M/B | W·M/B at measured B | (communicate + wait) ÷ W·M/B |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| W·M/B | 2·W·M/B | W·M/B at measured B | (communicate + wait) ÷ W·M/B | runs used | others' CPU share (max %) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m in order:
         bound = m["bound_ms"] or m["bound_measured_ms"]
         ratio = (m["communicate_ms"] + m["wait_ms"]) / bound if bound else None
@@ -155,7 +162,7 @@ def cluster_tables(rows):
             f"{'yes' if m['encrypted'] else 'no'} | {m['tokens_per_sec']:,.0f} | "
             f"{efficiency} | {fmt(m['step_ms'])} | {fmt(m['compute_ms'])} | "
             f"{fmt(m['communicate_ms'])} | {fmt(m['wait_ms'])} | {fmt(m['bound_ms'])} | {fmt(m['bound2_ms'])} | "
-            f"{fmt(m['bound_measured_ms'])} | {fmt(ratio, 2)} |")
+            f"{fmt(m['bound_measured_ms'])} | {fmt(ratio, 2)} | {m['runs']} | {m['others_max']} |")
     lines += ["", "All times in ms per step (medians over rounds of per-run medians). efficiency = tokens/s ÷ "
               "(W × tokens/s of the same model at 1×1 on one machine, in-process). W·M/B uses the nominal tc rate "
               "(the unshaped veth has none: its column uses the measured rate).", "",
@@ -195,7 +202,7 @@ def plot(rows, local_by_model, cluster_summary, outdir):
             axes[1].plot([2.08], [100 * threads["efficiency"]], "s", mfc="none", color=colors[i])
     for ax in axes[:2]:
         ax.axvspan(3, 4.5, color="0.9")
-        ax.text(3.75, 0.5, f"oversubscribed\n(4 processes, {local[0]['cores']} cores)", ha="center", va="center",
+        ax.text(3.75, 0.5, f"oversubscribed\n(4 processes, {rows[0]['cores']} cores)", ha="center", va="center",
                 transform=ax.get_xaxis_transform(), fontsize=9, color="0.35")
         ax.set_xticks([1, 2, 4])
         ax.set_xlabel("workers W (K=1; hollow square: W=1, K=2)")
@@ -203,7 +210,8 @@ def plot(rows, local_by_model, cluster_summary, outdir):
     axes[0].set_yscale("log")
     axes[0].set_ylabel("tokens/s (median)")
     axes[0].set_title("One machine: throughput")
-    axes[0].legend(fontsize=8)
+    if axes[0].lines:
+        axes[0].legend(fontsize=8)
     axes[1].set_ylabel("scaling efficiency (%)")
     axes[1].set_ylim(0, max([110] + [105 * m["efficiency"] for m in local_by_model.values() if m["efficiency"]]))
     axes[1].axhline(100, color="0.5", lw=0.8, ls=":")
@@ -223,7 +231,8 @@ def plot(rows, local_by_model, cluster_summary, outdir):
         axes[2].set_ylim(0, 110)
         axes[2].axhline(100, color="0.5", lw=0.8, ls=":")
         axes[2].grid(alpha=0.3)
-        axes[2].legend(fontsize=8)
+        if axes[2].lines:
+            axes[2].legend(fontsize=8)
     else:
         axes[2].set_visible(False)
     fig.tight_layout()
@@ -310,17 +319,19 @@ def plot_split(plt, colors, local, local_by_model, cluster_summary, outdir):
     plt.close(fig)
 
 
-def main(raw, outdir):
+def main(raw, outdir, disturbed):
     rows = load_rows(raw)
     if not rows:
         sys.exit(f"{raw}: no runs")
     write_csv(rows, os.path.join(outdir, "scaling.csv"))
-    local_lines, local_by_model = local_tables(rows)
-    cluster_lines, cluster_summary = cluster_tables(rows)
+    local_lines, local_by_model = local_tables(rows, disturbed)
+    cluster_lines, cluster_summary = cluster_tables(rows, disturbed)
     rounds = max(r["round"] for r in rows)
-    head = [f"Medians over {rounds} round(s); OpenBLAS core {next((r['blas_core'] for r in rows if r['blas_core']), '?')}; "
-            f"CPUs busy before a run: at most {max(r['busy_before_pct'] for r in rows)}% (median "
-            f"{statistics.median(r['busy_before_pct'] for r in rows):.0f}%).", ""]
+    count = sum(1 for r in rows if (r["others_during_pct"] or 0) > disturbed)
+    head = [f"Medians over {rounds} round(s); OpenBLAS core {next((r['blas_core'] for r in rows if r['blas_core']), '?')}. "
+            f"{count} of {len(rows)} runs had other programs on more than {disturbed}% of the CPUs; they are "
+            "left out where the configuration has a quieter run (\"runs used\"). \"others' CPU share\": the most that "
+            "other programs took during a used run (kernel network work not charged to a process counts there too).", ""]
     text = "\n".join(head + local_lines + [""] + cluster_lines) + "\n"
     open(os.path.join(outdir, "table.md"), "w").write(text)
     print(text)
@@ -333,6 +344,6 @@ def main(raw, outdir):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else DISTURBED_PERCENT)
