@@ -25,8 +25,11 @@ let package = Package(
         .target(name: "CWire", path: "Sources/CWire",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
 
+        // Row-wise products with pre-packed weights (AVX-512 / AVX2 / portable, chosen at run time).
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+
         // MARK: Modules
-        .target(name: "Recurrent", dependencies: ["CBLAS"], swiftSettings: optimized),
+        .target(name: "Recurrent", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
         .target(name: "Training", dependencies: ["Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Wire", dependencies: ["CWire", "Recurrent"], swiftSettings: optimized),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Wire", "Training", "Recurrent"],

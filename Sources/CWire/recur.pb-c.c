@@ -772,7 +772,7 @@ const ProtobufCMessageDescriptor recur__weights__descriptor =
   (ProtobufCMessageInit) recur__weights__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[7] =
+static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[8] =
 {
   {
     "step",
@@ -858,6 +858,18 @@ static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[7]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "wait_seconds",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, wait_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__gradient_push__field_indices_by_name[] = {
   6,   /* field[6] = communicate_seconds */
@@ -867,11 +879,12 @@ static const unsigned recur__gradient_push__field_indices_by_name[] = {
   0,   /* field[0] = step */
   3,   /* field[3] = tensors */
   1,   /* field[1] = token_count */
+  7,   /* field[7] = wait_seconds */
 };
 static const ProtobufCIntRange recur__gradient_push__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
 {
@@ -881,7 +894,7 @@ const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
   "Recur__GradientPush",
   "recur",
   sizeof(Recur__GradientPush),
-  7,
+  8,
   recur__gradient_push__field_descriptors,
   recur__gradient_push__field_indices_by_name,
   1,  recur__gradient_push__number_ranges,

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,17 @@ public protocol KernelScalar: BinaryFloatingPoint, SIMDScalar, Codable, Sendable
                      alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+    /// Scalars needed to hold a weight prepared for `rowProduct` with inner size k and n outputs.
+    static func preparedCount(k: Int, n: Int) -> Int
+    /// Prepares a weight for repeated row-wise products: stored (n × k) (out × in, product
+    /// A·Wᵀ) when `transposed`, else (k × n) (product A·W).
+    static func prepare(_ prepared: UnsafeMutablePointer<Self>, weight: UnsafePointer<Self>, k: Int, n: Int, transposed: Bool)
+    /// `C (m×n) = A (m×k) · prepared (+ C when accumulate)`. For Float each row's result is
+    /// independent of m and of the row's position (see recur_kernels.h): rows may be split
+    /// among threads in any way without changing a bit.
+    static func rowProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Self>, lda: Int,
+                           prepared: UnsafePointer<Self>, accumulate: Bool,
+                           c: UnsafeMutablePointer<Self>, ldc: Int)
     /// In place over `count` values.
     static func sigmoid(_ x: UnsafeMutablePointer<Self>, count: Int)
     static func tanh(_ x: UnsafeMutablePointer<Self>, count: Int)
@@ -32,6 +44,23 @@ extension Float: KernelScalar {
         cblas_sgemm(CblasRowMajor, blasTranspose(transA), blasTranspose(transB),
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
                     beta, c, Int32(ldc))
+    }
+
+    public static func preparedCount(k: Int, n: Int) -> Int { recur_packed_count(Int32(k), Int32(n)) }
+
+    public static func prepare(_ prepared: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, k: Int, n: Int, transposed: Bool) {
+        if transposed {
+            recur_pack_transposed(prepared, weight, Int32(n), Int32(k), Int32(k))
+        } else {
+            recur_pack(prepared, weight, Int32(k), Int32(n), Int32(n))
+        }
+    }
+
+    @inline(__always)
+    public static func rowProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                                  prepared: UnsafePointer<Float>, accumulate: Bool,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+        recur_gemm_packed(Int32(m), Int32(n), Int32(k), a, Int32(lda), prepared, accumulate ? 1 : 0, c, Int32(ldc))
     }
 
     public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) {
@@ -60,7 +89,23 @@ extension Double: KernelScalar {
                     beta, c, Int32(ldc))
     }
 
-    // Double is the reference path (gradient checks): exact libm, speed does not matter.
+    // Double is the reference path (gradient checks): plain BLAS and exact libm, speed does
+    // not matter. The prepared weight is the (k × n) matrix itself.
+    public static func preparedCount(k: Int, n: Int) -> Int { k * n }
+
+    public static func prepare(_ prepared: UnsafeMutablePointer<Double>, weight: UnsafePointer<Double>, k: Int, n: Int, transposed: Bool) {
+        for r in 0..<k {
+            for j in 0..<n { prepared[r * n + j] = transposed ? weight[j * k + r] : weight[r * n + j] }
+        }
+    }
+
+    public static func rowProduct(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
+                                  prepared: UnsafePointer<Double>, accumulate: Bool,
+                                  c: UnsafeMutablePointer<Double>, ldc: Int) {
+        gemm(transA: false, transB: false, m: m, n: n, k: k, alpha: 1, a: a, lda: lda, b: prepared, ldb: n,
+             beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+    }
+
     public static func sigmoid(_ x: UnsafeMutablePointer<Double>, count: Int) {
         for i in 0..<count { x[i] = 1 / (1 + Glibc.exp(-x[i])) }
     }

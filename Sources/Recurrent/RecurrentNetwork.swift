@@ -46,6 +46,15 @@ public final class RecurrentNetwork<S: KernelScalar> {
     private let inputWeightT: UnsafeMutablePointer<S>  // (V, G·H) layer-0 W_ih transposed: one-hot product = row gather
     private let dInputWeightT: UnsafeMutablePointer<S> // (V, G·H) scatter target for layer-0 W_ih grads
 
+    // Weights prepared once per call for the row-wise products (`S.rowProduct`):
+    // "forward" = x·Wᵀ (input → gates), "backward" = d·W (gate grads → input grads).
+    private let hiddenForward: [UnsafeMutablePointer<S>]   // W_hh, k = H, n = G·H
+    private let hiddenBackward: [UnsafeMutablePointer<S>]  // W_hh, k = G·H, n = H
+    private let inputForward: [UnsafeMutablePointer<S>]    // W_ih of layers > 0 (index l−1)
+    private let inputBackward: [UnsafeMutablePointer<S>]
+    private let headForward: UnsafeMutablePointer<S>       // head W, k = H, n = V
+    private let headBackward: UnsafeMutablePointer<S>      // head W, k = V, n = H
+
     private let offsets: [LayerOffsets]
     private let headWeight: Int, headBias: Int
     private let allocations: [UnsafeMutableRawPointer]
@@ -88,6 +97,12 @@ public final class RecurrentNetwork<S: KernelScalar> {
         stepH = buffer(cell == .gru ? n * GH : 1)
         inputWeightT = buffer(V * GH)
         dInputWeightT = buffer(V * GH)
+        hiddenForward = (0..<L).map { _ in buffer(S.preparedCount(k: H, n: GH)) }
+        hiddenBackward = (0..<L).map { _ in buffer(S.preparedCount(k: GH, n: H)) }
+        inputForward = (1..<max(L, 1)).map { _ in buffer(S.preparedCount(k: H, n: GH)) }
+        inputBackward = (1..<max(L, 1)).map { _ in buffer(S.preparedCount(k: GH, n: H)) }
+        headForward = buffer(S.preparedCount(k: H, n: V))
+        headBackward = buffer(S.preparedCount(k: V, n: H))
         self.allocations = allocations
 
         let layout = self.layout
@@ -112,6 +127,12 @@ public final class RecurrentNetwork<S: KernelScalar> {
         let n = streamCount, T = window, P = T + 1
         let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
         precondition(config.cell != .lstm || initialState.c != nil, "LSTM needs a cell state")
+        let GH = config.cell.gateCount * H
+        for l in 0..<L {
+            S.prepare(hiddenForward[l], weight: w + offsets[l].hiddenWeight, k: H, n: GH, transposed: true)
+            if l > 0 { S.prepare(inputForward[l - 1], weight: w + offsets[l].inputWeight, k: H, n: GH, transposed: true) }
+        }
+        S.prepare(headForward, weight: w + headWeight, k: H, n: V, transposed: true)
 
         for l in 0..<L {
             let h = hs[l]
@@ -130,8 +151,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
         }
 
         // Head over every slot at once: logits row (b, t) from hs_top row (b, t+1).
-        S.gemm(transA: false, transB: true, m: n * P, n: V, k: H, alpha: 1,
-               a: hs[L - 1] + H, lda: H, b: w + headWeight, ldb: H, beta: 0, c: logits, ldc: V)
+        S.rowProduct(m: n * P, n: V, k: H, a: hs[L - 1] + H, lda: H, prepared: headForward,
+                     accumulate: false, c: logits, ldc: V)
         var total = 0.0
         for b in 0..<n {
             var streamSum = 0.0
@@ -163,8 +184,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
                 }
             }
         } else {
-            S.gemm(transA: false, transB: true, m: n * P, n: GH, k: H, alpha: 1,
-                   a: hs[l - 1] + H, lda: H, b: wih, ldb: H, beta: 0, c: g, ldc: GH)
+            S.rowProduct(m: n * P, n: GH, k: H, a: hs[l - 1] + H, lda: H, prepared: inputForward[l - 1],
+                         accumulate: false, c: g, ldc: GH)
             for r in 0..<(n * P) {
                 let row = g + r * GH
                 for j in 0..<GH { row[j] += bias[j] }
@@ -174,10 +195,10 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     private func rnnForward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
-        let h = hs[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        let h = hs[l], g = gates[l], whh = hiddenForward[l]
         for t in 0..<T {
-            S.gemm(transA: false, transB: true, m: n, n: H, k: H, alpha: 1,
-                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: g + t * H, ldc: P * H)
+            S.rowProduct(m: n, n: H, k: H, a: h + t * H, lda: P * H, prepared: whh,
+                         accumulate: true, c: g + t * H, ldc: P * H)
             for b in 0..<n {
                 let out = h + (b * P + t + 1) * H
                 out.update(from: g + (b * P + t) * H, count: H)
@@ -188,10 +209,10 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     private func lstmForward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
-        let h = hs[l], c = cs[l], tc = tanhC[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        let h = hs[l], c = cs[l], tc = tanhC[l], g = gates[l], whh = hiddenForward[l]
         for t in 0..<T {
-            S.gemm(transA: false, transB: true, m: n, n: GH, k: H, alpha: 1,
-                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: g + t * GH, ldc: P * GH)
+            S.rowProduct(m: n, n: GH, k: H, a: h + t * H, lda: P * H, prepared: whh,
+                         accumulate: true, c: g + t * GH, ldc: P * GH)
             for b in 0..<n {
                 let gi = g + (b * P + t) * GH          // i f g o, each H wide
                 S.sigmoid(gi, count: 2 * H)
@@ -212,12 +233,12 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     private func gruForward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
-        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = w + offsets[l].hiddenWeight
+        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = hiddenForward[l]
         let bhh = w + offsets[l].hiddenBias!
         for t in 0..<T {
             for b in 0..<n { (stepH + b * GH).update(from: bhh, count: GH) }
-            S.gemm(transA: false, transB: true, m: n, n: GH, k: H, alpha: 1,
-                   a: h + t * H, lda: P * H, b: whh, ldb: H, beta: 1, c: stepH, ldc: GH)
+            S.rowProduct(m: n, n: GH, k: H, a: h + t * H, lda: P * H, prepared: whh,
+                         accumulate: true, c: stepH, ldc: GH)
             for b in 0..<n {
                 let gi = g + (b * P + t) * GH          // r z n, each H wide
                 let gh = stepH + b * GH
@@ -288,6 +309,11 @@ public final class RecurrentNetwork<S: KernelScalar> {
         let n = streamCount, T = window, P = T + 1
         let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
         let GH = config.cell.gateCount * H
+        for l in 0..<L {
+            S.prepare(hiddenBackward[l], weight: w + offsets[l].hiddenWeight, k: GH, n: H, transposed: false)
+            if l > 0 { S.prepare(inputBackward[l - 1], weight: w + offsets[l].inputWeight, k: GH, n: H, transposed: false) }
+        }
+        S.prepare(headBackward, weight: w + headWeight, k: V, n: H, transposed: false)
 
         // d loss / d logits = p − onehot(target) on real slots, 0 on the padding slot.
         for b in 0..<n {
@@ -303,8 +329,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
                    beta: 1, c: chunk.gradient + headWeight, ldc: H)
             addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
         }
-        S.gemm(transA: false, transB: false, m: n * P, n: H, k: V, alpha: 1,
-               a: logits, lda: V, b: w + headWeight, ldb: H, beta: 0, c: dH + H, ldc: H)
+        S.rowProduct(m: n * P, n: H, k: V, a: logits, lda: V, prepared: headBackward,
+                     accumulate: false, c: dH + H, ldc: H)
 
         for l in stride(from: L - 1, through: 0, by: -1) {
             dHNext.update(repeating: 0, count: n * H)
@@ -325,30 +351,29 @@ public final class RecurrentNetwork<S: KernelScalar> {
             for chunk in chunks { accumulateWeightGradients(layer: l, chunk: chunk) }
             if l > 0 {
                 // Gradient w.r.t. the layer's input = the outputs of the layer below.
-                S.gemm(transA: false, transB: false, m: n * P, n: H, k: GH, alpha: 1,
-                       a: dGates, lda: GH, b: w + offsets[l].inputWeight, ldb: H,
-                       beta: 0, c: dH + H, ldc: H)
+                S.rowProduct(m: n * P, n: H, k: GH, a: dGates, lda: GH, prepared: inputBackward[l - 1],
+                             accumulate: false, c: dH + H, ldc: H)
             }
         }
     }
 
     private func rnnBackward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
-        let h = hs[l], whh = w + offsets[l].hiddenWeight
+        let h = hs[l], whh = hiddenBackward[l]
         for t in stride(from: T - 1, through: 0, by: -1) {
             for b in 0..<n {
                 let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H
                 let y = h + (b * P + t + 1) * H, d = dGates + (b * P + t) * H
                 for j in 0..<H { d[j] = (dOut[j] + next[j]) * (1 - y[j] * y[j]) }
             }
-            S.gemm(transA: false, transB: false, m: n, n: H, k: H, alpha: 1,
-                   a: dGates + t * H, lda: P * H, b: whh, ldb: H, beta: 0, c: dHNext, ldc: H)
+            S.rowProduct(m: n, n: H, k: H, a: dGates + t * H, lda: P * H, prepared: whh,
+                         accumulate: false, c: dHNext, ldc: H)
         }
     }
 
     private func lstmBackward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
-        let c = cs[l], tc = tanhC[l], g = gates[l], whh = w + offsets[l].hiddenWeight
+        let c = cs[l], tc = tanhC[l], g = gates[l], whh = hiddenBackward[l]
         for t in stride(from: T - 1, through: 0, by: -1) {
             for b in 0..<n {
                 let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H, cNext = dCNext + b * H
@@ -366,14 +391,14 @@ public final class RecurrentNetwork<S: KernelScalar> {
                     cNext[j] = dc * f
                 }
             }
-            S.gemm(transA: false, transB: false, m: n, n: H, k: GH, alpha: 1,
-                   a: dGates + t * GH, lda: P * GH, b: whh, ldb: H, beta: 0, c: dHNext, ldc: H)
+            S.rowProduct(m: n, n: H, k: GH, a: dGates + t * GH, lda: P * GH, prepared: whh,
+                         accumulate: false, c: dHNext, ldc: H)
         }
     }
 
     private func gruBackward(layer l: Int, _ w: UnsafePointer<S>) {
         let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
-        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = w + offsets[l].hiddenWeight
+        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = hiddenBackward[l]
         let dGh = dGatesH!
         for t in stride(from: T - 1, through: 0, by: -1) {
             for b in 0..<n {
@@ -392,8 +417,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
                     next[j] = dht * z
                 }
             }
-            S.gemm(transA: false, transB: false, m: n, n: H, k: GH, alpha: 1,
-                   a: dGh + t * GH, lda: P * GH, b: whh, ldb: H, beta: 1, c: dHNext, ldc: H)
+            S.rowProduct(m: n, n: H, k: GH, a: dGh + t * GH, lda: P * GH, prepared: whh,
+                         accumulate: true, c: dHNext, ldc: H)
         }
     }
 

@@ -4,14 +4,15 @@ import Recurrent
 /// Computes the gradient of the summed loss of a block of streams for one step, on K
 /// threads. Used by the in-process trainer (all N streams) and by each worker (its block).
 ///
-/// The block is cut into fixed chunks of `chunkStreams` streams. A chunk is the unit of
-/// work: one thread runs one chunk at a time through a workspace of exactly that many
-/// streams, so every BLAS call has the same shape whatever K is, and writes the chunk's
-/// weight gradient into the chunk's own slab. The slabs are then summed through the fixed
-/// `ReductionTree`. Result: the gradient is bit-identical for any K, and — when blocks are
-/// aligned to the tree — for any number of workers.
+/// Each thread runs a contiguous block of the streams through one workspace. The row-wise
+/// products of the time loop give every stream the same bits whatever block it sits in
+/// (`KernelScalar.rowProduct`), so only the weight gradients depend on grouping: they are
+/// computed per fixed chunk of `chunkStreams` streams into the chunk's own slab, and the
+/// slabs are summed through the fixed `ReductionTree`. Result: the gradient is
+/// bit-identical for any K, and — when worker blocks are aligned to the tree — for any
+/// number of workers.
 ///
-/// Memory: K workspaces plus one parameter-sized slab per chunk.
+/// Memory: K workspaces (together sized for the block) plus one parameter slab per chunk.
 public final class GradientEngine {
     public let config: ModelConfig
     public let streams: Range<Int>        // global stream indices owned
@@ -24,6 +25,8 @@ public final class GradientEngine {
 
     private let train: [Int32]
     private let workspaces: [RecurrentNetwork<Float>]
+    /// Chunks (indices into the block) each thread's workspace covers.
+    private let threadChunks: [Range<Int>]
     private let chunkGradients: [UnsafeMutablePointer<Float>]
     private let tree: ReductionTree
     private let chunkLoss: UnsafeMutablePointer<Double>
@@ -45,8 +48,9 @@ public final class GradientEngine {
         self.threads = max(1, min(threads, chunkCount))
         layout = ParameterLayout(config)
         state = RecurrentState(config: config, streams: streams.count)
-        workspaces = (0..<self.threads).map { _ in
-            RecurrentNetwork<Float>(config: config, streams: chunkStreams, window: streamLayout.window)
+        threadChunks = StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: self.threads)
+        workspaces = threadChunks.map { block in
+            RecurrentNetwork<Float>(config: config, streams: block.count * chunkStreams, window: streamLayout.window)
         }
         let count = layout.count
         chunkGradients = (0..<chunkCount).map { _ in
@@ -76,26 +80,29 @@ public final class GradientEngine {
         if resetState { state.reset() }
         let count = layout.count, n = chunkStreams, K = threads, C = chunkCount
         let first = streams.lowerBound
-        let work = EngineWork(workspaces: workspaces, gradients: chunkGradients, loss: chunkLoss,
-                              state: state, train: train, streamLayout: streamLayout)
+        let work = EngineWork(workspaces: workspaces, threadChunks: threadChunks, gradients: chunkGradients,
+                              loss: chunkLoss, state: state, train: train, streamLayout: streamLayout)
         DispatchQueue.concurrentPerform(iterations: K) { thread in
-            let net = work.workspaces[thread]
-            var chunk = thread
-            while chunk < C {
-                let local = chunk * n
-                work.train.withUnsafeBufferPointer { tokens in
-                    work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: tokens,
-                                           streams: (first + local)..<(first + local + n),
-                                           stepInEpoch: stepInEpoch)
-                }
-                let view = work.state.view(from: local)
-                let gradient = work.gradients[chunk]
-                gradient.update(repeating: 0, count: count)
-                work.loss[chunk] = net.forward(parameters: parameters, initialState: view)
-                net.backward(parameters: parameters, chunks: [GradientChunk(streams: 0..<n, gradient: gradient)])
-                net.copyFinalState(to: view)
-                chunk += K
+            let net = work.workspaces[thread], chunks = work.threadChunks[thread]
+            let local = chunks.lowerBound * n
+            work.train.withUnsafeBufferPointer { tokens in
+                work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: tokens,
+                                       streams: (first + local)..<(first + local + net.streamCount),
+                                       stepInEpoch: stepInEpoch)
             }
+            let view = work.state.view(from: local)
+            net.forward(parameters: parameters, initialState: view)
+            var slabs: [GradientChunk<Float>] = []
+            for chunk in chunks {
+                work.gradients[chunk].update(repeating: 0, count: count)
+                let rows = (chunk - chunks.lowerBound) * n
+                slabs.append(GradientChunk(streams: rows..<(rows + n), gradient: work.gradients[chunk]))
+                var loss = 0.0
+                for s in rows..<(rows + n) { loss += net.streamLoss[s] }
+                work.loss[chunk] = loss
+            }
+            net.backward(parameters: parameters, chunks: slabs)
+            net.copyFinalState(to: view)
         }
         tree.sum(chunkGradients, count: count, threads: K)
         let loss = tree.sum(Array(UnsafeBufferPointer(start: chunkLoss, count: C)))
@@ -107,6 +114,7 @@ public final class GradientEngine {
 /// entries and state rows.
 private struct EngineWork: @unchecked Sendable {
     let workspaces: [RecurrentNetwork<Float>]
+    let threadChunks: [Range<Int>]
     let gradients: [UnsafeMutablePointer<Float>]
     let loss: UnsafeMutablePointer<Double>
     let state: RecurrentState<Float>

@@ -29,7 +29,7 @@ public final class LocalTrainer {
         report(.started(session.startInfo(mode: "in-process, \(engine.threads) thread(s)")))
         let start = DispatchTime.now().uptimeNanoseconds
         let (losses, rates) = try runSteps(periodic: true)
-        let validation = session.evaluate()
+        let validation = session.finalEvaluation()
         if let validation { report(.evaluation(step: session.step, result: validation)) }
         let path = try checkpoint()
         let summary = Summary(steps: session.step, finalTrainLoss: losses.suffix(20).mean,

@@ -52,11 +52,14 @@ public struct Sampler {
         return best
     }
 
-    /// Draws from p^(1/temperature), renormalised (= softmax(logits / temperature)).
+    /// Draws from p^(1/temperature), renormalised (= softmax(logits / temperature)). The
+    /// weights are (p / max p)^(1/temperature), so the most likely symbol weighs 1 and a
+    /// tiny temperature cannot underflow every weight to 0.
     private func draw(_ p: UnsafeBufferPointer<Float>, _ weights: inout [Double], _ rng: inout SeededGenerator) -> Int {
+        let top = Double(p.max() ?? 1)
         var sum = 0.0
         for i in 0..<p.count {
-            weights[i] = temperature == 1 ? Double(p[i]) : Double(p[i]).pow(1 / temperature)
+            weights[i] = temperature == 1 ? Double(p[i]) : (Double(p[i]) / top).pow(1 / temperature)
             sum += weights[i]
         }
         var u = rng.nextDouble() * sum

@@ -92,12 +92,13 @@ public struct Summary: Sendable {
     }
 }
 
-/// Appends one JSON object per line; flushed per record so a killed run keeps its log.
+/// Writes one JSON object per line; flushed per record so a killed run keeps its log.
+/// A new run starts the file afresh; a resumed run (`append`) continues it.
 public final class JSONLWriter {
     private let handle: FileHandle
     private let encoder: JSONEncoder
 
-    public init(path: String) throws {
+    public init(path: String, append: Bool = false) throws {
         if !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
                 throw TrainingError.invalidConfig("cannot create --log-jsonl file \(path)")
@@ -106,7 +107,7 @@ public final class JSONLWriter {
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.invalidConfig("cannot open --log-jsonl file \(path) for writing")
         }
-        handle.truncateFile(atOffset: 0)
+        if append { handle.seekToEndOfFile() } else { handle.truncateFile(atOffset: 0) }
         self.handle = handle
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

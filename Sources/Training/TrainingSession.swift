@@ -10,6 +10,8 @@ public struct RunOptions: Sendable {
     public var checkpointEvery = 0
     public var resume = false
     public var initFrom: URL?
+    /// Score the validation split when the run ends (benchmarks turn it off).
+    public var evaluateAtEnd = true
 
     public init() {}
 }
@@ -47,6 +49,12 @@ public final class TrainingSession {
         (train, validation) = corpus.split(validationFraction: config.validationFraction)
         streamLayout = StreamLayout(trainCount: train.count, streams: config.streams, window: config.window)
 
+        if let directory = options.checkpointDirectory {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw TrainingError.invalidConfig("--checkpoint-dir \(directory.path) exists and is not a directory")
+            }
+        }
         var initial = ParameterInitializer.initialize(layout, seed: config.seed)
         var random = SeededGenerator(seed: config.seed ^ 0x5EED)
         var step = 0
@@ -127,6 +135,11 @@ public final class TrainingSession {
         }
         step += 1
         return report
+    }
+
+    /// The end-of-run evaluation, unless turned off.
+    public func finalEvaluation() -> Evaluator.Result? {
+        options.evaluateAtEnd ? evaluate() : nil
     }
 
     public func evaluate() -> Evaluator.Result? {

@@ -64,6 +64,7 @@ public struct DecodedGradientPush: Sendable {
     public let lossSum: Double
     public let computeSeconds: Double
     public let communicateSeconds: Double
+    public let waitSeconds: Double
     public let tensors: DecodedTensorList
     public let state: [WireTensor]
 
@@ -75,7 +76,8 @@ public struct DecodedGradientPush: Sendable {
 
     public var message: GradientPush {
         GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: tensors.wireTensors(),
-                     state: state, computeSeconds: computeSeconds, communicateSeconds: communicateSeconds)
+                     state: state, computeSeconds: computeSeconds, communicateSeconds: communicateSeconds,
+                     waitSeconds: waitSeconds)
     }
 }
 

@@ -55,12 +55,12 @@ public enum WireCodec {
     /// A gradient push straight from the gradient slab (laid out as `layout`, summed over the
     /// worker's streams). `state` is the carried hidden state, only when the weights asked.
     public static func encodeGradientPush(step: UInt64, tokenCount: UInt64, lossSum: Double,
-                                          computeSeconds: Double, communicateSeconds: Double,
+                                          computeSeconds: Double, communicateSeconds: Double, waitSeconds: Double = 0,
                                           gradient: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                           state: [WireTensor] = [], into buffer: inout MessageBuffer) {
         let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: [],
                                   state: [], computeSeconds: computeSeconds,
-                                  communicateSeconds: communicateSeconds)
+                                  communicateSeconds: communicateSeconds, waitSeconds: waitSeconds)
         withTensorViews(state) { stateViews in
             packGradientPush(header, tensors: tensorViews(layout: layout, values: gradient),
                              state: stateViews, into: &buffer)
@@ -138,6 +138,7 @@ public enum WireCodec {
                 body.state = stateTensors
                 body.compute_seconds = push.computeSeconds
                 body.communicate_seconds = push.communicateSeconds
+                body.wait_seconds = push.waitSeconds
                 withUnsafeMutablePointer(to: &body) { p in
                     packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
                 }

@@ -99,9 +99,12 @@ public struct GradientPush: Equatable, Sendable {
     public var computeSeconds: Double
     /// Previous step: decode weights + encode + send.
     public var communicateSeconds: Double
+    /// Idle time between the previous push and the weights of this step.
+    public var waitSeconds: Double
 
     public init(step: UInt64, tokenCount: UInt64, lossSum: Double, tensors: [WireTensor],
-                state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double) {
+                state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double,
+                waitSeconds: Double = 0) {
         self.step = step
         self.tokenCount = tokenCount
         self.lossSum = lossSum
@@ -109,6 +112,7 @@ public struct GradientPush: Equatable, Sendable {
         self.state = state
         self.computeSeconds = computeSeconds
         self.communicateSeconds = communicateSeconds
+        self.waitSeconds = waitSeconds
     }
 }
 

@@ -53,15 +53,26 @@ struct BenchCommand: ParsableCommand {
         optimization.chunk = chunk
         let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
         var options = RunOptions()
-        options.threads = threads ?? Machine.cores
+        options.threads = threads ?? max(1, Machine.cores / workers)
+        options.evaluateAtEnd = false
         let session = try TrainingSession(config: config, corpus: corpus, options: options)
         var records: [StepRecord] = []
-        let trainer = LocalTrainer(session: session) { event in
+        let collect: (TrainingEvent) -> Void = { event in
             if case .step(let r) = event { records.append(r) }
         }
-        try trainer.runSteps()
+        var threadCount = options.threads
+        if workers == 1 {
+            let trainer = LocalTrainer(session: session, report: collect)
+            try trainer.runSteps()
+            threadCount = trainer.engine.threads
+        } else {
+            // Worker output goes to stderr: stdout carries only the JSON line.
+            try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data,
+                                 heartbeatTimeout: 30, report: collect,
+                                 log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
+        }
         try printJSON(Self.result(records: Array(records.dropFirst(warmup)), config: config, session: session,
-                                  threads: trainer.engine.threads, workers: 1))
+                                  threads: threadCount, workers: workers))
     }
 
     static func result(records: [StepRecord], config: TrainingConfig, session: TrainingSession,

@@ -57,8 +57,8 @@ struct ServeCommand: ParsableCommand {
         BLASInfo.useSingleThread()
         let corpus = try data.loadCorpus()
         let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
-        let console = try Console(logJsonl: runFlags.logJsonl)
         let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
+        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
         var options = CoordinatorOptions(bind: bind, workers: runFlags.workers ?? 1)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
@@ -68,7 +68,8 @@ struct ServeCommand: ParsableCommand {
             options.curve = CurveServerSettings(secretKey: secret, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
         }
         let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
-        Signals.forward { coordinator.stop.request($0, exitCode: $1) }
+        let stop = coordinator.stop
+        Signals.forward { stop.request($0, exitCode: $1) }
         try coordinator.run()
     }
 }
@@ -108,7 +109,8 @@ struct WorkCommand: ParsableCommand {
             options.curve = CurveClientSettings(serverPublicKey: server, publicKey: publicKey, secretKey: secret)
         }
         let worker = try Worker(corpus: corpus, options: options) { print($0); fflush(stdout) }
-        Signals.forward { worker.stop.request($0, exitCode: $1) }
+        let stop = worker.stop
+        Signals.forward { stop.request($0, exitCode: $1) }
         try worker.run()
     }
 }

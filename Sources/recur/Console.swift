@@ -14,13 +14,18 @@ final class Console {
     private var started = DispatchTime.now().uptimeNanoseconds
     private var progressShown = false
 
-    init(logJsonl: String?, printEvery: Int = 10, prefix: String = "") throws {
-        jsonl = try logJsonl.map { try JSONLWriter(path: $0) }
+    init(logJsonl: String?, append: Bool = false, printEvery: Int = 10, prefix: String = "") throws {
+        jsonl = try logJsonl.map { try JSONLWriter(path: $0, append: append) }
         self.printEvery = max(1, printEvery)
         self.prefix = prefix
     }
 
+    private let lock = NSLock()
+
+    /// Prints a whole line (worker output arrives on other threads).
     func line(_ text: String) {
+        lock.lock()
+        defer { lock.unlock() }
         if progressShown { print(""); progressShown = false }
         print(prefix + text)
         fflush(stdout)
@@ -38,9 +43,11 @@ final class Console {
             jsonl?.write(r)
             let text = Self.format(r, total: totalSteps) + " | ETA " + eta(step: r.step)
             if isTerminal {
+                lock.lock()
                 print("\r\u{1B}[K" + prefix + text, terminator: "")
                 fflush(stdout)
                 progressShown = true
+                lock.unlock()
             } else if r.step % printEvery == 0 || r.step == firstStep + 1 || r.step == totalSteps {
                 line(text)
             }

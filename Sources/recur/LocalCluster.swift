@@ -8,17 +8,25 @@ import Training
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
                     heartbeatTimeout: Double, console: Console) throws {
+        try run(session: session, workers: workers, threads: threads, dataPath: dataPath,
+                heartbeatTimeout: heartbeatTimeout, report: console.report, log: console.line)
+    }
+
+    static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
+                    heartbeatTimeout: Double, report: @escaping (TrainingEvent) -> Void,
+                    log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients.
         let socketPath = NSTemporaryDirectory() + "recur-\(getpid()).sock"
         var options = CoordinatorOptions(bind: "ipc://" + socketPath, workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
-        let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
-        let launcher = LocalLauncher(output: console.line)
-        launcher.onUnexpectedExit = { rank, code in
-            coordinator.stop.request("worker \(rank) exited with status \(code)")
+        let coordinator = try Coordinator(session: session, options: options, report: report, log: log)
+        let launcher = LocalLauncher(output: log)
+        launcher.onUnexpectedExit = { [weak coordinator] rank, code in
+            coordinator?.stop.request("worker \(rank) exited with status \(code)")
         }
-        Signals.forward { coordinator.stop.request($0, exitCode: $1) }
+        let stop = coordinator.stop
+        Signals.forward { stop.request($0, exitCode: $1) }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable) { _ in
             ["work", "--connect", coordinator.endpoint, "--threads", "\(threads)",
@@ -28,11 +36,6 @@ enum LocalCluster {
             try coordinator.run()
         } catch {
             launcher.terminateAll()
-            if case ClusterError.stopped(let reason) = error, let pending = coordinator.stop.pending,
-               pending.exitCode != 1 {
-                FileHandle.standardError.write(Data("recur: \(reason)\n".utf8))
-                exit(pending.exitCode)
-            }
             throw error
         }
         let codes = launcher.waitAll(timeout: 10)

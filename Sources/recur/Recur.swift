@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Recurrent
 import Training
@@ -27,6 +28,7 @@ struct Recur: ParsableCommand {
             }
             let line = error is ExitCode ? "" : Self.message(for: error)
             if !line.isEmpty { FileHandle.standardError.write(Data("recur: \(line)\n".utf8)) }
+            if case ClusterError.stopped(_, let signalled) = error { Foundation.exit(signalled) }  // 130/143 after a signal
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }

@@ -42,8 +42,8 @@ struct TrainCommand: ParsableCommand {
         let corpus = try data.loadCorpus()
         let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
         let (workers, threads) = parallelism
-        let console = try Console(logJsonl: runFlags.logJsonl)
         let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: threads))
+        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
         if workers == 1 {
             try LocalTrainer(session: session, report: console.report).run()
         } else {

@@ -154,10 +154,14 @@ struct  Recur__GradientPush
    * previous step: decode weights + encode + send
    */
   double communicate_seconds;
+  /*
+   * idle between the previous push and these weights
+   */
+  double wait_seconds;
 };
 #define RECUR__GRADIENT_PUSH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__gradient_push__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0 }
 
 
 struct  Recur__Heartbeat

@@ -6,7 +6,8 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case coordinatorLost(endpoint: String, seconds: Double, encrypted: Bool = false)
     case refused(String)
     case joinTimeout(joined: Int, expected: Int, seconds: Double)
-    case stopped(String)
+    /// A stop request (signal, failed local worker): the process exits with `exitCode`.
+    case stopped(String, exitCode: Int32 = 1)
     case invalidOptions(String)
     case protocolViolation(String)
 
@@ -19,7 +20,7 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
         case .refused(let m): return "the coordinator refused this worker: \(m)"
         case .joinTimeout(let joined, let expected, let seconds):
             return "only \(joined) of \(expected) workers joined within \(Self.format(seconds)) s"
-        case .stopped(let m): return m
+        case .stopped(let m, _): return m
         case .invalidOptions(let m): return m
         case .protocolViolation(let m): return m
         }
@@ -53,6 +54,11 @@ public final class StopRequest: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return reason.map { ($0, code) }
+    }
+
+    /// Throws `ClusterError.stopped` when a stop was requested.
+    func check() throws {
+        if let (reason, code) = pending { throw ClusterError.stopped(reason, exitCode: code) }
     }
 }
 

@@ -55,6 +55,8 @@ public final class Coordinator {
     private let limits: DecodeLimits
     private var frames: [ZMQMessage] = []
     private var outgoing = MessageBuffer()
+    /// The weights message, sent to every worker without a copy per worker.
+    private var broadcast = ZMQSharedBuffer(count: 0)
     private var lastHeartbeatSent = 0.0
 
     private var workers: [Peer] = []
@@ -78,6 +80,7 @@ public final class Coordinator {
         var lossSum = 0.0
         var computeSeconds = 0.0
         var communicateSeconds = 0.0
+        var waitSeconds = 0.0
         var arrival = 0.0
 
         init(identity: [UInt8], rank: Int, hello: Hello, parameterCount: Int) {
@@ -114,7 +117,9 @@ public final class Coordinator {
             state.h.update(from: restored.h, count: state.count)
             if let c = state.c { c.update(from: restored.c, count: state.count) }
         }
-        context = try ZMQContext()
+        // One libzmq I/O thread moves about 1 GB/s; weights go out to W workers and
+        // gradients come back from W every step.
+        context = try ZMQContext(ioThreads: max(1, min(options.workers, 4)))
         socket = try ZMQSocket(context: context, kind: .router)
         try socket.setRouterHandover(false)
         try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
@@ -131,8 +136,13 @@ public final class Coordinator {
         endpoint = try socket.bind(options.bind)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Closes the socket (lingering so the last Shutdown leaves) and the authenticator.
+    /// `run` does it when it ends.
+    public func close() {
         authenticator?.stop()
+        authenticator = nil
         socket.close()
     }
 
@@ -142,13 +152,19 @@ public final class Coordinator {
     /// workers down. Throws (after a checkpoint) when a worker fails or a stop is requested.
     @discardableResult
     public func run() throws -> Summary {
+        defer { close() }
         let start = now()
-        try join()
+        do {
+            try join()
+        } catch {
+            shutdownWorkers(reason: "\(error)")   // those that joined must not wait for a heartbeat timeout
+            throw error
+        }
         report(.started(session.startInfo(mode: "coordinator \(endpoint), \(workers.count) worker(s)")))
         var losses: [Double] = [], rates: [Double] = []
         do {
             while !session.isFinished {
-                if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+                try stop.check()
                 let record = try step()
                 losses.append(record.loss)
                 rates.append(record.tokensPerSecond)
@@ -164,7 +180,7 @@ public final class Coordinator {
             shutdownWorkers(reason: "\(error)")
             throw error
         }
-        let validation = try evaluateServicing()
+        let validation = session.options.evaluateAtEnd ? try evaluateServicing() : nil
         if let validation { report(.evaluation(step: session.step, result: validation)) }
         let path = try checkpoint()
         shutdownWorkers(reason: "training finished at step \(session.step)")
@@ -185,7 +201,7 @@ public final class Coordinator {
         let deadline = now() + options.joinTimeout
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
         while workers.count < options.workers {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard now() < deadline else {
                 throw ClusterError.joinTimeout(joined: workers.count, expected: options.workers, seconds: options.joinTimeout)
             }
@@ -241,15 +257,15 @@ public final class Coordinator {
         WireCodec.encodeWeights(step: UInt64(s), resetState: stepInEpoch == 0, wantState: true,
                                 parameters: UnsafeBufferPointer(session.update.parameters),
                                 layout: session.layout, into: &outgoing)
+        try prepareBroadcast()
         for peer in workers {
             peer.pushed = false
-            try sendOutgoing(to: peer)
+            try sendBroadcast(to: peer)
         }
         let t1 = now()
-        var decodeSeconds = 0.0
         var pending = workers.count
         while pending > 0 {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             try checkHeartbeats(step: s)
             guard let (identity, message) = try receive(timeout: 0.2) else { continue }
             guard let peer = peer(identity) else {
@@ -264,12 +280,10 @@ public final class Coordinator {
             case .heartbeat:
                 continue
             case .gradientPush(let push):
-                let d0 = now()
                 if let problem = accept(push, from: peer, step: s) {
                     reject(from: peer.name, problem)
                     continue
                 }
-                decodeSeconds += now() - d0
                 peer.pushed = true
                 peer.arrival = now()
                 pending -= 1
@@ -288,17 +302,23 @@ public final class Coordinator {
         commitState()
         let t3 = now()
 
+        // The step as the coordinator sees it, split so the parts add up:
+        //   wait        = last push arrival − first (the slowest worker's lag),
+        //   compute     = the fastest worker's compute + this process's sum and update,
+        //   communicate = the rest: encode, send, transfer both ways, decode on both sides.
+        // Per worker: its compute, its decode/encode/send (previous step), and its idle
+        // time waiting for these weights.
         let arrivals = workers.map(\.arrival)
         let wait = (arrivals.max() ?? t2) - (arrivals.min() ?? t2)
+        let compute = (workers.map(\.computeSeconds).min() ?? 0) + (t3 - t2)
         let timings = workers.map {
             WorkerTiming(rank: $0.rank, computeSeconds: $0.computeSeconds, communicateSeconds: $0.communicateSeconds,
-                         waitSeconds: ($0.arrival - t1) - $0.computeSeconds)
+                         waitSeconds: $0.waitSeconds)
         }
         return StepRecord(step: session.step, epoch: epoch, loss: lossSum / Double(tokens),
                           gradientNorm: update.gradientNorm, learningRate: update.learningRate, tokens: tokens,
-                          stepSeconds: t3 - t0,
-                          computeSeconds: workers.map(\.computeSeconds).max() ?? 0,
-                          communicateSeconds: (t1 - t0) + decodeSeconds,
+                          stepSeconds: t3 - t0, computeSeconds: compute,
+                          communicateSeconds: max(0, (t3 - t0) - compute - wait),
                           waitSeconds: wait, workers: timings)
     }
 
@@ -324,6 +344,7 @@ public final class Coordinator {
         peer.lossSum = push.lossSum
         peer.computeSeconds = push.computeSeconds
         peer.communicateSeconds = push.communicateSeconds
+        peer.waitSeconds = push.waitSeconds
         return nil
     }
 
@@ -483,9 +504,18 @@ public final class Coordinator {
         try buffer.withUnsafeBytes { try socket.send(to: identity, body: $0) }
     }
 
-    private func sendOutgoing(to peer: Peer) throws {
+    /// Copies the encoded weights into the shared buffer once the last broadcast is out.
+    private func prepareBroadcast() throws {
+        guard broadcast.waitUntilReleased(timeout: .seconds(options.heartbeatTimeout)) else {
+            throw ClusterError.workerFailed("the last weights broadcast is still queued after \(ClusterError.format(options.heartbeatTimeout)) s: a worker stopped reading")
+        }
+        if broadcast.count != outgoing.count { broadcast = ZMQSharedBuffer(count: outgoing.count) }
+        outgoing.withUnsafeBytes { broadcast.mutableBytes.copyMemory(from: $0) }
+    }
+
+    private func sendBroadcast(to peer: Peer) throws {
         do {
-            try outgoing.withUnsafeBytes { try socket.send(to: peer.identity, body: $0) }
+            try socket.send(to: peer.identity, message: try ZMQMessage(sharing: broadcast))
         } catch ZMQError.hostUnreachable {
             throw ClusterError.workerFailed("\(peer.name) is gone (connection closed) at step \(session.step + 1)")
         } catch ZMQError.timeout {

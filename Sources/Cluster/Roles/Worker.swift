@@ -64,8 +64,19 @@ public final class Worker {
 
     deinit { socket.close() }
 
-    /// Returns normally when the coordinator says the run is over.
+    /// Returns normally when the coordinator says the run is over. A stop request (signal)
+    /// is reported to the coordinator before the worker exits, so the run ends at once.
     public func run() throws {
+        defer { socket.close() }
+        do {
+            try serve()
+        } catch ClusterError.stopped(let reason, let code) {
+            try? send(.error(WireErrorMessage(message: "worker \(rank) (pid \(getpid())) stopped: \(reason)")))
+            throw ClusterError.stopped(reason, exitCode: code)
+        }
+    }
+
+    private func serve() throws {
         try send(.hello(Fingerprint.hello(corpus: corpus, modelConfig: "", threads: options.threads)))
         let welcome = try awaitWelcome()
         rank = Int(welcome.rank)
@@ -90,9 +101,10 @@ public final class Worker {
         defer { parameters.deallocate() }
         var expectedStep = welcome.step
         var lastCommunicate = 0.0
+        var lastPushSent: Double?
         var lastHeard = now()
         while true {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout {
                     throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout)
@@ -110,6 +122,7 @@ public final class Worker {
                 throw ClusterError.refused(error.message)
             case .weights(let weights):
                 let t0 = now()
+                let idle = lastPushSent.map { t0 - $0 } ?? 0
                 guard weights.step == expectedStep else {
                     log("worker \(rank): rejected weights for step \(weights.step + 1), expected step \(expectedStep + 1)")
                     continue
@@ -129,11 +142,12 @@ public final class Worker {
                 let t2 = now()
                 let state = weights.wantState ? stateTensors(engine.state, model: model, streams: streams.count) : []
                 WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(engine.tokensPerStep), lossSum: lossSum,
-                                             computeSeconds: t2 - t1, communicateSeconds: lastCommunicate,
+                                             computeSeconds: t2 - t1, communicateSeconds: lastCommunicate, waitSeconds: idle,
                                              gradient: UnsafeBufferPointer(start: gradient, count: layout.count),
                                              layout: layout, state: state, into: &outgoing)
                 try outgoing.withUnsafeBytes { try socket.send($0) }
-                lastCommunicate = (t1 - t0) + (now() - t2)
+                lastPushSent = now()
+                lastCommunicate = (t1 - t0) + (lastPushSent! - t2)
                 expectedStep += 1
                 lastHeard = now()
             default:
@@ -146,7 +160,7 @@ public final class Worker {
         let deadline = now() + max(options.heartbeatTimeout, 1)
         var lastHeard = now()
         while true {
-            if let stopped = stop.pending { throw ClusterError.stopped(stopped.reason) }
+            try stop.check()
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout, now() > deadline {
                     throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout,

@@ -1,0 +1,36 @@
+// Row-wise matrix products with a pre-packed weight, for the recurrent time loop.
+//
+// C (m × n) = A (m × k) · B  (+ C when accumulate), B prepared once by recur_pack or
+// recur_pack_transposed into panels of 16 columns: packed[p][kk][0..16) = column p·16+j.
+//
+// Every element of C is one fused-multiply-add chain over kk = 0..k-1 starting from 0,
+// then added to C: the result of a row does not depend on m, on the row's position, or on
+// which kernel (AVX-512, AVX2+FMA, portable fmaf) ran it. That is what lets any number of
+// threads split the streams and still produce bit-identical numbers.
+#ifndef RECUR_KERNELS_H
+#define RECUR_KERNELS_H
+#include <stddef.h>
+
+/// Floats needed for a packed k × n operand (n rounded up to a multiple of 16).
+size_t recur_packed_count(int k, int n);
+
+/// B given as (k × n) row-major with row stride ldb: product A · B.
+void recur_pack(float *packed, const float *b, int k, int n, int ldb);
+
+/// B given as (n × k) row-major with row stride ldb (a weight W stored as out × in):
+/// product A · Wᵀ.
+void recur_pack_transposed(float *packed, const float *b, int n, int k, int ldb);
+
+/// C = A · B (+ C when accumulate != 0), B packed for (k, n). lda, ldc: row strides.
+void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
+                       int accumulate, float *c, int ldc);
+
+/// The same with a chosen kernel: 2 = AVX-512, 1 = AVX2+FMA, 0 = portable. Falls back to a
+/// lower level when the CPU lacks the instructions. For tests.
+void recur_gemm_packed_level(int level, int m, int n, int k, const float *a, int lda,
+                             const float *packed, int accumulate, float *c, int ldc);
+
+/// The kernel recur_gemm_packed uses on this CPU (2, 1 or 0).
+int recur_kernel_level(void);
+
+#endif
