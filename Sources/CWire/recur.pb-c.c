@@ -772,7 +772,7 @@ const ProtobufCMessageDescriptor recur__weights__descriptor =
   (ProtobufCMessageInit) recur__weights__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[8] =
+static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[10] =
 {
   {
     "step",
@@ -870,11 +870,37 @@ static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[8]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "part",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, part),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parts",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, parts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__gradient_push__field_indices_by_name[] = {
   6,   /* field[6] = communicate_seconds */
   5,   /* field[5] = compute_seconds */
   2,   /* field[2] = loss_sum */
+  8,   /* field[8] = part */
+  9,   /* field[9] = parts */
   4,   /* field[4] = state */
   0,   /* field[0] = step */
   3,   /* field[3] = tensors */
@@ -884,7 +910,7 @@ static const unsigned recur__gradient_push__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__gradient_push__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
 {
@@ -894,7 +920,7 @@ const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
   "Recur__GradientPush",
   "recur",
   sizeof(Recur__GradientPush),
-  8,
+  10,
   recur__gradient_push__field_descriptors,
   recur__gradient_push__field_indices_by_name,
   1,  recur__gradient_push__number_ranges,

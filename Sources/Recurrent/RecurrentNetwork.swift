@@ -306,6 +306,16 @@ public final class RecurrentNetwork<S: KernelScalar> {
     /// split among threads. Gradients w.r.t. the initial state go to `initialStateGradient`.
     public func backward(parameters w: UnsafePointer<S>, chunks: [GradientChunk<S>],
                          initialStateGradient: StateView<S>? = nil) {
+        backwardHead(parameters: w, chunks: chunks)
+        for l in stride(from: config.layerCount - 1, through: 0, by: -1) {
+            backwardLayer(l, parameters: w, chunks: chunks, initialStateGradient: initialStateGradient)
+        }
+    }
+
+    /// The first part of `backward`: the head's gradients and the gradient flowing into the
+    /// top layer. Then call `backwardLayer` for L−1 down to 0; after layer l returns, the
+    /// gradients of layer l and above are final (a caller may ship them while the rest runs).
+    public func backwardHead(parameters w: UnsafePointer<S>, chunks: [GradientChunk<S>]) {
         let n = streamCount, T = window, P = T + 1
         let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
         let GH = config.cell.gateCount * H
@@ -331,29 +341,33 @@ public final class RecurrentNetwork<S: KernelScalar> {
         }
         S.rowProduct(m: n * P, n: H, k: V, a: logits, lda: V, prepared: headBackward,
                      accumulate: false, c: dH + H, ldc: H)
+    }
 
-        for l in stride(from: L - 1, through: 0, by: -1) {
-            dHNext.update(repeating: 0, count: n * H)
-            dCNext.update(repeating: 0, count: n * H)
-            switch config.cell {
-            case .rnn: rnnBackward(layer: l, w)
-            case .lstm: lstmBackward(layer: l, w)
-            case .gru: gruBackward(layer: l, w)
-            }
-            if let d0 = initialStateGradient {
-                for b in 0..<n {
-                    (d0.h + l * d0.layerStride + b * H).update(from: dHNext + b * H, count: H)
-                    if config.cell == .lstm, let dc = d0.c {
-                        (dc + l * d0.layerStride + b * H).update(from: dCNext + b * H, count: H)
-                    }
+    /// BPTT through layer l (after layer l+1, or the head for the top layer).
+    public func backwardLayer(_ l: Int, parameters w: UnsafePointer<S>, chunks: [GradientChunk<S>],
+                              initialStateGradient: StateView<S>? = nil) {
+        let n = streamCount, P = window + 1, H = config.hiddenSize
+        let GH = config.cell.gateCount * H
+        dHNext.update(repeating: 0, count: n * H)
+        dCNext.update(repeating: 0, count: n * H)
+        switch config.cell {
+        case .rnn: rnnBackward(layer: l, w)
+        case .lstm: lstmBackward(layer: l, w)
+        case .gru: gruBackward(layer: l, w)
+        }
+        if let d0 = initialStateGradient {
+            for b in 0..<n {
+                (d0.h + l * d0.layerStride + b * H).update(from: dHNext + b * H, count: H)
+                if config.cell == .lstm, let dc = d0.c {
+                    (dc + l * d0.layerStride + b * H).update(from: dCNext + b * H, count: H)
                 }
             }
-            for chunk in chunks { accumulateWeightGradients(layer: l, chunk: chunk) }
-            if l > 0 {
-                // Gradient w.r.t. the layer's input = the outputs of the layer below.
-                S.rowProduct(m: n * P, n: H, k: GH, a: dGates, lda: GH, prepared: inputBackward[l - 1],
-                             accumulate: false, c: dH + H, ldc: H)
-            }
+        }
+        for chunk in chunks { accumulateWeightGradients(layer: l, chunk: chunk) }
+        if l > 0 {
+            // Gradient w.r.t. the layer's input = the outputs of the layer below.
+            S.rowProduct(m: n * P, n: H, k: GH, a: dGates, lda: GH, prepared: inputBackward[l - 1],
+                         accumulate: false, c: dH + H, ldc: H)
         }
     }
 

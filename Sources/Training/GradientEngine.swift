@@ -71,17 +71,37 @@ public final class GradientEngine {
     }
 
     public var chunkCount: Int { chunkGradients.count }
+
+    /// Where `computeGradient` leaves the summed gradient (also during `early`).
+    public var gradient: UnsafeMutablePointer<Float> { chunkGradients[0] }
+
+    /// The run of the parameter table (the top layer and the head) whose gradient is final
+    /// before the lower layers' backward starts: `computeGradient(early:)` hands it out then,
+    /// so a worker can send it while the rest computes. nil for one layer.
+    public var earlySlices: Range<Int>? {
+        guard config.layerCount > 1 else { return nil }
+        let first = layout.slices.firstIndex { $0.name == "rnn.weight_ih_l\(config.layerCount - 1)" }!
+        return first..<layout.slices.count
+    }
+
+    private func elements(of slices: Range<Int>) -> Range<Int> {
+        layout.slices[slices.lowerBound].offset..<(layout.slices[slices.upperBound - 1].range.upperBound)
+    }
     public var tokensPerStep: Int { streams.count * streamLayout.window }
 
     /// One step: forward + backward of every owned stream at `stepInEpoch`, carrying state.
-    /// Returns the summed loss and the summed gradient (valid until the next call).
-    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
-                                resetState: Bool) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
+    /// Returns the summed loss and the summed gradient (valid until the next call). With
+    /// `early`, the gradient of `earlySlices` is summed first and `early` is called with
+    /// it (on this thread) before the lower layers run; those values stay untouched after.
+    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int, resetState: Bool,
+                                early: ((Range<Int>) -> Void)? = nil) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
+        let split = early == nil ? nil : earlySlices
         if resetState { state.reset() }
         let count = layout.count, n = chunkStreams, K = threads, C = chunkCount
         let first = streams.lowerBound
         let work = EngineWork(workspaces: workspaces, threadChunks: threadChunks, gradients: chunkGradients,
-                              loss: chunkLoss, state: state, train: train, streamLayout: streamLayout)
+                              loss: chunkLoss, state: state, train: train, streamLayout: streamLayout,
+                              chunkStreams: chunkStreams)
         DispatchQueue.concurrentPerform(iterations: K) { thread in
             let net = work.workspaces[thread], chunks = work.threadChunks[thread]
             let local = chunks.lowerBound * n
@@ -90,21 +110,28 @@ public final class GradientEngine {
                                        streams: (first + local)..<(first + local + net.streamCount),
                                        stepInEpoch: stepInEpoch)
             }
-            let view = work.state.view(from: local)
-            net.forward(parameters: parameters, initialState: view)
-            var slabs: [GradientChunk<Float>] = []
+            net.forward(parameters: parameters, initialState: work.state.view(from: local))
             for chunk in chunks {
                 work.gradients[chunk].update(repeating: 0, count: count)
-                let rows = (chunk - chunks.lowerBound) * n
-                slabs.append(GradientChunk(streams: rows..<(rows + n), gradient: work.gradients[chunk]))
                 var loss = 0.0
-                for s in rows..<(rows + n) { loss += net.streamLoss[s] }
+                for s in work.rows(of: chunk, in: chunks) { loss += net.streamLoss[s] }
                 work.loss[chunk] = loss
             }
-            net.backward(parameters: parameters, chunks: slabs)
-            net.copyFinalState(to: view)
+            let slabs = work.slabs(chunks)
+            net.backwardHead(parameters: parameters, chunks: slabs)
+            net.backwardLayer(net.config.layerCount - 1, parameters: parameters, chunks: slabs)
+            if split == nil { work.finishBackward(thread: thread, parameters: parameters, below: net.config.layerCount - 1) }
         }
-        tree.sum(chunkGradients, count: count, threads: K)
+        if let split, let early {
+            tree.sum(chunkGradients, elements: elements(of: split), threads: K)
+            early(split)
+            DispatchQueue.concurrentPerform(iterations: K) { thread in
+                work.finishBackward(thread: thread, parameters: parameters, below: config.layerCount - 1)
+            }
+            tree.sum(chunkGradients, elements: elements(of: 0..<split.lowerBound), threads: K)
+        } else {
+            tree.sum(chunkGradients, count: count, threads: K)
+        }
         let loss = tree.sum(Array(UnsafeBufferPointer(start: chunkLoss, count: C)))
         return (loss, chunkGradients[0])
     }
@@ -120,4 +147,25 @@ private struct EngineWork: @unchecked Sendable {
     let state: RecurrentState<Float>
     let train: [Int32]
     let streamLayout: StreamLayout
+    let chunkStreams: Int
+
+    /// Workspace rows of `chunk` (a chunk of the thread's block `chunks`).
+    func rows(of chunk: Int, in chunks: Range<Int>) -> Range<Int> {
+        let first = (chunk - chunks.lowerBound) * chunkStreams
+        return first..<(first + chunkStreams)
+    }
+
+    func slabs(_ chunks: Range<Int>) -> [GradientChunk<Float>] {
+        chunks.map { GradientChunk(streams: rows(of: $0, in: chunks), gradient: gradients[$0]) }
+    }
+
+    /// Backward of the layers below `top` on one thread's workspace, then its final state.
+    func finishBackward(thread: Int, parameters: UnsafePointer<Float>, below top: Int) {
+        let net = workspaces[thread], chunks = threadChunks[thread]
+        let slabs = slabs(chunks)
+        for l in stride(from: top - 1, through: 0, by: -1) {
+            net.backwardLayer(l, parameters: parameters, chunks: slabs)
+        }
+        net.copyFinalState(to: state.view(from: chunks.lowerBound * chunkStreams))
+    }
 }

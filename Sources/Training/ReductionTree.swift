@@ -52,12 +52,19 @@ public struct ReductionTree: Equatable, Sendable {
     /// Runs the additions over Float buffers of `count` values, in parallel over slices of
     /// the elements (each element still follows the same tree). The total lands in leaves[0].
     public func sum(_ buffers: [UnsafeMutablePointer<Float>], count: Int, threads: Int) {
-        guard !additions.isEmpty else { return }
+        sum(buffers, elements: 0..<count, threads: threads)
+    }
+
+    /// The same over the elements `elements` only (one part of the parameter table).
+    public func sum(_ buffers: [UnsafeMutablePointer<Float>], elements: Range<Int>, threads: Int) {
+        guard !additions.isEmpty, !elements.isEmpty else { return }
+        let count = elements.count
         let sliceCount = max(1, min(threads, count / 65_536))
         let sliceLength = (count + sliceCount - 1) / sliceCount
         let additions = self.additions
         DispatchQueue.concurrentPerform(iterations: sliceCount) { slice in
-            let begin = slice * sliceLength, end = min(count, begin + sliceLength)
+            let begin = elements.lowerBound + slice * sliceLength
+            let end = min(elements.upperBound, begin + sliceLength)
             guard begin < end else { return }
             for a in additions {
                 let into = buffers[a.into] + begin, from = buffers[a.from] + begin

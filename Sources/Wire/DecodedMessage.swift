@@ -65,6 +65,8 @@ public struct DecodedGradientPush: Sendable {
     public let computeSeconds: Double
     public let communicateSeconds: Double
     public let waitSeconds: Double
+    public let part: UInt32
+    public let parts: UInt32
     public let tensors: DecodedTensorList
     public let state: [WireTensor]
 
@@ -74,10 +76,17 @@ public struct DecodedGradientPush: Sendable {
         try tensors.copy(into: gradient, layout: layout)
     }
 
+    /// For one part of a push: checks that the tensors are the run `slices` of the table and
+    /// copies them to their places in `gradient`. On error `gradient` is untouched.
+    public func copyTensors(into gradient: UnsafeMutableBufferPointer<Float>, layout: ParameterLayout,
+                            slices: Range<Int>) throws {
+        try tensors.copy(into: gradient, layout: layout, slices: slices)
+    }
+
     public var message: GradientPush {
         GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: tensors.wireTensors(),
                      state: state, computeSeconds: computeSeconds, communicateSeconds: communicateSeconds,
-                     waitSeconds: waitSeconds)
+                     waitSeconds: waitSeconds, part: part, parts: parts)
     }
 }
 
@@ -143,11 +152,18 @@ public struct DecodedTensorList: @unchecked Sendable {
     /// are valid only inside `body`.
     public func forEachTensor(matching layout: ParameterLayout,
                               _ body: (ParameterSlice, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        try forEachTensor(matching: layout, slices: layout.slices.indices, body)
+    }
+
+    /// The same for a contiguous run `slices` of the table (one part of a push).
+    public func forEachTensor(matching layout: ParameterLayout, slices: Range<Int>,
+                              _ body: (ParameterSlice, UnsafeBufferPointer<Float>) throws -> Void) throws {
+        let expected = Array(layout.slices[slices])
         try withExtendedLifetime(owner) {
-            guard count == layout.slices.count else {
-                throw WireError.tensorCountMismatch(received: count, expected: layout.slices.count)
+            guard count == expected.count else {
+                throw WireError.tensorCountMismatch(received: count, expected: expected.count)
             }
-            for (index, slice) in layout.slices.enumerated() {
+            for (index, slice) in expected.enumerated() {
                 let received = tensor(index)
                 let name = String(cString: received.name)
                 guard name == slice.name else {
@@ -161,7 +177,7 @@ public struct DecodedTensorList: @unchecked Sendable {
                     throw WireError.tensorByteCountMismatch(name: name, shape: slice.shape, byteCount: received.data.len)
                 }
             }
-            for (index, slice) in layout.slices.enumerated() {
+            for (index, slice) in expected.enumerated() {
                 let data = tensor(index).data
                 // protobuf-c mallocs each bytes field: aligned for Float.
                 let raw = UnsafeRawPointer(data.data!)
@@ -174,9 +190,14 @@ public struct DecodedTensorList: @unchecked Sendable {
     /// Checks against `layout` (see `forEachTensor`) and copies every tensor to its slice of
     /// `values` with one memcpy each. On error `values` is untouched.
     public func copy(into values: UnsafeMutableBufferPointer<Float>, layout: ParameterLayout) throws {
+        try copy(into: values, layout: layout, slices: layout.slices.indices)
+    }
+
+    /// The same for a contiguous run `slices` of the table.
+    public func copy(into values: UnsafeMutableBufferPointer<Float>, layout: ParameterLayout, slices: Range<Int>) throws {
         precondition(values.count == layout.count, "slab holds \(values.count) values, layout \(layout.count)")
         let base = values.baseAddress!
-        try forEachTensor(matching: layout) { slice, received in
+        try forEachTensor(matching: layout, slices: slices) { slice, received in
             UnsafeMutableRawPointer(base + slice.offset)
                 .copyMemory(from: received.baseAddress!, byteCount: slice.count * MemoryLayout<Float>.size)
         }

@@ -47,7 +47,7 @@ extension WireCodec {
             return .gradientPush(DecodedGradientPush(
                 step: body.step, tokenCount: body.token_count, lossSum: body.loss_sum,
                 computeSeconds: body.compute_seconds, communicateSeconds: body.communicate_seconds,
-                waitSeconds: body.wait_seconds,
+                waitSeconds: body.wait_seconds, part: body.part, parts: max(body.parts, 1),
                 tensors: tensors, state: state.wireTensors()))
         case RECUR__ENVELOPE__BODY_HEARTBEAT:
             let body = envelope.heartbeat.pointee

@@ -54,15 +54,20 @@ public enum WireCodec {
 
     /// A gradient push straight from the gradient slab (laid out as `layout`, summed over the
     /// worker's streams). `state` is the carried hidden state, only when the weights asked.
+    /// With `slices`, the message is part `part` of `parts` and carries only that run of the
+    /// table.
     public static func encodeGradientPush(step: UInt64, tokenCount: UInt64, lossSum: Double,
                                           computeSeconds: Double, communicateSeconds: Double, waitSeconds: Double = 0,
+                                          slices: Range<Int>? = nil, part: Int = 0, parts: Int = 1,
                                           gradient: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                           state: [WireTensor] = [], into buffer: inout MessageBuffer) {
         let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: [],
                                   state: [], computeSeconds: computeSeconds,
-                                  communicateSeconds: communicateSeconds, waitSeconds: waitSeconds)
+                                  communicateSeconds: communicateSeconds, waitSeconds: waitSeconds,
+                                  part: UInt32(part), parts: UInt32(parts))
         withTensorViews(state) { stateViews in
-            packGradientPush(header, tensors: tensorViews(layout: layout, values: gradient),
+            let views = tensorViews(layout: layout, values: gradient)
+            packGradientPush(header, tensors: Array(views[slices ?? views.indices]),
                              state: stateViews, into: &buffer)
         }
     }
@@ -139,6 +144,8 @@ public enum WireCodec {
                 body.compute_seconds = push.computeSeconds
                 body.communicate_seconds = push.communicateSeconds
                 body.wait_seconds = push.waitSeconds
+                body.part = push.part
+                body.parts = push.parts
                 withUnsafeMutablePointer(to: &body) { p in
                     packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
                 }

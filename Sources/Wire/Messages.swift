@@ -101,10 +101,13 @@ public struct GradientPush: Equatable, Sendable {
     public var communicateSeconds: Double
     /// Idle time between the previous push and the weights of this step.
     public var waitSeconds: Double
+    /// Part `part` of `parts` (a whole push is part 0 of 1).
+    public var part: UInt32
+    public var parts: UInt32
 
     public init(step: UInt64, tokenCount: UInt64, lossSum: Double, tensors: [WireTensor],
                 state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double,
-                waitSeconds: Double = 0) {
+                waitSeconds: Double = 0, part: UInt32 = 0, parts: UInt32 = 1) {
         self.step = step
         self.tokenCount = tokenCount
         self.lossSum = lossSum
@@ -113,6 +116,8 @@ public struct GradientPush: Equatable, Sendable {
         self.computeSeconds = computeSeconds
         self.communicateSeconds = communicateSeconds
         self.waitSeconds = waitSeconds
+        self.part = part
+        self.parts = parts
     }
 }
 

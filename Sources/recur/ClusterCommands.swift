@@ -159,7 +159,9 @@ enum KeyFile {
         return keys
     }
 
-    /// Allow-list: bare Z85 keys or `public-key = …` lines, one per line.
+    /// Allow-list: `public-key = KEY` lines (as `recur keygen` writes them) or bare 40-char
+    /// Z85 keys, one per line; `#` starts a comment line. Z85 itself uses `=` and `#`, so a
+    /// line is a bare key when it is exactly one 40-character word.
     static func publicKeys(_ path: String) throws -> [String] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read --authorized-keys file \(path)")
@@ -167,8 +169,14 @@ enum KeyFile {
         var keys: [String] = []
         for raw in text.split(whereSeparator: \.isNewline) {
             let line = raw.trimmingCharacters(in: .whitespaces)
-            guard !line.isEmpty, !line.hasPrefix("#") else { continue }
-            let key = line.split(separator: "=", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces)
+            let key: String
+            if line.count == 40, !line.contains(" ") {
+                key = line
+            } else if line.hasPrefix("public-key") {
+                key = line.split(separator: "=", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces)
+            } else {
+                continue   // blank, comment, or another field (secret-key is never an allow-list entry)
+            }
             do { try CurveKeys.validate(key) } catch { throw ValidationError("\(path): \(error)") }
             keys.append(key)
         }

@@ -21,6 +21,7 @@ enum LocalCluster {
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
         let coordinator = try Coordinator(session: session, options: options, report: report, log: log)
+        defer { unlink(socketPath) }
         let launcher = LocalLauncher(output: log)
         launcher.onUnexpectedExit = { [weak coordinator] rank, code in
             coordinator?.stop.request("worker \(rank) exited with status \(code)")

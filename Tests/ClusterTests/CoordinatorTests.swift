@@ -286,6 +286,73 @@ final class CoordinatorTests: ClusterTestCase {
     }
 }
 
+extension CoordinatorTests {
+    /// A push may arrive in parts (the top layer first, the rest last). Parts that repeat,
+    /// overlap, disagree on the part count or leave a hole are rejected; honest parts in
+    /// either order give the same weights as whole pushes.
+    func testPartedPushesAreAssembledAndBadPartsRejected() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 6)
+        let reference = try ClusterFixtures.localReference(config: config, directory: temporaryDirectory())
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: temporaryDirectory()))
+        let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 10)
+        let a = try FakeWorker(endpoint: coordinator.endpoint, identity: "parts-a", pid: 5151)
+        try a.sayHello()
+        XCTAssertNotNil(coordinator.logs.waitForLine(containing: [a.name(rank: 0), "joined"]), coordinator.logs.text)
+        let real = try startWorker(coordinator.endpoint)
+        _ = try a.awaitWelcome()
+        let name = a.name(rank: 0), count = a.layout.slices.count
+        let split = count - 3   // parts: [0, split) last, [split, count) first
+
+        func part(_ push: GradientPush, _ slices: Range<Int>, _ index: UInt32, of parts: UInt32) -> GradientPush {
+            var p = push
+            p.tensors = Array(push.tensors[slices])
+            p.part = index
+            p.parts = parts
+            if index != parts - 1 { p.tokenCount = 0; p.lossSum = 0; p.state = [] }
+            return p
+        }
+        for s in 0..<config.steps {
+            let push = try a.honestPush(for: try a.awaitWeights())
+            let early = part(push, split..<count, 0, of: 2), last = part(push, 0..<split, 1, of: 2)
+            switch s {
+            case 1:
+                try a.send(.gradientPush(early))
+                try a.send(.gradientPush(early))                                     // the same part again
+                try a.send(.gradientPush(part(push, (split - 1)..<count, 0, of: 3)))  // another part count
+                try a.send(.gradientPush(part(push, (split - 1)..<split, 1, of: 2)))  // last part, but a hole before it
+                for (label, fragment) in [
+                    ("repeat", "duplicate gradient part 1 of 2 for step 2"),
+                    ("part count", "gradient in 3 parts after a part of 2"),
+                    ("hole", "gradient parts for step 2 do not cover the whole table"),
+                ] {
+                    XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from \(name): \(fragment)"]),
+                                    "\(label) not logged:\n\(coordinator.logs.text)")
+                }
+                try a.send(.gradientPush(early))
+                try a.send(.gradientPush(part(push, (split - 2)..<split, 1, of: 2)))   // still a hole at the start
+                XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from \(name): gradient parts for step 2 do not cover"]))
+                try a.send(.gradientPush(early))
+                try a.send(.gradientPush(part(push, (split - 1)..<(split + 1), 1, of: 2)))  // repeats the early part's first tensor
+                XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from \(name): gradient part repeats tensors already received for step 2"]),
+                                coordinator.logs.text)
+                try a.send(.gradientPush(last))
+            case 3:
+                try a.send(.gradientPush(last))    // parts in the other order
+                try a.send(.gradientPush(early))
+            default:
+                try a.send(.gradientPush(early))
+                try a.send(.gradientPush(last))
+            }
+        }
+        XCTAssertEqual(try a.awaitShutdown(), "training finished at step \(config.steps)")
+        let summary = try XCTUnwrap(coordinator.wait(timeout: 30)).get()
+        XCTAssertEqual(summary.steps, config.steps)
+        XCTAssertTrue(session.update.values == reference.values, "parted pushes changed the weights")
+        XCTAssertNoThrow(try XCTUnwrap(real.wait(timeout: 10)).get())
+    }
+}
+
 /// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 2.
 func versionTwo(_ message: Message) throws -> [UInt8] {
     var bytes = WireCodec.encode(message)

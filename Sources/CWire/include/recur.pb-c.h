@@ -158,10 +158,18 @@ struct  Recur__GradientPush
    * idle between the previous push and these weights
    */
   double wait_seconds;
+  /*
+   * A push may come in parts so that the upper layers' gradients travel while the lower
+   * layers are still in backward: part p of `parts` carries a contiguous run of the
+   * parameter table; token count, loss, timings and state ride on the last part.
+   * parts = 0 is read as 1 (a whole push).
+   */
+  uint32_t part;
+  uint32_t parts;
 };
 #define RECUR__GRADIENT_PUSH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__gradient_push__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
 
 
 struct  Recur__Heartbeat

@@ -77,6 +77,10 @@ public final class Coordinator {
         var lastSeen: Double
         let gradient: UnsafeMutablePointer<Float>
         var pushed = false
+        /// Parts of this step's push received so far, and which table slices they covered.
+        var partsReceived: Set<UInt32> = []
+        var expectedParts: UInt32?
+        var slicesReceived: [Bool] = []
         var lossSum = 0.0
         var computeSeconds = 0.0
         var communicateSeconds = 0.0
@@ -260,6 +264,9 @@ public final class Coordinator {
         try prepareBroadcast()
         for peer in workers {
             peer.pushed = false
+            peer.partsReceived = []
+            peer.expectedParts = nil
+            peer.slicesReceived = Array(repeating: false, count: session.layout.slices.count)
             try sendBroadcast(to: peer)
         }
         let t1 = now()
@@ -284,9 +291,10 @@ public final class Coordinator {
                     reject(from: peer.name, problem)
                     continue
                 }
-                peer.pushed = true
-                peer.arrival = now()
-                pending -= 1
+                if peer.pushed {
+                    peer.arrival = now()
+                    pending -= 1
+                }
             case .error(let error):
                 throw ClusterError.workerFailed("\(peer.name) failed at step \(s + 1): \(error.message)")
             default:
@@ -322,29 +330,72 @@ public final class Coordinator {
                           waitSeconds: wait, workers: timings)
     }
 
-    /// Validates a push for step `s` and copies it in; returns why it was rejected.
+    /// Validates a push (or one part of it) for step `s` and copies it in; returns why it
+    /// was rejected. `peer.pushed` turns true when every part has arrived and the parts
+    /// covered the whole parameter table exactly once. Scalars and state come with the last
+    /// part.
     private func accept(_ push: DecodedGradientPush, from peer: Peer, step s: Int) -> String? {
         guard push.step == UInt64(s) else {
             return push.step < UInt64(s) ? "stale gradient for step \(push.step + 1), expected step \(s + 1)"
                                          : "gradient for future step \(push.step + 1), expected step \(s + 1)"
         }
         guard !peer.pushed else { return "duplicate gradient for step \(s + 1)" }
-        let expectedTokens = peer.streams.count * session.config.window
-        guard push.tokenCount == UInt64(expectedTokens) else {
-            return "gradient over \(push.tokenCount) tokens, expected \(expectedTokens)"
+        let table = session.layout.slices
+        guard push.parts >= 1, push.parts <= UInt32(table.count), push.part < push.parts else {
+            return "gradient part \(push.part) of \(push.parts) for a table of \(table.count) tensors"
         }
-        if let problem = checkState(push.state, streams: peer.streams) { return problem }
+        if let expected = peer.expectedParts, expected != push.parts {
+            return "gradient in \(push.parts) parts after a part of \(expected)"
+        }
+        guard !peer.partsReceived.contains(push.part) else {
+            return "duplicate gradient part \(push.part + 1) of \(push.parts) for step \(s + 1)"
+        }
+        // A whole push must be the whole table; a part's run starts at its first tensor.
+        let run: Range<Int>
+        if push.parts == 1 {
+            run = table.indices
+        } else {
+            guard let first = push.tensors.names.first, let start = table.firstIndex(where: { $0.name == first }) else {
+                return "gradient part without tensors of this model"
+            }
+            run = start..<min(table.count, start + push.tensors.count)
+        }
+        guard !run.contains(where: { peer.slicesReceived[$0] }) else {
+            return "gradient part repeats tensors already received for step \(s + 1)"
+        }
+        let last = push.part == push.parts - 1
+        if last {
+            let expectedTokens = peer.streams.count * session.config.window
+            guard push.tokenCount == UInt64(expectedTokens) else {
+                return "gradient over \(push.tokenCount) tokens, expected \(expectedTokens)"
+            }
+            if let problem = checkState(push.state, streams: peer.streams) { return problem }
+        }
         do {
             try push.copyTensors(into: UnsafeMutableBufferPointer(start: peer.gradient, count: session.layout.count),
-                                 layout: session.layout)
+                                 layout: session.layout, slices: run)
         } catch {
             return "\(error)"
         }
-        copyState(push.state, streams: peer.streams, into: pendingState)
-        peer.lossSum = push.lossSum
-        peer.computeSeconds = push.computeSeconds
-        peer.communicateSeconds = push.communicateSeconds
-        peer.waitSeconds = push.waitSeconds
+        peer.expectedParts = push.parts
+        peer.partsReceived.insert(push.part)
+        for i in run { peer.slicesReceived[i] = true }
+        if last {
+            copyState(push.state, streams: peer.streams, into: pendingState)
+            peer.lossSum = push.lossSum
+            peer.computeSeconds = push.computeSeconds
+            peer.communicateSeconds = push.communicateSeconds
+            peer.waitSeconds = push.waitSeconds
+        }
+        if peer.partsReceived.count == Int(push.parts) {
+            guard peer.slicesReceived.allSatisfy({ $0 }) else {
+                peer.partsReceived = []
+                peer.expectedParts = nil
+                peer.slicesReceived = Array(repeating: false, count: table.count)
+                return "gradient parts for step \(s + 1) do not cover the whole table; dropped them"
+            }
+            peer.pushed = true
+        }
         return nil
     }
 

@@ -136,15 +136,24 @@ public final class Worker {
                 let reset = weights.resetState
                 let t1 = now()
                 let base = UnsafePointer(parameters.baseAddress!)
-                let (lossSum, gradient) = try runServicing(interval: options.heartbeatInterval, {
-                    engine.computeGradient(parameters: base, stepInEpoch: stepInEpoch, resetState: reset)
-                }, service: { try self.sendHeartbeat(step: weights.step) })
+                let gradient = UnsafeBufferPointer(start: engine.gradient, count: layout.count)
+                // The top layer's and head's gradient leaves as part 0 of 2 while the lower
+                // layers are still in backward; the rest follows as the last part.
+                let early = engine.earlySlices
+                let parts = early == nil ? 1 : 2
+                let lossSum = try computeSendingEarlyPart(engine: engine, parameters: base, stepInEpoch: stepInEpoch,
+                                                          reset: reset, step: weights.step) { slices in
+                    WireCodec.encodeGradientPush(step: weights.step, tokenCount: 0, lossSum: 0, computeSeconds: 0,
+                                                 communicateSeconds: 0, slices: slices, part: 0, parts: 2,
+                                                 gradient: gradient, layout: layout, into: &self.outgoing)
+                    try self.outgoing.withUnsafeBytes { try self.socket.send($0) }
+                }
                 let t2 = now()
                 let state = weights.wantState ? stateTensors(engine.state, model: model, streams: streams.count) : []
                 WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(engine.tokensPerStep), lossSum: lossSum,
                                              computeSeconds: t2 - t1, communicateSeconds: lastCommunicate, waitSeconds: idle,
-                                             gradient: UnsafeBufferPointer(start: gradient, count: layout.count),
-                                             layout: layout, state: state, into: &outgoing)
+                                             slices: 0..<(early?.lowerBound ?? layout.slices.count), part: parts - 1, parts: parts,
+                                             gradient: gradient, layout: layout, state: state, into: &outgoing)
                 try outgoing.withUnsafeBytes { try socket.send($0) }
                 lastPushSent = now()
                 lastCommunicate = (t1 - t0) + (lastPushSent! - t2)
@@ -153,6 +162,35 @@ public final class Worker {
             default:
                 log("worker \(rank): ignored unexpected \(message.kind.rawValue)")
             }
+        }
+    }
+
+    /// Runs `computeGradient` on its own thread; this thread sends heartbeats meanwhile and
+    /// sends the early part the moment the engine hands it over. Returns the loss sum.
+    private func computeSendingEarlyPart(engine: GradientEngine, parameters: UnsafePointer<Float>, stepInEpoch: Int,
+                                         reset: Bool, step: UInt64,
+                                         sendEarly: (Range<Int>) throws -> Void) throws -> Double {
+        let events = DispatchSemaphore(value: 0)
+        let box = ComputeBox()
+        nonisolated(unsafe) let weights = parameters   // read-only while the thread runs
+        let thread = Thread {
+            let result = engine.computeGradient(parameters: weights, stepInEpoch: stepInEpoch, resetState: reset,
+                                                early: engine.earlySlices == nil ? nil : { slices in
+                                                    box.post(early: slices)
+                                                    events.signal()
+                                                })
+            box.finish(lossSum: result.lossSum)
+            events.signal()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+        while true {
+            if events.wait(timeout: .now() + options.heartbeatInterval) == .timedOut {
+                try sendHeartbeat(step: step)
+                continue
+            }
+            if let slices = box.takeEarly() { try sendEarly(slices) }
+            if let lossSum = box.lossSum { return lossSum }
         }
     }
 
@@ -226,5 +264,29 @@ public final class Worker {
             log("rejected message from the coordinator: \(error)")
             return nil
         }
+    }
+}
+
+/// Hands results from the compute thread to the worker's socket thread.
+private final class ComputeBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var early: Range<Int>?
+    private var loss: Double?
+
+    func post(early slices: Range<Int>) { lock.lock(); early = slices; lock.unlock() }
+    func finish(lossSum: Double) { lock.lock(); loss = lossSum; lock.unlock() }
+
+    func takeEarly() -> Range<Int>? {
+        lock.lock()
+        defer { lock.unlock() }
+        let slices = early
+        early = nil
+        return slices
+    }
+
+    var lossSum: Double? {
+        lock.lock()
+        defer { lock.unlock() }
+        return loss
     }
 }
