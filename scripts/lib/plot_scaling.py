@@ -210,7 +210,7 @@ def plot(rows, local_by_model, cluster_summary, outdir):
     axes[0].set_yscale("log")
     axes[0].set_ylabel("tokens/s (median)")
     axes[0].set_title("One machine: throughput")
-    if axes[0].lines:
+    if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8)
     axes[1].set_ylabel("scaling efficiency (%)")
     axes[1].set_ylim(0, max([110] + [105 * m["efficiency"] for m in local_by_model.values() if m["efficiency"]]))
@@ -231,7 +231,7 @@ def plot(rows, local_by_model, cluster_summary, outdir):
         axes[2].set_ylim(0, 110)
         axes[2].axhline(100, color="0.5", lw=0.8, ls=":")
         axes[2].grid(alpha=0.3)
-        if axes[2].lines:
+        if axes[2].get_legend_handles_labels()[0]:
             axes[2].legend(fontsize=8)
     else:
         axes[2].set_visible(False)
