@@ -202,7 +202,7 @@ def plot(rows, local_by_model, cluster_summary, outdir):
             axes[1].plot([2.08], [100 * threads["efficiency"]], "s", mfc="none", color=colors[i])
     for ax in axes[:2]:
         ax.axvspan(3, 4.5, color="0.9")
-        ax.text(3.75, 0.5, f"oversubscribed\n(4 processes, {rows[0]['cores']} cores)", ha="center", va="center",
+        ax.text(3.75, 0.015, f"oversubscribed:\n4 processes, {rows[0]['cores']} cores", ha="center", va="bottom",
                 transform=ax.get_xaxis_transform(), fontsize=9, color="0.35")
         ax.set_xticks([1, 2, 4])
         ax.set_xlabel("workers W (K=1; hollow square: W=1, K=2)")
@@ -210,8 +210,8 @@ def plot(rows, local_by_model, cluster_summary, outdir):
     axes[0].set_yscale("log")
     axes[0].set_ylabel("tokens/s (median)")
     axes[0].set_title("One machine: throughput")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8, loc="lower left", title="hollow square: W=1, K=2", title_fontsize=8)
     axes[1].set_ylabel("scaling efficiency (%)")
     axes[1].set_ylim(0, max([110] + [105 * m["efficiency"] for m in local_by_model.values() if m["efficiency"]]))
     axes[1].axhline(100, color="0.5", lw=0.8, ls=":")
