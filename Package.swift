@@ -43,7 +43,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Recurrent", "Training"]),
-        .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "TestSupport"]),
+        .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "CKernels", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recurrent", "TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CWire", "Recurrent", "TestSupport"]),
