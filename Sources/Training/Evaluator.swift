@@ -22,6 +22,7 @@ public enum Evaluator {
         let E = max(1, min(streams, targetCount)), L = targetCount / E
         let state = RecurrentState<Float>(config: model, streams: E)
         var total = 0.0
+        var prepared: Set<ObjectIdentifier> = []   // workspaces whose weights are prepared
 
         /// Scores columns [begin, begin+width) of every segment with a workspace of that width.
         func score(_ net: RecurrentNetwork<Float>, segments: Int, segmentLength: Int, origin: Int,
@@ -34,7 +35,8 @@ public enum Evaluator {
                     net.targets[s * width + t] = tokens[i + 1]
                 }
             }
-            let loss = net.forward(parameters: parameters, initialState: state.view)
+            let loss = net.forward(parameters: parameters, initialState: state.view,
+                                   weightsUnchanged: !prepared.insert(ObjectIdentifier(net)).inserted)
             net.copyFinalState(to: state.view)
             return loss
         }
