@@ -43,8 +43,9 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Recurrent", "Training"]),
-        .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Recurrent", "TestSupport"]),
+        .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "CKernels", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Recurrent", "TestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CWire", "Recurrent", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Training", "TestSupport"]),
         .testTarget(name: "RecurCLITests", dependencies: ["TestSupport"]),

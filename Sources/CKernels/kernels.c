@@ -1,6 +1,7 @@
 #include "recur_kernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdint.h>
 #include <immintrin.h>
 
 #define PANEL 16
@@ -228,3 +229,135 @@ void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float
                        int accumulate, float *c, int ldc) {
     recur_gemm_packed_level(recur_kernel_level(), m, n, k, a, lda, packed, accumulate, c, ldc);
 }
+
+// ---------------------------------------------------------------- exp, sigmoid, tanh
+//
+// One scheme written three times (portable, AVX2, AVX-512) with the same operations in the
+// same order and no FMA (-ffp-contract=off): x is clamped, split as n·ln2 + r, e^r from a
+// polynomial, 2^n put in the exponent bits.
+
+#define EXP_LO (-87.3f)
+#define EXP_HI 88.7f
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+#define MAGIC 12582912.0f  /* 1.5·2^23: adding it rounds to an integer in the low mantissa bits */
+#define P0 1.9875691500e-4f
+#define P1 1.3981999507e-3f
+#define P2 8.3334519073e-3f
+#define P3 4.1665795894e-2f
+#define P4 1.6666665459e-1f
+#define P5 5.0000001201e-1f
+
+static inline float exp_portable(float x) {
+    x = x < EXP_LO ? EXP_LO : (x > EXP_HI ? EXP_HI : x);
+    float t = x * LOG2E + MAGIC;
+    float n = t - MAGIC;
+    float r = x - n * LN2_HI;
+    r = r - n * LN2_LO;
+    float p = P0;
+    p = p * r + P1; p = p * r + P2; p = p * r + P3; p = p * r + P4; p = p * r + P5;
+    float r2 = r * r;
+    float er = p * r2 + r + 1.0f;
+    int32_t tb, mb; memcpy(&tb, &t, 4); float magic = MAGIC; memcpy(&mb, &magic, 4);
+    int32_t sb = (tb - mb + 127) << 23;
+    float scale; memcpy(&scale, &sb, 4);
+    return er * scale;
+}
+
+__attribute__((target("avx2")))
+static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));  // NaN stays NaN
+    __m256 magic = _mm256_set1_ps(MAGIC);
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(LN2_HI)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(LN2_LO)));
+    __m256 p = _mm256_set1_ps(P0);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(P1));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(P2));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(P3));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(P4));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(P5));
+    __m256 er = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic)),
+                                                      _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
+}
+
+__attribute__((target("avx512f")))
+static inline __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));  // NaN stays NaN
+    __m512 magic = _mm512_set1_ps(MAGIC);
+    __m512 t = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), magic);
+    __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(LN2_HI)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(LN2_LO)));
+    __m512 p = _mm512_set1_ps(P0);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(P1));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(P2));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(P3));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(P4));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(P5));
+    __m512 er = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.0f));
+    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(magic)),
+                                                      _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
+}
+
+// kind: 0 exp, 1 sigmoid, 2 tanh
+static inline float apply_portable(float x, int kind) {
+    if (kind == 0) return exp_portable(x);
+    if (kind == 1) return 1.0f / (1.0f + exp_portable(-x));
+    return 2.0f / (1.0f + exp_portable(-2.0f * x)) - 1.0f;
+}
+
+__attribute__((target("avx2")))
+static void apply_avx2(float *x, int n, int kind) {
+    int i = 0;
+    __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (kind == 0) v = exp_avx2(v);
+        else if (kind == 1) v = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(zero, v))));
+        else v = _mm256_sub_ps(_mm256_div_ps(two, _mm256_add_ps(one, exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), v)))), one);
+        _mm256_storeu_ps(x + i, v);
+    }
+    for (; i < n; i++) x[i] = apply_portable(x[i], kind);
+}
+
+__attribute__((target("avx512f")))
+static void apply_avx512(float *x, int n, int kind) {
+    __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        int left = n - i;
+        __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
+        if (kind == 0) v = exp_avx512(v);
+        else if (kind == 1) v = _mm512_div_ps(one, _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(zero, v))));
+        else v = _mm512_sub_ps(_mm512_div_ps(two, _mm512_add_ps(one, exp_avx512(_mm512_mul_ps(_mm512_set1_ps(-2.0f), v)))), one);
+        _mm512_mask_storeu_ps(x + i, mask, v);
+    }
+}
+
+void recur_activation_level(int level, int function, float *x, int n) {
+    int available = recur_kernel_level();
+    if (level > available) level = available;
+    switch (level) {
+    case 2: apply_avx512(x, n, function); break;
+    case 1: apply_avx2(x, n, function); break;
+    default: for (int i = 0; i < n; i++) x[i] = apply_portable(x[i], function); break;
+    }
+}
+
+static void apply(float *x, int n, int kind) {
+    switch (recur_kernel_level()) {
+    case 2: apply_avx512(x, n, kind); break;
+    case 1: apply_avx2(x, n, kind); break;
+    default: for (int i = 0; i < n; i++) x[i] = apply_portable(x[i], kind); break;
+    }
+}
+
+void recur_exp(float *x, int n) { apply(x, n, 0); }
+void recur_sigmoid(float *x, int n) { apply(x, n, 1); }
+void recur_tanh(float *x, int n) { apply(x, n, 2); }

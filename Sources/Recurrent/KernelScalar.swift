@@ -63,17 +63,10 @@ extension Float: KernelScalar {
         recur_gemm_packed(Int32(m), Int32(n), Int32(k), a, Int32(lda), prepared, accumulate ? 1 : 0, c, Int32(ldc))
     }
 
-    public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.sigmoid(x, count: count)
-    }
-
-    public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.tanh(x, count: count)
-    }
-
-    public static func exp(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        VectorMath.exp(x, count: count)
-    }
+    // Vectorised in CKernels (AVX-512 / AVX2 / portable, identical results).
+    public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) { recur_sigmoid(x, Int32(count)) }
+    public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) { recur_tanh(x, Int32(count)) }
+    public static func exp(_ x: UnsafeMutablePointer<Float>, count: Int) { recur_exp(x, Int32(count)) }
 
     public static func logarithm(_ x: Double) -> Double { Glibc.log(x) }
 }

@@ -122,17 +122,21 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     /// Runs the window from `initialState` (rows 0..<n of the view) and returns the summed
     /// cross-entropy over all n·T predictions. Per-stream sums land in `streamLoss`.
+    /// `weightsUnchanged`: the same parameters as the previous forward of this workspace
+    /// (evaluation, sampling), so the prepared weights are reused.
     @discardableResult
-    public func forward(parameters w: UnsafePointer<S>, initialState: StateView<S>) -> Double {
+    public func forward(parameters w: UnsafePointer<S>, initialState: StateView<S>, weightsUnchanged: Bool = false) -> Double {
         let n = streamCount, T = window, P = T + 1
         let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
         precondition(config.cell != .lstm || initialState.c != nil, "LSTM needs a cell state")
         let GH = config.cell.gateCount * H
-        for l in 0..<L {
-            S.prepare(hiddenForward[l], weight: w + offsets[l].hiddenWeight, k: H, n: GH, transposed: true)
-            if l > 0 { S.prepare(inputForward[l - 1], weight: w + offsets[l].inputWeight, k: H, n: GH, transposed: true) }
+        if !weightsUnchanged {
+            for l in 0..<L {
+                S.prepare(hiddenForward[l], weight: w + offsets[l].hiddenWeight, k: H, n: GH, transposed: true)
+                if l > 0 { S.prepare(inputForward[l - 1], weight: w + offsets[l].inputWeight, k: H, n: GH, transposed: true) }
+            }
+            S.prepare(headForward, weight: w + headWeight, k: H, n: V, transposed: true)
         }
-        S.prepare(headForward, weight: w + headWeight, k: H, n: V, transposed: true)
 
         for l in 0..<L {
             let h = hs[l]
@@ -142,7 +146,7 @@ public final class RecurrentNetwork<S: KernelScalar> {
                     (cs[l] + b * P * H).update(from: c0 + l * initialState.layerStride + b * H, count: H)
                 }
             }
-            inputProduct(layer: l, w)
+            inputProduct(layer: l, w, weightsUnchanged: weightsUnchanged)
             switch config.cell {
             case .rnn: rnnForward(layer: l, w)
             case .lstm: lstmForward(layer: l, w)
@@ -168,13 +172,15 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     /// x-side pre-activations of every step: layer 0 gathers rows of W_ih^T (one-hot input),
     /// upper layers do one GEMM over all n·P slots of the layer below.
-    private func inputProduct(layer l: Int, _ w: UnsafePointer<S>) {
+    private func inputProduct(layer l: Int, _ w: UnsafePointer<S>, weightsUnchanged: Bool) {
         let n = streamCount, T = window, P = T + 1
         let H = config.hiddenSize, V = config.vocabularySize, GH = config.cell.gateCount * H
         let g = gates[l], bias = w + offsets[l].inputBias, wih = w + offsets[l].inputWeight
         if l == 0 {
-            for r in 0..<GH {
-                for v in 0..<V { inputWeightT[v * GH + r] = wih[r * V + v] }
+            if !weightsUnchanged {
+                for r in 0..<GH {
+                    for v in 0..<V { inputWeightT[v * GH + r] = wih[r * V + v] }
+                }
             }
             for b in 0..<n {
                 for t in 0..<T {

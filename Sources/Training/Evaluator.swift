@@ -25,7 +25,7 @@ public enum Evaluator {
 
         /// Scores columns [begin, begin+width) of every segment with a workspace of that width.
         func score(_ net: RecurrentNetwork<Float>, segments: Int, segmentLength: Int, origin: Int,
-                   begin: Int, state: RecurrentState<Float>) -> Double {
+                   begin: Int, state: RecurrentState<Float>, weightsUnchanged: Bool = false) -> Double {
             let width = net.window
             for s in 0..<segments {
                 for t in 0..<width {
@@ -34,7 +34,7 @@ public enum Evaluator {
                     net.targets[s * width + t] = tokens[i + 1]
                 }
             }
-            let loss = net.forward(parameters: parameters, initialState: state.view)
+            let loss = net.forward(parameters: parameters, initialState: state.view, weightsUnchanged: weightsUnchanged)
             net.copyFinalState(to: state.view)
             return loss
         }
@@ -42,7 +42,8 @@ public enum Evaluator {
         let full = RecurrentNetwork<Float>(config: model, streams: E, window: min(T, L))
         var column = 0
         while column + full.window <= L {
-            total += score(full, segments: E, segmentLength: L, origin: 0, begin: column, state: state)
+            total += score(full, segments: E, segmentLength: L, origin: 0, begin: column, state: state,
+                           weightsUnchanged: column > 0)   // one workspace: prepare its weights once
             column += full.window
         }
         if column < L {

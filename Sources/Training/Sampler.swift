@@ -31,7 +31,7 @@ public struct Sampler {
             while output.count < length {
                 net.inputs[0] = next
                 net.targets[0] = 0
-                net.forward(parameters: w.baseAddress!, initialState: state.view)
+                net.forward(parameters: w.baseAddress!, initialState: state.view, weightsUnchanged: position > 0)
                 net.copyFinalState(to: state.view)
                 position += 1
                 if position < primeIds.count {

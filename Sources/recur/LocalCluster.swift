@@ -4,7 +4,7 @@ import Training
 
 /// `recur train --workers W`: this process is the coordinator on a loopback port and
 /// starts W `recur work` processes of the same binary; their output is forwarded with a
-/// `[worker r]` prefix. A worker that exits, or Ctrl-C, stops the run after a checkpoint.
+/// `[worker pid N]` prefix. A worker that exits, or Ctrl-C, stops the run after a checkpoint.
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
                     heartbeatTimeout: Double, console: Console) throws {
@@ -23,8 +23,8 @@ enum LocalCluster {
         let coordinator = try Coordinator(session: session, options: options, report: report, log: log)
         defer { unlink(socketPath) }
         let launcher = LocalLauncher(output: log)
-        launcher.onUnexpectedExit = { [weak coordinator] rank, code in
-            coordinator?.stop.request("worker \(rank) exited with status \(code)")
+        launcher.onUnexpectedExit = { [weak coordinator] _, pid, code in
+            coordinator?.stop.request("worker process \(pid) exited with status \(code)")
         }
         let stop = coordinator.stop
         Signals.forward { stop.request($0, exitCode: $1) }

@@ -33,4 +33,17 @@ void recur_gemm_packed_level(int level, int m, int n, int k, const float *a, int
 /// The kernel recur_gemm_packed uses on this CPU (2, 1 or 0).
 int recur_kernel_level(void);
 
+
+/// In place over n floats: e^x, 1/(1+e^-x), tanh x (= 2·sigmoid(2x) − 1). Cephes-style exp
+/// (degree-6 polynomial on x − n·ln2, input clamped to [-87.3, 88.7]), ≈ 2 ulp; every kernel
+/// (AVX-512, AVX2, portable) runs the same operations in the same order, without fused
+/// multiply-adds, so all give identical results.
+void recur_exp(float *x, int n);
+void recur_sigmoid(float *x, int n);
+void recur_tanh(float *x, int n);
+
+/// The same with a chosen kernel level (as recur_gemm_packed_level) and function
+/// (0 exp, 1 sigmoid, 2 tanh). For tests.
+void recur_activation_level(int level, int function, float *x, int n);
+
 #endif

@@ -269,7 +269,6 @@ public final class Coordinator {
             peer.slicesReceived = Array(repeating: false, count: session.layout.slices.count)
             try sendBroadcast(to: peer)
         }
-        let t1 = now()
         var pending = workers.count
         while pending > 0 {
             try stop.check()

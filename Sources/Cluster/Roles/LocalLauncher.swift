@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Starts W worker processes of this same binary on this machine (`recur train --workers
-/// W`), forwards their output line by line with a `[worker r]` prefix, and reports any that
+/// W`), forwards their output line by line with a `[worker pid N]` prefix, and reports any that
 /// exits unexpectedly. Workers run in their own process group, so a Ctrl-C at the terminal
 /// reaches only the coordinator, which checkpoints and then shuts them down itself.
 public final class LocalLauncher: @unchecked Sendable {
@@ -18,8 +18,9 @@ public final class LocalLauncher: @unchecked Sendable {
     private var children: [Child] = []
     private var exited: [pid_t: Int32] = [:]
     private let output: (String) -> Void
-    /// Called (on a background thread) when a worker exits before `finish` was called.
-    public var onUnexpectedExit: ((Int, Int32) -> Void)?
+    /// Called (on a background thread) with the spawn index, pid and exit status when a
+    /// worker exits before `finish` was called.
+    public var onUnexpectedExit: ((Int, pid_t, Int32) -> Void)?
     private var finishing = false
 
     public init(output: @escaping (String) -> Void) {
@@ -58,7 +59,7 @@ public final class LocalLauncher: @unchecked Sendable {
             children.append(Child(rank: rank, pid: pid))
             lock.unlock()
             running.enter()
-            forward(fd: pipe[0], prefix: "[worker \(rank)] ")
+            forward(fd: pipe[0], prefix: "[worker pid \(pid)] ")
             watch(pid: pid, rank: rank)
         }
     }
@@ -93,7 +94,7 @@ public final class LocalLauncher: @unchecked Sendable {
             let unexpected = !self.finishing
             self.lock.unlock()
             self.running.leave()
-            if unexpected { self.onUnexpectedExit?(rank, code) }
+            if unexpected { self.onUnexpectedExit?(rank, pid, code) }
         }
         thread.start()
     }
