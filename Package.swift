@@ -29,11 +29,11 @@ let package = Package(
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
 
         // MARK: Modules
-        .target(name: "Recurrent", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimized),
+        .target(name: "Recurrent", dependencies: ["CBLAS", "CKernels"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Training", dependencies: ["Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
-        .target(name: "Wire", dependencies: ["CWire", "Recurrent"], swiftSettings: optimized),
+        .target(name: "Wire", dependencies: ["CWire", "Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Wire", "Training", "Recurrent"],
-                exclude: ["Transport/README.md"], swiftSettings: optimized),
+                exclude: ["Transport/README.md", "Roles/README.md"], swiftSettings: optimized),
 
         // MARK: Executable
         .executableTarget(name: "recur", dependencies: [
