@@ -4,6 +4,8 @@ import Foundation
 public enum ClusterError: Error, CustomStringConvertible, Equatable {
     case workerFailed(String)
     case coordinatorLost(endpoint: String, seconds: Double, encrypted: Bool = false)
+    /// Nothing ever came back from the coordinator (before the welcome).
+    case coordinatorUnreachable(endpoint: String, seconds: Double, encrypted: Bool = false)
     case refused(String)
     case joinTimeout(joined: Int, expected: Int, seconds: Double)
     /// A stop request (signal, failed local worker): the process exits with `exitCode`.
@@ -17,6 +19,9 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
         case .coordinatorLost(let endpoint, let seconds, let encrypted):
             let hint = encrypted ? "; with CurveZMQ, check --server-key and that this worker's public key is in the coordinator's --authorized-keys" : ""
             return "coordinator \(endpoint) stopped answering (no message for \(Self.format(seconds)) s\(hint))"
+        case .coordinatorUnreachable(let endpoint, let seconds, let encrypted):
+            let hint = encrypted ? "; with CurveZMQ, check --server-key and that this worker's public key is in the coordinator's --authorized-keys" : ""
+            return "no answer from a coordinator at \(endpoint) within \(Self.format(seconds)) s: is `recur serve` running there and reachable\(hint)?"
         case .refused(let m): return "the coordinator refused this worker: \(m)"
         case .joinTimeout(let joined, let expected, let seconds):
             return "only \(joined) of \(expected) workers joined within \(Self.format(seconds)) s"

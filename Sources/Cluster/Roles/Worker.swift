@@ -197,16 +197,22 @@ public final class Worker {
     private func awaitWelcome() throws -> Welcome {
         let deadline = now() + max(options.heartbeatTimeout, 1)
         var lastHeard = now()
+        var heardAnything = false
         while true {
             try stop.check()
             guard let message = try receive(timeout: 0.2) else {
                 if now() - lastHeard > options.heartbeatTimeout, now() > deadline {
+                    guard heardAnything else {
+                        throw ClusterError.coordinatorUnreachable(endpoint: options.connect, seconds: options.heartbeatTimeout,
+                                                                  encrypted: options.curve != nil)
+                    }
                     throw ClusterError.coordinatorLost(endpoint: options.connect, seconds: options.heartbeatTimeout,
                                                        encrypted: options.curve != nil)
                 }
                 continue
             }
             lastHeard = now()
+            heardAnything = true
             switch message {
             case .welcome(let welcome): return welcome
             case .error(let error): throw ClusterError.refused(error.message)
