@@ -66,10 +66,17 @@ final class Console {
     }
 
     /// `step 12/500 | epoch 0 | loss 2.3456 | gnorm 1.234 | lr 2.0e-03 | 45123 tok/s | 90.1 ms (compute 88.0, communicate 0.0, wait 0.0)`
+    /// With workers, each one's compute/communicate/wait in ms follows: `| w0 60.1/0.6/3.1 …`.
     static func format(_ r: StepRecord, total: Int) -> String {
-        String(format: "step %d/%d | epoch %d | loss %.4f | gnorm %.3f | lr %.1e | %.0f tok/s | %.1f ms (compute %.1f, communicate %.1f, wait %.1f)",
-               r.step, total, r.epoch, r.loss, r.gradientNorm, Double(r.learningRate), r.tokensPerSecond,
-               r.stepSeconds * 1e3, r.computeSeconds * 1e3, r.communicateSeconds * 1e3, r.waitSeconds * 1e3)
+        var line = String(format: "step %d/%d | epoch %d | loss %.4f | gnorm %.3f | lr %.1e | %.0f tok/s | %.1f ms (compute %.1f, communicate %.1f, wait %.1f)",
+                          r.step, total, r.epoch, r.loss, r.gradientNorm, Double(r.learningRate), r.tokensPerSecond,
+                          r.stepSeconds * 1e3, r.computeSeconds * 1e3, r.communicateSeconds * 1e3, r.waitSeconds * 1e3)
+        if let workers = r.workers, !workers.isEmpty {
+            line += " |" + workers.map {
+                String(format: " w%d %.1f/%.1f/%.1f", $0.rank, $0.computeSeconds * 1e3, $0.communicateSeconds * 1e3, $0.waitSeconds * 1e3)
+            }.joined()
+        }
+        return line
     }
 
     private func eta(step: Int) -> String {
