@@ -126,5 +126,4 @@ public enum BLASInfo {
     /// Callers parallelise over streams, so each sgemm call must stay on its own thread.
     public static func useSingleThread() { openblas_set_num_threads(1) }
 
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
 }

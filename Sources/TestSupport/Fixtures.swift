@@ -1,8 +1,9 @@
 import Recurrent
 
-/// Deterministic test fixtures (SplitMix64), independent of the project's own RNG so that a
-/// change there cannot silently change the oracle's inputs.
-public struct FixtureRandom {
+/// The tests' one seeded generator (SplitMix64's increment and shifts; its second multiplier
+/// differs from the published one, and stays so that existing fixtures keep their values),
+/// independent of the project's own RNG so that a change there cannot change the oracle's inputs.
+public struct FixtureRandom: RandomNumberGenerator {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
 

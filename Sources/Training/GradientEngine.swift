@@ -87,6 +87,7 @@ public final class GradientEngine {
     private func elements(of slices: Range<Int>) -> Range<Int> {
         layout.slices[slices.lowerBound].offset..<(layout.slices[slices.upperBound - 1].range.upperBound)
     }
+
     public var tokensPerStep: Int { streams.count * streamLayout.window }
 
     /// One step: forward + backward of every owned stream at `stepInEpoch`, carrying state.

@@ -63,9 +63,8 @@ struct ServeCommand: ParsableCommand {
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
         if let keyPath = transport.key, let allowPath = authorizedKeys {
-            let keys = try KeyFile.read(keyPath)
-            guard let secret = keys.secretKey else { throw ValidationError("\(keyPath) holds no secret-key") }
-            options.curve = CurveServerSettings(secretKey: secret, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
+            let own = try KeyFile.keyPair(keyPath)
+            options.curve = CurveServerSettings(secretKey: own.secretKey, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
         }
         let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
         let stop = coordinator.stop
@@ -102,11 +101,9 @@ struct WorkCommand: ParsableCommand {
         var options = WorkerOptions(connect: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
         if let keyPath = transport.key, let serverPath = serverKey {
-            let keys = try KeyFile.read(keyPath)
-            guard let secret = keys.secretKey else { throw ValidationError("\(keyPath) holds no secret-key") }
+            let own = try KeyFile.keyPair(keyPath)
             guard let server = try KeyFile.read(serverPath).publicKey else { throw ValidationError("\(serverPath) holds no public-key") }
-            let publicKey = try keys.publicKey ?? CurveKeys.publicKey(fromSecret: secret)
-            options.curve = CurveClientSettings(serverPublicKey: server, publicKey: publicKey, secretKey: secret)
+            options.curve = CurveClientSettings(serverPublicKey: server, publicKey: own.publicKey, secretKey: own.secretKey)
         }
         let worker = try Worker(corpus: corpus, options: options) { print($0); fflush(stdout) }
         let stop = worker.stop
@@ -157,6 +154,14 @@ enum KeyFile {
         }
         guard keys.publicKey != nil || keys.secretKey != nil else { throw ValidationError("\(path) holds no key") }
         return keys
+    }
+
+    /// This process's own pair from a `recur keygen` .key file (the public key derived from
+    /// the secret when the file omits it).
+    static func keyPair(_ path: String) throws -> (publicKey: String, secretKey: String) {
+        let keys = try read(path)
+        guard let secret = keys.secretKey else { throw ValidationError("\(path) holds no secret-key") }
+        return (try keys.publicKey ?? CurveKeys.publicKey(fromSecret: secret), secret)
     }
 
     /// Allow-list: `public-key = KEY` lines (as `recur keygen` writes them) or bare 40-char

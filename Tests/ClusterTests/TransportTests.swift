@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 @testable import Cluster
 import CZeroMQ
@@ -119,7 +120,7 @@ final class TransportTests: XCTestCase {
     func testFourMebibyteMessageRoundTripsByteExact() throws {
         let (router, dealer, _) = try makePair()
         let count = 4 << 20
-        var generator = SplitMix64(seed: 42)
+        var generator = FixtureRandom(seed: 42)
         let payload = (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
 
         try payload.withUnsafeBytes { try dealer.send($0) }
@@ -306,15 +307,3 @@ final class TransportTests: XCTestCase {
     }
 }
 
-/// A tiny seeded generator so payloads are reproducible.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

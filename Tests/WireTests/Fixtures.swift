@@ -1,20 +1,8 @@
 import CWire
 import Recurrent
 import Wire
+import TestSupport
 import XCTest
-
-/// SplitMix64: a seeded generator so garbage and slab contents are the same on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 enum Fixtures {
     static let hello = Hello(
@@ -55,7 +43,7 @@ enum Fixtures {
 
     /// A slab of `layout.count` arbitrary float bit patterns (NaN payloads, subnormals, -0 too).
     static func randomSlab(_ layout: ParameterLayout, seed: UInt64) -> [Float] {
-        var generator = SplitMix64(seed: seed)
+        var generator = FixtureRandom(seed: seed)
         return (0..<layout.count).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: generator.next())) }
     }
 
