@@ -476,7 +476,7 @@ const ProtobufCMessageDescriptor recur__tensor__descriptor =
   (ProtobufCMessageInit) recur__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
+static const ProtobufCFieldDescriptor recur__hello__field_descriptors[5] =
 {
   {
     "corpus_digest",
@@ -497,18 +497,6 @@ static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
     offsetof(Recur__Hello, vocabulary_digest),
-    NULL,
-    &protobuf_c_empty_string,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "model_config",
-    3,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
-    offsetof(Recur__Hello, model_config),
     NULL,
     &protobuf_c_empty_string,
     0,             /* flags */
@@ -553,16 +541,16 @@ static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
 };
 static const unsigned recur__hello__field_indices_by_name[] = {
   0,   /* field[0] = corpus_digest */
-  3,   /* field[3] = host */
-  2,   /* field[2] = model_config */
-  4,   /* field[4] = pid */
-  5,   /* field[5] = threads */
+  2,   /* field[2] = host */
+  3,   /* field[3] = pid */
+  4,   /* field[4] = threads */
   1,   /* field[1] = vocabulary_digest */
 };
-static const ProtobufCIntRange recur__hello__number_ranges[1 + 1] =
+static const ProtobufCIntRange recur__hello__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 4, 2 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor recur__hello__descriptor =
 {
@@ -572,10 +560,10 @@ const ProtobufCMessageDescriptor recur__hello__descriptor =
   "Recur__Hello",
   "recur",
   sizeof(Recur__Hello),
-  6,
+  5,
   recur__hello__field_descriptors,
   recur__hello__field_indices_by_name,
-  1,  recur__hello__number_ranges,
+  2,  recur__hello__number_ranges,
   (ProtobufCMessageInit) recur__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -695,7 +683,7 @@ const ProtobufCMessageDescriptor recur__welcome__descriptor =
   (ProtobufCMessageInit) recur__welcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__weights__field_descriptors[4] =
+static const ProtobufCFieldDescriptor recur__weights__field_descriptors[3] =
 {
   {
     "step",
@@ -722,18 +710,6 @@ static const ProtobufCFieldDescriptor recur__weights__field_descriptors[4] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "want_state",
-    3,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_BOOL,
-    0,   /* quantifier_offset */
-    offsetof(Recur__Weights, want_state),
-    NULL,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
     "tensors",
     4,
     PROTOBUF_C_LABEL_REPEATED,
@@ -749,13 +725,13 @@ static const ProtobufCFieldDescriptor recur__weights__field_descriptors[4] =
 static const unsigned recur__weights__field_indices_by_name[] = {
   1,   /* field[1] = reset_state */
   0,   /* field[0] = step */
-  3,   /* field[3] = tensors */
-  2,   /* field[2] = want_state */
+  2,   /* field[2] = tensors */
 };
-static const ProtobufCIntRange recur__weights__number_ranges[1 + 1] =
+static const ProtobufCIntRange recur__weights__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 4, 2 },
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor recur__weights__descriptor =
 {
@@ -765,10 +741,10 @@ const ProtobufCMessageDescriptor recur__weights__descriptor =
   "Recur__Weights",
   "recur",
   sizeof(Recur__Weights),
-  4,
+  3,
   recur__weights__field_descriptors,
   recur__weights__field_indices_by_name,
-  1,  recur__weights__number_ranges,
+  2,  recur__weights__number_ranges,
   (ProtobufCMessageInit) recur__weights__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -2,7 +2,14 @@ import CBLAS
 import CKernels
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
+
+// libm by file-scope names: inside `KernelScalar` the static `exp`/`tanh` shadow them.
+private func libmExp(_ x: Double) -> Double { exp(x) }
+private func libmTanh(_ x: Double) -> Double { tanh(x) }
+private func libmLog(_ x: Double) -> Double { log(x) }
 
 /// The element type of the math core: Float for training, Double for tight gradient checks.
 /// Everything the kernels need that is not plain arithmetic goes through here: the BLAS
@@ -68,7 +75,7 @@ extension Float: KernelScalar {
     public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) { recur_tanh(x, Int32(count)) }
     public static func exp(_ x: UnsafeMutablePointer<Float>, count: Int) { recur_exp(x, Int32(count)) }
 
-    public static func logarithm(_ x: Double) -> Double { Glibc.log(x) }
+    public static func logarithm(_ x: Double) -> Double { libmLog(x) }
 }
 
 extension Double: KernelScalar {
@@ -100,18 +107,18 @@ extension Double: KernelScalar {
     }
 
     public static func sigmoid(_ x: UnsafeMutablePointer<Double>, count: Int) {
-        for i in 0..<count { x[i] = 1 / (1 + Glibc.exp(-x[i])) }
+        for i in 0..<count { x[i] = 1 / (1 + libmExp(-x[i])) }
     }
 
     public static func tanh(_ x: UnsafeMutablePointer<Double>, count: Int) {
-        for i in 0..<count { x[i] = Glibc.tanh(x[i]) }
+        for i in 0..<count { x[i] = libmTanh(x[i]) }
     }
 
     public static func exp(_ x: UnsafeMutablePointer<Double>, count: Int) {
-        for i in 0..<count { x[i] = Glibc.exp(x[i]) }
+        for i in 0..<count { x[i] = libmExp(x[i]) }
     }
 
-    public static func logarithm(_ x: Double) -> Double { Glibc.log(x) }
+    public static func logarithm(_ x: Double) -> Double { libmLog(x) }
 }
 
 /// OpenBLAS facts for logs and benchmark records.

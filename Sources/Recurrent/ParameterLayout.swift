@@ -1,8 +1,18 @@
+/// What a tensor of the table is, independent of its PyTorch name.
+public enum ParameterRole: Equatable, Sendable {
+    case inputWeight, recurrentWeight, inputBias, recurrentBias   // of a recurrent layer
+    case headWeight, headBias
+}
+
 /// One named tensor of a flat slab: `count` values from `offset`, row-major `shape`.
 public struct ParameterSlice: Equatable, Sendable {
+    /// PyTorch's state_dict name; only checkpoint and PyTorch I/O use it.
     public let name: String
     public let shape: [Int]
     public let offset: Int
+    /// The recurrent layer the tensor belongs to; nil for the head.
+    public let layer: Int?
+    public let role: ParameterRole
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset..<(offset + count) }
 }
@@ -25,20 +35,20 @@ public struct ParameterLayout: Equatable, Sendable {
 
     public init(_ config: ModelConfig) {
         let G = config.cell.gateCount, H = config.hiddenSize, V = config.vocabularySize
-        var table: [(String, [Int])] = []
+        var table: [(String, [Int], Int?, ParameterRole)] = []
         for l in 0..<config.layerCount {
-            table.append(("rnn.weight_ih_l\(l)", [G * H, config.inputSize(layer: l)]))
-            table.append(("rnn.weight_hh_l\(l)", [G * H, H]))
-            table.append(("rnn.bias_ih_l\(l)", [G * H]))
-            if config.cell.hasRecurrentBias { table.append(("rnn.bias_hh_l\(l)", [G * H])) }
+            table.append(("rnn.weight_ih_l\(l)", [G * H, config.inputSize(layer: l)], l, .inputWeight))
+            table.append(("rnn.weight_hh_l\(l)", [G * H, H], l, .recurrentWeight))
+            table.append(("rnn.bias_ih_l\(l)", [G * H], l, .inputBias))
+            if config.cell.hasRecurrentBias { table.append(("rnn.bias_hh_l\(l)", [G * H], l, .recurrentBias)) }
         }
-        table.append(("head.weight", [V, H]))
-        table.append(("head.bias", [V]))
+        table.append(("head.weight", [V, H], nil, .headWeight))
+        table.append(("head.bias", [V], nil, .headBias))
 
         var offset = 0
         var slices: [ParameterSlice] = []
-        for (name, shape) in table {
-            let slice = ParameterSlice(name: name, shape: shape, offset: offset)
+        for (name, shape, layer, role) in table {
+            let slice = ParameterSlice(name: name, shape: shape, offset: offset, layer: layer, role: role)
             slices.append(slice)
             offset += slice.count
         }
@@ -49,9 +59,23 @@ public struct ParameterLayout: Equatable, Sendable {
 
     public func slice(named name: String) -> ParameterSlice? { slices.first { $0.name == name } }
 
-    /// Offset of a slice that the layout always has (programmer error otherwise).
-    public func offset(of name: String) -> Int {
-        guard let s = slice(named: name) else { preconditionFailure("no parameter \(name)") }
-        return s.offset
+    /// Indices of the tensors of recurrent layer `layer` (contiguous in the table).
+    public func slices(ofLayer layer: Int) -> Range<Int> {
+        let first = slices.firstIndex { $0.layer == layer }!
+        let end = slices[first...].firstIndex { $0.layer != layer }!
+        return first..<end
+    }
+
+    /// Indices of the head's tensors (the end of the table).
+    public var headSlices: Range<Int> { slices.firstIndex { $0.layer == nil }!..<slices.count }
+
+    /// The scalars of a contiguous run of tensors.
+    public func elements(of run: Range<Int>) -> Range<Int> {
+        slices[run.lowerBound].offset..<slices[run.upperBound - 1].range.upperBound
+    }
+
+    /// The tensor of `role` in `layer` (nil for the head), if the model has one.
+    public func slice(_ role: ParameterRole, layer: Int? = nil) -> ParameterSlice? {
+        slices.first { $0.role == role && $0.layer == layer }
     }
 }

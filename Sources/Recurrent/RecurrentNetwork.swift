@@ -107,13 +107,13 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
         let layout = self.layout
         offsets = (0..<L).map { l in
-            LayerOffsets(inputWeight: layout.offset(of: "rnn.weight_ih_l\(l)"),
-                         hiddenWeight: layout.offset(of: "rnn.weight_hh_l\(l)"),
-                         inputBias: layout.offset(of: "rnn.bias_ih_l\(l)"),
-                         hiddenBias: layout.slice(named: "rnn.bias_hh_l\(l)")?.offset)
+            LayerOffsets(inputWeight: layout.slice(.inputWeight, layer: l)!.offset,
+                         hiddenWeight: layout.slice(.recurrentWeight, layer: l)!.offset,
+                         inputBias: layout.slice(.inputBias, layer: l)!.offset,
+                         hiddenBias: layout.slice(.recurrentBias, layer: l)?.offset)
         }
-        headWeight = layout.offset(of: "head.weight")
-        headBias = layout.offset(of: "head.bias")
+        headWeight = layout.slice(.headWeight)!.offset
+        headBias = layout.slice(.headBias)!.offset
     }
 
     deinit { for p in allocations { p.deallocate() } }

@@ -20,7 +20,8 @@ public final class GradientEngine {
     public let threads: Int
     public let layout: ParameterLayout
     public let streamLayout: StreamLayout
-    /// Carried state of the owned streams (L, n, H).
+    /// Carried state of the owned streams (L, n, H) for callers that keep it here (a worker);
+    /// the training loop passes its own.
     public let state: RecurrentState<Float>
 
     private let train: [Int32]
@@ -80,29 +81,35 @@ public final class GradientEngine {
     /// so a worker can send it while the rest computes. nil for one layer.
     public var earlySlices: Range<Int>? {
         guard config.layerCount > 1 else { return nil }
-        let first = layout.slices.firstIndex { $0.name == "rnn.weight_ih_l\(config.layerCount - 1)" }!
-        return first..<layout.slices.count
-    }
-
-    private func elements(of slices: Range<Int>) -> Range<Int> {
-        layout.slices[slices.lowerBound].offset..<(layout.slices[slices.upperBound - 1].range.upperBound)
+        return layout.slices(ofLayer: config.layerCount - 1).lowerBound..<layout.slices.count
     }
 
     public var tokensPerStep: Int { streams.count * streamLayout.window }
 
-    /// One step: forward + backward of every owned stream at `stepInEpoch`, carrying state.
-    /// Returns the summed loss and the summed gradient (valid until the next call). With
-    /// `early`, the gradient of `earlySlices` is summed first and `early` is called with
-    /// it (on this thread) before the lower layers run; those values stay untouched after.
+    /// One step on the engine's own `state` (a worker's): zeroed first when `resetState`,
+    /// updated in place. See `computeGradient(parameters:stepInEpoch:from:into:early:)`.
     public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int, resetState: Bool,
                                 early: ((Range<Int>) -> Void)? = nil) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
-        let split = early == nil ? nil : earlySlices
         if resetState { state.reset() }
+        return computeGradient(parameters: parameters, stepInEpoch: stepInEpoch, from: state, into: state, early: early)
+    }
+
+    /// One step: forward + backward of every owned stream at `stepInEpoch`, from carried
+    /// state `initial` (n streams) to the state after the step in `final` (may be the same
+    /// object: each thread reads its rows before it writes them). Returns the summed loss and
+    /// the summed gradient (valid until the next call). With `early`, the gradient of
+    /// `earlySlices` is summed first and `early` is called with it (on this thread) before
+    /// the lower layers run; those values stay untouched after.
+    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
+                                from initial: RecurrentState<Float>, into final: RecurrentState<Float>,
+                                early: ((Range<Int>) -> Void)? = nil) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
+        precondition(initial.streamCount == streams.count && final.streamCount == streams.count)
+        let split = early == nil ? nil : earlySlices
         let count = layout.count, n = chunkStreams, K = threads, C = chunkCount
         let first = streams.lowerBound
         let work = EngineWork(workspaces: workspaces, threadChunks: threadChunks, gradients: chunkGradients,
-                              loss: chunkLoss, state: state, train: train, streamLayout: streamLayout,
-                              chunkStreams: chunkStreams)
+                              loss: chunkLoss, initial: initial, final: final, train: train,
+                              streamLayout: streamLayout, chunkStreams: chunkStreams)
         DispatchQueue.concurrentPerform(iterations: K) { thread in
             let net = work.workspaces[thread], chunks = work.threadChunks[thread]
             let local = chunks.lowerBound * n
@@ -111,7 +118,7 @@ public final class GradientEngine {
                                        streams: (first + local)..<(first + local + net.streamCount),
                                        stepInEpoch: stepInEpoch)
             }
-            net.forward(parameters: parameters, initialState: work.state.view(from: local))
+            net.forward(parameters: parameters, initialState: work.initial.view(from: local))
             for chunk in chunks {
                 work.gradients[chunk].update(repeating: 0, count: count)
                 var loss = 0.0
@@ -124,12 +131,12 @@ public final class GradientEngine {
             if split == nil { work.finishBackward(thread: thread, parameters: parameters, below: net.config.layerCount - 1) }
         }
         if let split, let early {
-            tree.sum(chunkGradients, elements: elements(of: split), threads: K)
+            tree.sum(chunkGradients, elements: layout.elements(of: split), threads: K)
             early(split)
             DispatchQueue.concurrentPerform(iterations: K) { thread in
                 work.finishBackward(thread: thread, parameters: parameters, below: config.layerCount - 1)
             }
-            tree.sum(chunkGradients, elements: elements(of: 0..<split.lowerBound), threads: K)
+            tree.sum(chunkGradients, elements: layout.elements(of: 0..<split.lowerBound), threads: K)
         } else {
             tree.sum(chunkGradients, count: count, threads: K)
         }
@@ -145,7 +152,8 @@ private struct EngineWork: @unchecked Sendable {
     let threadChunks: [Range<Int>]
     let gradients: [UnsafeMutablePointer<Float>]
     let loss: UnsafeMutablePointer<Double>
-    let state: RecurrentState<Float>
+    let initial: RecurrentState<Float>
+    let final: RecurrentState<Float>
     let train: [Int32]
     let streamLayout: StreamLayout
     let chunkStreams: Int
@@ -167,6 +175,6 @@ private struct EngineWork: @unchecked Sendable {
         for l in stride(from: top - 1, through: 0, by: -1) {
             net.backwardLayer(l, parameters: parameters, chunks: slabs)
         }
-        net.copyFinalState(to: state.view(from: chunks.lowerBound * chunkStreams))
+        net.copyFinalState(to: final.view(from: chunks.lowerBound * chunkStreams))
     }
 }

@@ -5,6 +5,8 @@ import Recurrent
 /// seed. Two runs with equal configs on the same corpus give identical weights, whatever
 /// their threads and workers. It travels to workers as JSON and is stored in checkpoints.
 public struct TrainingConfig: Codable, Equatable, Sendable {
+    // These initial values are the run defaults everywhere (`recur train` with no flags);
+    // the CLI shows them from here.
     public var cell: CellType = .lstm
     public var layers = 2
     public var hidden = 256
@@ -13,8 +15,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// T, the BPTT window.
     public var window = 64
     /// Total optimizer steps of the run (resume continues up to it).
-    public var steps = 1000
-    public var optimizer = OptimizerConfig(kind: .adam, learningRate: 2e-3)
+    public var steps = 500
+    public var optimizer = OptimizerConfig(kind: .adam)
     /// Step decay of the learning rate: multiply by `learningRateDecay` every
     /// `learningRateDecayEvery` steps (0 = constant).
     public var learningRateDecayEvery = 0
@@ -23,10 +25,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var clip: Float = 5
     public var seed: UInt64 = 1234
     public var validationFraction = 0.1
-    /// Streams per gradient chunk, the fixed unit of parallel work (see `GradientEngine`).
-    public var chunkStreams = 16
+    /// Streams per gradient chunk, the fixed unit of parallel work (see `GradientEngine`):
+    /// `defaultChunkStreams(streams:)` unless set.
+    public var chunkStreams = TrainingConfig.defaultChunkStreams(streams: 64)
 
     public init() {}
+
+    /// The step-decay factor the CLI offers once `learningRateDecayEvery` is set.
+    public static let defaultDecayFactor: Float = 0.5
 
     public func model(vocabularySize: Int) -> ModelConfig {
         ModelConfig(cell: cell, vocabularySize: vocabularySize, hiddenSize: hidden, layerCount: layers)
@@ -45,28 +51,31 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         return chunk
     }
 
-    /// Checks values a user can get wrong; one line per problem.
+    /// The steps of `epochs` whole epochs of `corpus` with this config's data layout.
+    public func steps(forEpochs epochs: Int, corpus: Corpus) throws -> Int {
+        try corpus.requireTrainingLength(streams: streams, window: window, validationFraction: validationFraction)
+        let train = Corpus.trainCount(total: corpus.count, validationFraction: validationFraction)
+        return epochs * StreamLayout(trainCount: train, streams: streams, window: window).stepsPerEpoch
+    }
+
+    /// Checks values a user can get wrong; the error names the field and the rule.
     public func validate() throws {
-        func fail(_ message: String) -> TrainingError { .invalidConfig(message) }
-        guard layers >= 1 else { throw fail("--layers must be at least 1, got \(layers)") }
-        guard hidden >= 1 else { throw fail("--hidden must be at least 1, got \(hidden)") }
-        guard streams >= 1 else { throw fail("--batch must be at least 1, got \(streams)") }
-        guard window >= 1 else { throw fail("--seq must be at least 1, got \(window)") }
-        guard steps >= 1 else { throw fail("--steps must be at least 1, got \(steps)") }
-        guard optimizer.learningRate > 0, optimizer.learningRate.isFinite else {
-            throw fail("--lr must be a positive number, got \(optimizer.learningRate)")
+        func check(_ ok: Bool, _ field: ConfigField, _ value: Any, _ rule: String) throws {
+            if !ok { throw TrainingError.invalidValue(field, value: "\(value)", rule: rule) }
         }
-        guard clip >= 0, clip.isFinite else { throw fail("--clip must be ≥ 0 (0 = off), got \(clip)") }
-        guard validationFraction >= 0, validationFraction < 1 else {
-            throw fail("--val-fraction must be in [0, 1), got \(validationFraction)")
-        }
-        guard learningRateDecayEvery >= 0 else { throw fail("--lr-decay-every must be ≥ 0") }
-        guard learningRateDecay > 0, learningRateDecay <= 1 else {
-            throw fail("--lr-decay must be in (0, 1], got \(learningRateDecay)")
-        }
-        guard chunkStreams >= 1, streams % chunkStreams == 0 else {
-            throw fail("--chunk \(chunkStreams) must divide --batch \(streams)")
-        }
+        try check(layers >= 1, .layers, layers, "at least 1")
+        try check(hidden >= 1, .hidden, hidden, "at least 1")
+        try check(streams >= 1, .streams, streams, "at least 1")
+        try check(window >= 1, .window, window, "at least 1")
+        try check(steps >= 1, .steps, steps, "at least 1")
+        try check(optimizer.learningRate > 0 && optimizer.learningRate.isFinite, .learningRate,
+                  optimizer.learningRate, "a positive number")
+        try check(clip >= 0 && clip.isFinite, .clip, clip, "≥ 0 (0 = off)")
+        try check(validationFraction >= 0 && validationFraction < 1, .validationFraction, validationFraction, "in [0, 1)")
+        try check(learningRateDecayEvery >= 0, .learningRateDecayEvery, learningRateDecayEvery, "≥ 0")
+        try check(learningRateDecay > 0 && learningRateDecay <= 1, .learningRateDecay, learningRateDecay, "in (0, 1]")
+        try check(chunkStreams >= 1 && streams % chunkStreams == 0, .chunkStreams, chunkStreams,
+                  "a divisor of the batch \(streams)")
     }
 
     /// Canonical JSON (sorted keys): equal configs give equal bytes.
@@ -80,25 +89,41 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         do {
             return try JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
         } catch {
-            throw TrainingError.invalidConfig("unreadable training config: \(error)")
+            throw TrainingError.unreadableConfig("\(error)")
         }
     }
 }
 
+/// A setting of a run, named for errors; the executable maps each to its flag.
+public enum ConfigField: String, Sendable, CaseIterable {
+    case layers, hidden, streams, window, steps, learningRate, clip, validationFraction
+    case learningRateDecayEvery, learningRateDecay, chunkStreams
+    case checkpointDirectory, resume, initFrom, workers
+}
+
 /// Errors of the training layer a user can cause or meet.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
-    case invalidConfig(String)
+    /// `field` has `value`, which breaks `rule` ("at least 1").
+    case invalidValue(ConfigField, value: String, rule: String)
+    /// `field` cannot be used without `requires`, or with it (`conflicts`).
+    case missingSetting(ConfigField, requires: ConfigField)
+    case unreadableConfig(String)
+    /// An output file (a log) that cannot be created or opened for writing.
+    case unwritable(path: String)
     case checkpoint(String)
     case diverged(step: Int, loss: Double, lastCheckpoint: String?)
     case vocabulary(String)
 
     public var description: String {
         switch self {
-        case .invalidConfig(let m): return m
+        case .invalidValue(let field, let value, let rule): return "\(field.rawValue) must be \(rule), got \(value)"
+        case .missingSetting(let field, let requires): return "\(field.rawValue) needs \(requires.rawValue)"
+        case .unreadableConfig(let m): return "unreadable training config: \(m)"
+        case .unwritable(let path): return "cannot open \(path) for writing"
         case .checkpoint(let m): return m
         case .diverged(let step, let loss, let last):
             let keep = last.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written"
-            return "training diverged at step \(step) (loss \(loss)): lower --lr or set --clip\(keep)"
+            return "training diverged at step \(step) (loss \(loss))\(keep)"
         case .vocabulary(let m): return m
         }
     }

@@ -101,11 +101,11 @@ public final class JSONLWriter {
     public init(path: String, append: Bool = false) throws {
         if !FileManager.default.fileExists(atPath: path) {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw TrainingError.invalidConfig("cannot create --log-jsonl file \(path)")
+                throw TrainingError.unwritable(path: path)
             }
         }
         guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw TrainingError.invalidConfig("cannot open --log-jsonl file \(path) for writing")
+            throw TrainingError.unwritable(path: path)
         }
         if append { handle.seekToEndOfFile() } else { handle.truncateFile(atOffset: 0) }
         self.handle = handle

@@ -16,53 +16,49 @@ public struct RunOptions: Sendable {
     public init() {}
 }
 
-/// The state a run carries between steps, shared by the in-process trainer and the
-/// coordinator: data, parameters + optimizer (`ParameterUpdate`), step counter, resume,
-/// evaluation and checkpoints. Gradients come from elsewhere (a local `GradientEngine` or
-/// the workers).
+/// The numbers a run carries between steps besides the hidden state: its plan (model, data),
+/// the parameters and optimizer (`ParameterUpdate`), the step counter and the data RNG,
+/// started fresh, from `--init-from` weights, or from a checkpoint (`resume`). The
+/// `TrainingLoop` advances it.
 public final class TrainingSession {
-    public let config: TrainingConfig
+    public let plan: RunPlan
     public let options: RunOptions
     public let corpus: Corpus
-    public let model: ModelConfig
-    public let layout: ParameterLayout
-    public let train: [Int32]
-    public let validation: [Int32]
-    public let streamLayout: StreamLayout
     public let update: ParameterUpdate
     /// The next step to run (0-based); equals the steps completed.
-    public private(set) var step: Int
-    /// Carried state (L, N, H) restored from a checkpoint, to seed the engines.
+    public internal(set) var step: Int
+    /// Carried state (L, N, H) read from the resumed checkpoint; the loop takes it over.
     public let restoredState: (h: [Float], c: [Float])?
     public private(set) var random: SeededGenerator
-    public private(set) var lastCheckpoint: String?
+    public internal(set) var lastCheckpoint: String?
+
+    public var config: TrainingConfig { plan.config }
+    public var model: ModelConfig { plan.model }
+    public var layout: ParameterLayout { plan.layout }
+    public var train: [Int32] { plan.train }
+    public var validation: [Int32] { plan.validation }
+    public var streamLayout: StreamLayout { plan.streamLayout }
 
     public init(config: TrainingConfig, corpus: Corpus, options: RunOptions) throws {
-        try config.validate()
-        try corpus.requireTrainingLength(streams: config.streams, window: config.window,
-                                         validationFraction: config.validationFraction)
-        self.config = config
+        plan = try RunPlan(config: config, corpus: corpus)
         self.options = options
         self.corpus = corpus
-        model = config.model(vocabularySize: corpus.vocabulary.count)
-        layout = ParameterLayout(model)
-        (train, validation) = corpus.split(validationFraction: config.validationFraction)
-        streamLayout = StreamLayout(trainCount: train.count, streams: config.streams, window: config.window)
+        let model = plan.model
 
         if let directory = options.checkpointDirectory {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw TrainingError.invalidConfig("--checkpoint-dir \(directory.path) exists and is not a directory")
+                throw TrainingError.invalidValue(.checkpointDirectory, value: directory.path, rule: "a directory (it is a file)")
             }
         }
-        var initial = ParameterInitializer.initialize(layout, seed: config.seed)
+        var initial = ParameterInitializer.initialize(plan.layout, seed: config.seed)
         var random = SeededGenerator(seed: config.seed ^ 0x5EED)
         var step = 0
         var restored: (h: [Float], c: [Float])?
         var optimizerState: (Int, [(name: String, values: [Float])])?
         if options.resume {
             guard let directory = options.checkpointDirectory else {
-                throw TrainingError.invalidConfig("--resume needs --checkpoint-dir")
+                throw TrainingError.missingSetting(.resume, requires: .checkpointDirectory)
             }
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
                 throw TrainingError.checkpoint("nothing to resume: \(directory.path) holds no training checkpoint")
@@ -82,14 +78,14 @@ public final class TrainingSession {
         } else if let source = options.initFrom {
             let checkpoint = try Checkpoint.read(from: source)
             guard checkpoint.model == model else {
-                throw TrainingError.checkpoint("--init-from \(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
+                throw TrainingError.checkpoint("\(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
             }
             guard checkpoint.vocabulary == corpus.vocabulary else {
-                throw TrainingError.checkpoint("--init-from \(source.path) has another vocabulary than \(corpus.name)")
+                throw TrainingError.checkpoint("\(source.path) has another vocabulary than \(corpus.name)")
             }
             initial = checkpoint.parameters
         }
-        update = ParameterUpdate(layout: layout, optimizer: config.optimizer, schedule: config.schedule,
+        update = ParameterUpdate(layout: plan.layout, optimizer: config.optimizer, schedule: config.schedule,
                                  clip: config.clip, initial: initial)
         if let (count, buffers) = optimizerState {
             do {
@@ -118,49 +114,22 @@ public final class TrainingSession {
 
     public var isFinished: Bool { step >= config.steps }
     public var position: (epoch: Int, stepInEpoch: Int) { streamLayout.position(globalStep: step) }
-    public var tokensPerStep: Int { config.streams * config.window }
+    public var tokensPerStep: Int { plan.tokensPerStep }
 
-    /// Applies the coordinator step for the current step and advances. Throws when the loss
-    /// or gradient is not finite or the loss exploded (the update is not applied then).
-    public func apply(gradientSum: UnsafeMutablePointer<Float>, lossSum: Double,
-                      tokenCount: Int) throws -> ParameterUpdate.Report {
-        let loss = lossSum / Double(tokenCount)
-        let limit = 3 * log(Double(model.vocabularySize)) + 1
-        guard loss.isFinite, loss < limit else {
-            throw TrainingError.diverged(step: step + 1, loss: loss, lastCheckpoint: lastCheckpoint)
-        }
-        let report = update.apply(gradientSum: gradientSum, tokenCount: tokenCount, step: step)
-        guard report.gradientNorm.isFinite else {
-            throw TrainingError.diverged(step: step + 1, loss: loss, lastCheckpoint: lastCheckpoint)
-        }
-        step += 1
-        return report
-    }
-
-    /// The end-of-run evaluation, unless turned off.
-    public func finalEvaluation() -> Evaluator.Result? {
-        options.evaluateAtEnd ? evaluate() : nil
-    }
-
+    /// Validation loss of the current weights.
     public func evaluate() -> Evaluator.Result? {
         Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
                            tokens: validation, window: config.window, streams: options.evalStreams)
     }
 
-    public var wantsEvaluation: Bool { options.evalEvery > 0 && step % options.evalEvery == 0 && !isFinished }
-    public var wantsCheckpoint: Bool {
-        options.checkpointDirectory != nil && (isFinished || (options.checkpointEvery > 0 && step % options.checkpointEvery == 0))
-    }
-
-    /// Writes the checkpoint of the current step with the given carried state (L, N, H).
-    @discardableResult
-    public func writeCheckpoint(hiddenH: [Float], hiddenC: [Float]) throws -> String? {
+    /// Writes the checkpoint of the current step with the carried state `state` (L, N, H).
+    func writeCheckpoint(state: CarriedState) throws -> String? {
         guard let directory = options.checkpointDirectory else { return nil }
-        let state = Checkpoint.TrainingState(
+        let training = Checkpoint.TrainingState(
             config: config, step: step, corpusDigest: corpus.digest, randomState: random.state,
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
-            hiddenH: hiddenH, hiddenC: hiddenC)
-        let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: state)
+            hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [])
+        let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: training)
         try checkpoint.write(to: directory)
         lastCheckpoint = directory.path
         return directory.path

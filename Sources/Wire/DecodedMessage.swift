@@ -42,7 +42,6 @@ public enum DecodedMessage: Sendable {
 public struct DecodedWeights: Sendable {
     public let step: UInt64
     public let resetState: Bool
-    public let wantState: Bool
     public let tensors: DecodedTensorList
 
     /// Checks the tensors against `layout` and copies them into `parameters` (memcpy per
@@ -52,7 +51,7 @@ public struct DecodedWeights: Sendable {
     }
 
     public var message: Weights {
-        Weights(step: step, resetState: resetState, wantState: wantState, tensors: tensors.wireTensors())
+        Weights(step: step, resetState: resetState, tensors: tensors.wireTensors())
     }
 }
 

@@ -26,7 +26,7 @@ extension WireCodec {
             let body = envelope.hello.pointee
             return .hello(Hello(corpusDigest: string(body.corpus_digest),
                                 vocabularyDigest: string(body.vocabulary_digest),
-                                modelConfig: string(body.model_config), host: string(body.host),
+                                host: string(body.host),
                                 pid: body.pid, threads: body.threads))
         case RECUR__ENVELOPE__BODY_WELCOME:
             let body = envelope.welcome.pointee
@@ -39,7 +39,7 @@ extension WireCodec {
             let body = envelope.weights.pointee
             let tensors = try DecodedTensorList(owner: owner, count: body.n_tensors, tensors: body.tensors, limits: limits)
             return .weights(DecodedWeights(step: body.step, resetState: body.reset_state != 0,
-                                           wantState: body.want_state != 0, tensors: tensors))
+                                           tensors: tensors))
         case RECUR__ENVELOPE__BODY_GRADIENT_PUSH:
             let body = envelope.gradient_push.pointee
             let tensors = try DecodedTensorList(owner: owner, count: body.n_tensors, tensors: body.tensors, limits: limits)

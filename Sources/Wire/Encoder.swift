@@ -6,7 +6,7 @@ import Recurrent
 /// `[WireTensor]` or a parameter slab; both reach the same packer.
 public enum WireCodec {
     /// Carried by every envelope; a peer with another version is refused.
-    public static let protocolVersion: UInt32 = 1
+    public static let protocolVersion: UInt32 = 2
 
     /// Encodes `message` into `buffer`, replacing its contents.
     public static func encode(_ message: Message, into buffer: inout MessageBuffer) {
@@ -18,7 +18,7 @@ public enum WireCodec {
         case .weights(let weights):
             withTensorViews(weights.tensors) { tensors in
                 packWeights(step: weights.step, resetState: weights.resetState,
-                            wantState: weights.wantState, tensors: tensors, into: &buffer)
+                            tensors: tensors, into: &buffer)
             }
         case .gradientPush(let push):
             withTensorViews(push.tensors) { tensors in
@@ -45,10 +45,10 @@ public enum WireCodec {
     /// Weights for `step` straight from the parameter slab: one tensor per slice of `layout`,
     /// in layout order, bytes packed from `parameters` in place (no copy before packing).
     /// `parameters.count` must equal `layout.count`.
-    public static func encodeWeights(step: UInt64, resetState: Bool, wantState: Bool,
+    public static func encodeWeights(step: UInt64, resetState: Bool,
                                      parameters: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                      into buffer: inout MessageBuffer) {
-        packWeights(step: step, resetState: resetState, wantState: wantState,
+        packWeights(step: step, resetState: resetState,
                     tensors: tensorViews(layout: layout, values: parameters), into: &buffer)
     }
 
@@ -75,13 +75,12 @@ public enum WireCodec {
     // MARK: The packers: the one place each message's fields meet the C structs.
 
     private static func packHello(_ hello: Hello, into buffer: inout MessageBuffer) {
-        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.modelConfig, hello.host]) { s in
+        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host]) { s in
             var body = Recur__Hello()
             recur__hello__init(&body)
             body.corpus_digest = s[0]
             body.vocabulary_digest = s[1]
-            body.model_config = s[2]
-            body.host = s[3]
+            body.host = s[2]
             body.pid = hello.pid
             body.threads = hello.threads
             withUnsafeMutablePointer(to: &body) { p in
@@ -111,14 +110,13 @@ public enum WireCodec {
         }
     }
 
-    private static func packWeights(step: UInt64, resetState: Bool, wantState: Bool,
+    private static func packWeights(step: UInt64, resetState: Bool,
                                     tensors: [TensorView], into buffer: inout MessageBuffer) {
         withCTensors(tensors) { tensorCount, cTensors in
             var body = Recur__Weights()
             recur__weights__init(&body)
             body.step = step
             body.reset_state = resetState ? 1 : 0
-            body.want_state = wantState ? 1 : 0
             body.n_tensors = tensorCount
             body.tensors = cTensors
             withUnsafeMutablePointer(to: &body) { p in

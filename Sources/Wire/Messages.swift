@@ -16,24 +16,20 @@ public enum MessageKind: String, CaseIterable, Sendable {
     }
 }
 
-/// Worker -> coordinator, first message. The digests and the model config form the worker's
-/// fingerprint; `fingerprintDifferences(from:)` names what differs.
+/// Worker -> coordinator, first message. The digests form the worker's fingerprint;
+/// `fingerprintMismatch(expected:)` names what differs.
 public struct Hello: Equatable, Sendable {
     /// SHA-256 hex of the corpus file's bytes.
     public var corpusDigest: String
     /// SHA-256 hex of the vocabulary's scalars.
     public var vocabularyDigest: String
-    /// Canonical JSON of the model config.
-    public var modelConfig: String
     public var host: String
     public var pid: UInt32
     public var threads: UInt32
 
-    public init(corpusDigest: String, vocabularyDigest: String, modelConfig: String,
-                host: String, pid: UInt32, threads: UInt32) {
+    public init(corpusDigest: String, vocabularyDigest: String, host: String, pid: UInt32, threads: UInt32) {
         self.corpusDigest = corpusDigest
         self.vocabularyDigest = vocabularyDigest
-        self.modelConfig = modelConfig
         self.host = host
         self.pid = pid
         self.threads = threads
@@ -72,15 +68,12 @@ public struct Weights: Equatable, Sendable {
     public var step: UInt64
     /// Zero the carried state before this step (epoch start).
     public var resetState: Bool
-    /// Include the carried state after this step in the push.
-    public var wantState: Bool
     /// In `ParameterLayout` order.
     public var tensors: [WireTensor]
 
-    public init(step: UInt64, resetState: Bool, wantState: Bool, tensors: [WireTensor]) {
+    public init(step: UInt64, resetState: Bool, tensors: [WireTensor]) {
         self.step = step
         self.resetState = resetState
-        self.wantState = wantState
         self.tensors = tensors
     }
 }
@@ -93,7 +86,7 @@ public struct GradientPush: Equatable, Sendable {
     public var lossSum: Double
     /// In `ParameterLayout` order.
     public var tensors: [WireTensor]
-    /// Present only when the Weights asked for it.
+    /// Carried state after the step (L, n, H): h, and c for LSTM; on the last part.
     public var state: [WireTensor]
     /// This step: forward + backward + local reduction.
     public var computeSeconds: Double
@@ -177,9 +170,6 @@ extension Hello {
         }
         if vocabularyDigest != expected.vocabularyDigest {
             differences.append("vocabulary_digest \(vocabularyDigest.prefix(12)) (coordinator \(expected.vocabularyDigest.prefix(12)))")
-        }
-        if modelConfig != expected.modelConfig {
-            differences.append("model_config \(modelConfig) (coordinator \(expected.modelConfig))")
         }
         return differences.isEmpty ? nil : .fingerprintMismatch(differences: differences)
     }

@@ -37,7 +37,7 @@ extension Hello: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
         "hello: host \(host) pid \(pid) threads \(threads), corpus \(corpusDigest.prefix(12)), "
-            + "vocabulary \(vocabularyDigest.prefix(12)), model \(modelConfig)"
+            + "vocabulary \(vocabularyDigest.prefix(12))"
     }
 }
 
@@ -52,7 +52,7 @@ extension Welcome: CustomStringConvertible {
 extension Weights: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
-        weightsSummary(step: step, resetState: resetState, wantState: wantState,
+        weightsSummary(step: step, resetState: resetState,
                        tensorCount: tensors.count, byteCount: totalByteCount(tensors))
     }
 }
@@ -60,7 +60,7 @@ extension Weights: CustomStringConvertible {
 extension DecodedWeights: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
-        weightsSummary(step: step, resetState: resetState, wantState: wantState,
+        weightsSummary(step: step, resetState: resetState,
                        tensorCount: tensors.count, byteCount: tensors.byteCount)
     }
 }
@@ -98,11 +98,10 @@ extension WireErrorMessage: CustomStringConvertible {
     public var summary: String { "error: \(message)" }
 }
 
-private func weightsSummary(step: UInt64, resetState: Bool, wantState: Bool,
+private func weightsSummary(step: UInt64, resetState: Bool,
                             tensorCount: Int, byteCount: Int) -> String {
     var text = "weights step \(step): \(tensorCount) tensors (\(byteText(byteCount)))"
     if resetState { text += ", reset_state" }
-    if wantState { text += ", want_state" }
     return text
 }
 

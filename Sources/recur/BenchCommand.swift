@@ -49,12 +49,14 @@ struct BenchCommand: ParsableCommand {
             ])
             return
         }
-        var optimization = try OptimizationFlags.parse(["--steps", "\(steps + warmup)"])
-        optimization.chunk = chunk
-        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
+        var config = TrainingConfig(model: model, data: data)
+        config.steps = steps + warmup
+        if let chunk { config.chunkStreams = chunk }
+        try config.validate()
         var options = RunOptions()
         options.threads = threads ?? max(1, Machine.cores / workers)
         options.evaluateAtEnd = false
+        options.checkpointDirectory = nil
         let session = try TrainingSession(config: config, corpus: corpus, options: options)
         var records: [StepRecord] = []
         let collect: (TrainingEvent) -> Void = { event in
@@ -62,13 +64,13 @@ struct BenchCommand: ParsableCommand {
         }
         var threadCount = options.threads
         if workers == 1 {
-            let trainer = LocalTrainer(session: session, report: collect)
-            try trainer.runSteps()
-            threadCount = trainer.engine.threads
+            let source = LocalGradientSource(plan: session.plan, threads: options.threads)
+            try TrainingLoop(session: session, source: source, report: collect).run()
+            threadCount = source.engine.threads
         } else {
             // Worker output goes to stderr: stdout carries only the JSON line.
             try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data,
-                                 heartbeatTimeout: 30, report: collect,
+                                 heartbeatTimeout: 30, stop: StopRequest(), report: collect,
                                  log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
         }
         try printJSON(Self.result(records: Array(records.dropFirst(warmup)), config: config, session: session,

@@ -59,17 +59,24 @@ struct ServeCommand: ParsableCommand {
         let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
         let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
         let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
-        var options = CoordinatorOptions(bind: bind, workers: runFlags.workers ?? 1)
-        options.heartbeatTimeout = transport.heartbeatTimeout
-        options.joinTimeout = joinTimeout
+        var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
+        let workers = runFlags.workers ?? 1
+        settings.ioThreads = min(workers, 4)
+        settings.sendTimeout = transport.heartbeatTimeout
         if let keyPath = transport.key, let allowPath = authorizedKeys {
             let own = try KeyFile.keyPair(keyPath)
-            options.curve = CurveServerSettings(secretKey: own.secretKey, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
+            settings.curve = CurveServerSettings(secretKey: own.secretKey, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
         }
-        let coordinator = try Coordinator(session: session, options: options, report: console.report, log: console.line)
-        let stop = coordinator.stop
+        let log = console.line
+        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
+        var options = CoordinatorOptions(workers: workers)
+        options.heartbeatTimeout = transport.heartbeatTimeout
+        options.joinTimeout = joinTimeout
+        let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        try coordinator.run()
+        let coordinator = try Coordinator(plan: session.plan, corpus: corpus, options: options, transport: server,
+                                          stop: stop, log: log)
+        try TrainingLoop(session: session, source: coordinator, stop: stop, report: console.report).run()
     }
 }
 
@@ -98,14 +105,17 @@ struct WorkCommand: ParsableCommand {
     func run() throws {
         BLASInfo.useSingleThread()
         let corpus = try data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
-        var options = WorkerOptions(connect: connect, threads: threads ?? Machine.cores)
+        var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
+        var curve: CurveClientSettings?
         if let keyPath = transport.key, let serverPath = serverKey {
             let own = try KeyFile.keyPair(keyPath)
             guard let server = try KeyFile.read(serverPath).publicKey else { throw ValidationError("\(serverPath) holds no public-key") }
-            options.curve = CurveClientSettings(serverPublicKey: server, publicKey: own.publicKey, secretKey: own.secretKey)
+            curve = CurveClientSettings(serverPublicKey: server, publicKey: own.publicKey, secretKey: own.secretKey)
+            options.encrypted = true
         }
-        let worker = try Worker(corpus: corpus, options: options) { print($0); fflush(stdout) }
+        let client = try ZMQClientTransport(connect: connect, sendTimeout: transport.heartbeatTimeout, curve: curve)
+        let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
         let stop = worker.stop
         Signals.forward { stop.request($0, exitCode: $1) }
         try worker.run()
@@ -195,7 +205,7 @@ enum KeyFile {
         defer { close(fd) }
         fchmod(fd, mode)
         let bytes = Array(text.utf8)
-        guard Glibc.write(fd, bytes, bytes.count) == bytes.count else { throw ValidationError("cannot write \(path)") }
+        guard systemWrite(fd, bytes, bytes.count) == bytes.count else { throw ValidationError("cannot write \(path)") }
     }
 }
 
@@ -225,3 +235,6 @@ enum Signals {
         }
     }
 }
+
+/// write(2) under a name `KeyFile.write` does not shadow.
+private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }

@@ -7,22 +7,27 @@ import Training
 /// `TrainingConfig` that fixes the numbers of a run.
 struct ModelFlags: ParsableArguments {
     @Option(help: "Recurrent cell: rnn, lstm or gru.")
-    var cell: CellType = .lstm
+    var cell: CellType = Defaults.config.cell
     @Option(help: "Stacked recurrent layers (L).")
-    var layers = 2
+    var layers = Defaults.config.layers
     @Option(help: "Hidden units per layer (H).")
-    var hidden = 256
+    var hidden = Defaults.config.hidden
+}
+
+/// The defaults flags show: every one comes from the library's single source.
+enum Defaults {
+    static let config = TrainingConfig()
 }
 
 struct DataFlags: ParsableArguments {
     @Option(help: "UTF-8 text corpus (default: the built-in generated corpus).")
     var data: String?
     @Option(help: "BPTT window T in characters.")
-    var seq = 64
+    var seq = Defaults.config.window
     @Option(help: "Global number of parallel streams N (the batch).")
-    var batch = 64
+    var batch = Defaults.config.streams
     @Option(name: .customLong("val-fraction"), help: "Fraction of the corpus (its end) held out for validation.")
-    var valFraction = 0.1
+    var valFraction = Defaults.config.validationFraction
 
     func loadCorpus() throws -> Corpus {
         guard let data else { return Corpus.builtin() }
@@ -31,22 +36,22 @@ struct DataFlags: ParsableArguments {
 }
 
 struct OptimizationFlags: ParsableArguments {
-    @Option(help: "Optimizer steps (default 500; ignored when --epochs is given).")
+    @Option(help: "Optimizer steps (default \(Defaults.config.steps); ignored when --epochs is given).")
     var steps: Int?
     @Option(help: "Train for this many epochs instead of --steps.")
     var epochs: Int?
     @Option(help: "Optimizer: sgd, momentum, adagrad, rmsprop or adam.")
-    var optimizer: OptimizerKind = .adam
-    @Option(help: "Learning rate (default 2e-3 for adam, PyTorch's default for the others).")
+    var optimizer: OptimizerKind = Defaults.config.optimizer.kind
+    @Option(help: "Learning rate (default \(OptimizerKind.adam.defaultLearningRate) for adam; \(OptimizerKind.allCases.filter { $0 != .adam }.map { "\($0.rawValue) \($0.defaultLearningRate)" }.joined(separator: ", "))).")
     var lr: Float?
     @Option(name: .customLong("lr-decay-every"), help: "Multiply the learning rate by --lr-decay every this many steps (0 = constant).")
-    var lrDecayEvery = 0
+    var lrDecayEvery = Defaults.config.learningRateDecayEvery
     @Option(name: .customLong("lr-decay"), help: "Step-decay factor of the learning rate.")
-    var lrDecay: Float = 0.5
+    var lrDecay: Float = TrainingConfig.defaultDecayFactor
     @Option(help: "Clip the averaged gradient to this global L2 norm (0 = off).")
-    var clip: Float = 5
+    var clip: Float = Defaults.config.clip
     @Option(help: "Seed of the initial weights.")
-    var seed: UInt64 = 1234
+    var seed: UInt64 = Defaults.config.seed
     @Option(help: "Streams per gradient chunk, the fixed unit of parallel work (default: batch/4). Equal chunks give bit-identical results for any --threads/--workers.")
     var chunk: Int?
 
@@ -58,8 +63,8 @@ struct OptimizationFlags: ParsableArguments {
 }
 
 extension TrainingConfig {
-    /// Builds the run's config; `--epochs` needs the corpus to count steps.
-    init(model: ModelFlags, data: DataFlags, optimization o: OptimizationFlags, corpus: Corpus) throws {
+    /// The model and data layout from the flags, everything else at its default.
+    init(model: ModelFlags, data: DataFlags) {
         self.init()
         cell = model.cell
         layers = model.layers
@@ -67,20 +72,21 @@ extension TrainingConfig {
         streams = data.batch
         window = data.seq
         validationFraction = data.valFraction
-        let defaultRate: Float = o.optimizer == .adam ? 2e-3 : o.optimizer.defaultLearningRate
-        optimizer = OptimizerConfig(kind: o.optimizer, learningRate: o.lr ?? defaultRate)
+        chunkStreams = TrainingConfig.defaultChunkStreams(streams: max(1, data.batch))
+    }
+
+    /// Builds the run's config from the flags; `--epochs` needs the corpus to count steps.
+    init(model: ModelFlags, data: DataFlags, optimization o: OptimizationFlags, corpus: Corpus) throws {
+        self.init(model: model, data: data)
+        optimizer = OptimizerConfig(kind: o.optimizer, learningRate: o.lr)
         learningRateDecayEvery = o.lrDecayEvery
         learningRateDecay = o.lrDecayEvery > 0 ? o.lrDecay : 1
         clip = o.clip
         seed = o.seed
-        chunkStreams = o.chunk ?? TrainingConfig.defaultChunkStreams(streams: max(1, data.batch))
-        steps = o.steps ?? 500
+        if let chunk = o.chunk { chunkStreams = chunk }
+        if let steps = o.steps { self.steps = steps }
         try validate()
-        if let epochs = o.epochs {
-            try corpus.requireTrainingLength(streams: streams, window: window, validationFraction: validationFraction)
-            let train = Corpus.trainCount(total: corpus.count, validationFraction: validationFraction)
-            steps = epochs * StreamLayout(trainCount: train, streams: streams, window: window).stepsPerEpoch
-        }
+        if let epochs = o.epochs { steps = try steps(forEpochs: epochs, corpus: corpus) }
     }
 }
 

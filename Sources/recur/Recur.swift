@@ -26,9 +26,9 @@ struct Recur: ParsableCommand {
             if code == .success || error is CleanExit {
                 exit(withError: error)
             }
-            let line = error is ExitCode ? "" : Self.message(for: error)
+            let line = error is ExitCode ? "" : UserMessage.text(for: error) ?? Self.message(for: error)
             if !line.isEmpty { FileHandle.standardError.write(Data("recur: \(line)\n".utf8)) }
-            if case ClusterError.stopped(_, let signalled) = error { Foundation.exit(signalled) }  // 130/143 after a signal
+            if let stopped = error as? StopRequest.Stopped { Foundation.exit(stopped.exitCode) }  // 130/143 after a signal
             Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
         }
     }

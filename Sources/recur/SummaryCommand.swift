@@ -30,10 +30,10 @@ enum ModelSummary {
         let kind = ["rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"][config.cell.rawValue]!
         var rows: [(String, String, Int)] = []
         for l in 0..<config.layerCount {
-            let count = layout.slices.filter { $0.name.hasSuffix("_l\(l)") }.reduce(0) { $0 + $1.count }
+            let count = layout.elements(of: layout.slices(ofLayer: l)).count
             rows.append(("\(config.cell.rawValue)_\(l + 1) (\(kind))", "(None, T, \(config.hiddenSize))", count))
         }
-        let head = layout.slices.filter { $0.name.hasPrefix("head.") }.reduce(0) { $0 + $1.count }
+        let head = layout.elements(of: layout.headSlices).count
         rows.append(("head (Dense)", "(None, T, \(config.vocabularySize))", head))
         return rows
     }

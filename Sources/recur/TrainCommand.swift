@@ -44,11 +44,14 @@ struct TrainCommand: ParsableCommand {
         let (workers, threads) = parallelism
         let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: threads))
         let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
+        let stop = StopRequest()
+        Signals.forward { stop.request($0, exitCode: $1) }
         if workers == 1 {
-            try LocalTrainer(session: session, report: console.report).run()
+            let source = LocalGradientSource(plan: session.plan, threads: threads)
+            try TrainingLoop(session: session, source: source, stop: stop, report: console.report).run()
         } else {
             try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: data.data,
-                                 heartbeatTimeout: heartbeatTimeout, console: console)
+                                 heartbeatTimeout: heartbeatTimeout, stop: stop, report: console.report, log: console.line)
         }
         if runFlags.sampleLength > 0 {
             let text = try Sampler(temperature: 1, seed: config.seed).sample(

@@ -185,7 +185,8 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testConfigDefaultsAndCoding() throws {
-        XCTAssertEqual(OptimizerConfig(kind: .adam).learningRate, 1e-3)
+        XCTAssertEqual(OptimizerConfig(kind: .adam).learningRate, 2e-3, "Recur's Adam default (char-rnn's)")
+        XCTAssertEqual(TrainingConfig().optimizer, OptimizerConfig(kind: .adam), "one source for the default")
         XCTAssertEqual(OptimizerConfig(kind: .adagrad).epsilon, 1e-10)
         XCTAssertEqual(OptimizerConfig(kind: .rmsprop).alpha, 0.99)
         XCTAssertEqual(OptimizerConfig(kind: .sgd, learningRate: 0.5).learningRate, 0.5)

@@ -62,17 +62,13 @@ struct  Recur__Hello
    * SHA-256 hex of the vocabulary's scalars
    */
   char *vocabulary_digest;
-  /*
-   * canonical JSON of the model config
-   */
-  char *model_config;
   char *host;
   uint32_t pid;
   uint32_t threads;
 };
 #define RECUR__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -118,16 +114,12 @@ struct  Recur__Weights
    * zero the carried state before this step (epoch start)
    */
   protobuf_c_boolean reset_state;
-  /*
-   * include the carried state after this step in the push
-   */
-  protobuf_c_boolean want_state;
   size_t n_tensors;
   Recur__Tensor **tensors;
 };
 #define RECUR__WEIGHTS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__weights__descriptor) \
-    , 0, 0, 0, 0,NULL }
+    , 0, 0, 0,NULL }
 
 
 /*
@@ -142,7 +134,7 @@ struct  Recur__GradientPush
   size_t n_tensors;
   Recur__Tensor **tensors;
   /*
-   * present only when the Weights asked for it
+   * carried state after this step (L, n, H): h, and c for LSTM
    */
   size_t n_state;
   Recur__Tensor **state;

@@ -1,6 +1,8 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Starts W worker processes of this same binary on this machine (`recur train --workers
@@ -31,7 +33,7 @@ public final class LocalLauncher: @unchecked Sendable {
     public func start(count: Int, executable: String, arguments: (Int) -> [String]) throws {
         for rank in 0..<count {
             var pipe: [Int32] = [0, 0]
-            guard Glibc.pipe(&pipe) == 0 else { throw ClusterError.invalidOptions("pipe failed: \(String(cString: strerror(errno)))") }
+            guard systemPipe(&pipe) == 0 else { throw ClusterError.launchFailed("pipe failed: \(String(cString: strerror(errno)))") }
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
             posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
@@ -53,7 +55,7 @@ public final class LocalLauncher: @unchecked Sendable {
             guard status == 0 else {
                 close(pipe[0])
                 terminateAll()
-                throw ClusterError.invalidOptions("cannot start worker \(rank) (\(executable)): \(String(cString: strerror(status)))")
+                throw ClusterError.launchFailed("cannot start worker \(rank) (\(executable)): \(String(cString: strerror(status)))")
             }
             lock.lock()
             children.append(Child(rank: rank, pid: pid))
@@ -138,3 +140,6 @@ public final class LocalLauncher: @unchecked Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 }
+
+/// pipe(2) under a name the local variables do not shadow.
+private func systemPipe(_ fds: UnsafeMutablePointer<Int32>) -> Int32 { pipe(fds) }

@@ -1,0 +1,148 @@
+import Recurrent
+import Training
+import Wire
+
+/// Why a gradient push (or one part of it) was refused. The push is dropped; the worker may
+/// still send a correct one for the step.
+public enum PushRejection: Error, Equatable, CustomStringConvertible {
+    /// For another step than the one being gathered (`WireError.unexpectedStep`).
+    case wrongStep(WireError)
+    case duplicate(step: UInt64)
+    case badPartNumber(part: UInt32, parts: UInt32, tableCount: Int)
+    case partCountChanged(parts: UInt32, earlier: UInt32)
+    case duplicatePart(part: UInt32, parts: UInt32, step: UInt64)
+    case noTensorsOfThisModel
+    case repeatsTensors(step: UInt64)
+    case tokenCount(received: UInt64, expected: Int)
+    case lossNotFinite
+    case badState(String)
+    /// The tensors do not match the parameter table (name, shape, size).
+    case tensors(WireError)
+    /// All parts arrived but they left tensors out; every part of the step was dropped.
+    case incomplete(step: UInt64)
+
+    public var description: String {
+        switch self {
+        case .wrongStep(let e):
+            guard case .unexpectedStep(_, let received, let expected) = e else { return "\(e)" }
+            return (received < expected ? "stale" : "future") + " gradient for step \(oneBased(received)), expected step \(oneBased(expected))"
+        case .duplicate(let s): return "duplicate gradient for step \(s + 1)"
+        case .badPartNumber(let p, let n, let c): return "gradient part \(p) of \(n) for a table of \(c) tensors"
+        case .partCountChanged(let n, let e): return "gradient in \(n) parts after a part of \(e)"
+        case .duplicatePart(let p, let n, let s): return "duplicate gradient part \(p + 1) of \(n) for step \(s + 1)"
+        case .noTensorsOfThisModel: return "gradient part without tensors of this model"
+        case .repeatsTensors(let s): return "gradient part repeats tensors already received for step \(s + 1)"
+        case .tokenCount(let r, let e): return "gradient over \(r) tokens, expected \(e)"
+        case .lossNotFinite: return "gradient with a loss that is not finite"
+        case .badState(let m): return m
+        case .tensors(let e): return "\(e)"
+        case .incomplete(let s): return "gradient parts for step \(s + 1) do not cover the whole table; dropped them"
+        }
+    }
+}
+
+/// Assembles one worker's gradient push for one step from its parts (ps-lite's request
+/// tracking, for our one request type). A push is part p of `parts`, each a contiguous run
+/// of the parameter table; token count, loss, timings and carried state ride on the last
+/// part. The push is complete when the parts covered the whole table exactly once.
+///
+/// Every part is validated before anything is copied; a refused part changes nothing.
+final class PushAssembler {
+    let layout: ParameterLayout
+    /// The worker's streams: its carried state rows and token count (n·T).
+    let streams: Range<Int>
+    let expectedTokens: Int
+    /// (P) where the worker's gradient is assembled.
+    let gradient: UnsafeMutableBufferPointer<Float>
+
+    private(set) var step: UInt64 = 0
+    private(set) var isComplete = false
+    private var expectedParts: UInt32?
+    private var partsReceived: Set<UInt32> = []
+    private var slicesReceived: [Bool]
+    /// From the last part.
+    private(set) var lossSum = 0.0
+    private(set) var timing = (compute: 0.0, communicate: 0.0, wait: 0.0)
+
+    init(layout: ParameterLayout, streams: Range<Int>, window: Int) {
+        self.layout = layout
+        self.streams = streams
+        expectedTokens = streams.count * window
+        gradient = .allocate(capacity: layout.count)
+        gradient.initialize(repeating: 0)
+        slicesReceived = Array(repeating: false, count: layout.slices.count)
+    }
+
+    deinit { gradient.deallocate() }
+
+    /// Starts gathering `step`: forgets every part received so far.
+    func expect(step: UInt64) {
+        self.step = step
+        isComplete = false
+        expectedParts = nil
+        partsReceived = []
+        slicesReceived = Array(repeating: false, count: layout.slices.count)
+    }
+
+    /// Validates one part and copies it in; the last part's state goes to the rows of
+    /// `streams` in `state`. Returns true when the push is complete.
+    func accept(_ push: DecodedGradientPush, state: CarriedState) throws -> Bool {
+        guard push.step == step else {
+            throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: step))
+        }
+        guard !isComplete else { throw PushRejection.duplicate(step: step) }
+        let table = layout.slices
+        guard push.parts >= 1, push.parts <= UInt32(table.count), push.part < push.parts else {
+            throw PushRejection.badPartNumber(part: push.part, parts: push.parts, tableCount: table.count)
+        }
+        if let expected = expectedParts, expected != push.parts {
+            throw PushRejection.partCountChanged(parts: push.parts, earlier: expected)
+        }
+        guard !partsReceived.contains(push.part) else {
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: step)
+        }
+        // A whole push is the whole table; a part's run starts at its first tensor.
+        let run: Range<Int>
+        if push.parts == 1 {
+            run = table.indices
+        } else {
+            guard let first = push.tensors.names.first, let start = table.firstIndex(where: { $0.name == first }) else {
+                throw PushRejection.noTensorsOfThisModel
+            }
+            run = start..<min(table.count, start + push.tensors.count)
+        }
+        guard !run.contains(where: { slicesReceived[$0] }) else { throw PushRejection.repeatsTensors(step: step) }
+        let last = push.part == push.parts - 1
+        if last {
+            guard push.tokenCount == UInt64(expectedTokens) else {
+                throw PushRejection.tokenCount(received: push.tokenCount, expected: expectedTokens)
+            }
+            guard push.lossSum.isFinite else { throw PushRejection.lossNotFinite }
+            if let problem = state.problem(with: push.state, streams: streams) { throw PushRejection.badState(problem) }
+        }
+        do {
+            try push.copyTensors(into: gradient, layout: layout, slices: run)
+        } catch let error as WireError {
+            throw PushRejection.tensors(error)
+        }
+        expectedParts = push.parts
+        partsReceived.insert(push.part)
+        for i in run { slicesReceived[i] = true }
+        if last {
+            state.set(push.state, streams: streams)
+            lossSum = push.lossSum
+            timing = (push.computeSeconds, push.communicateSeconds, push.waitSeconds)
+        }
+        if partsReceived.count == Int(push.parts) {
+            guard slicesReceived.allSatisfy({ $0 }) else {
+                expect(step: step)
+                throw PushRejection.incomplete(step: step)
+            }
+            isComplete = true
+        }
+        return isComplete
+    }
+}
+
+/// A 0-based step as users count it, also for the largest value a peer can send.
+func oneBased(_ step: UInt64) -> String { step == .max ? "2^64" : "\(step + 1)" }

@@ -1,0 +1,111 @@
+import Foundation
+import Recurrent
+import Wire
+
+/// The coordinator's message layer over a `ServerTransport`: decodes what arrives with the
+/// run's limits, drops and logs (at a bounded rate) whatever is malformed, answers a peer
+/// of another protocol version with an Error, and encodes what leaves.
+final class ServerMessenger {
+    let transport: ServerTransport
+    let limits: DecodeLimits
+    let rejections: RejectionLog
+    /// How log lines name a peer (its worker name once it joined).
+    var describe: (PeerIdentity) -> String = { identity in
+        "peer " + identity.map { String(format: "%02x", $0) }.joined()
+    }
+    private var outgoing = MessageBuffer()
+
+    init(transport: ServerTransport, limits: DecodeLimits, log: @escaping (String) -> Void) {
+        self.transport = transport
+        self.limits = limits
+        rejections = RejectionLog(log: log)
+    }
+
+    /// The next valid message, or nil once `timeout` seconds have passed. However many
+    /// malformed messages arrive meanwhile, it returns by the deadline.
+    func receive(timeout: Double) throws -> (PeerIdentity, DecodedMessage)? {
+        let deadline = monotonicSeconds() + timeout
+        while true {
+            let remaining = max(0, deadline - monotonicSeconds())
+            guard let received = try transport.receive(timeout: remaining) else { return nil }
+            switch received {
+            case .malformed(let from, let reason):
+                rejections.reject(from: from.map(describe) ?? "?", reason)
+            case .message(let from, let body):
+                do {
+                    return (from, try WireCodec.decode(body, limits: limits))
+                } catch {
+                    rejections.reject(from: describe(from), "\(error)")
+                    if case WireError.versionMismatch = error {
+                        try? send(.error(WireErrorMessage(message: "\(error)")), to: from)
+                    }
+                }
+            }
+            if monotonicSeconds() >= deadline { return nil }
+        }
+    }
+
+    func reject(from peer: PeerIdentity, _ reason: String) { rejections.reject(from: describe(peer), reason) }
+
+    func send(_ message: Message, to peer: PeerIdentity) throws {
+        WireCodec.encode(message, into: &outgoing)
+        try outgoing.withUnsafeBytes { try transport.send($0, to: peer) }
+    }
+
+    /// The weights for `step`, encoded once from the slab and sent to every peer.
+    func broadcastWeights(step: Int, resetState: Bool, parameters: UnsafePointer<Float>, layout: ParameterLayout,
+                          to peers: [PeerIdentity]) throws {
+        WireCodec.encodeWeights(step: UInt64(step), resetState: resetState,
+                                parameters: UnsafeBufferPointer(start: parameters, count: layout.count),
+                                layout: layout, into: &outgoing)
+        try outgoing.withUnsafeBytes { try transport.broadcast($0, to: peers) }
+    }
+}
+
+/// A worker's message layer over a `ClientTransport`.
+final class ClientMessenger {
+    let transport: ClientTransport
+    /// Replaced by the run's limits once the worker knows the model.
+    var limits = DecodeLimits.standard
+    private let log: (String) -> Void
+    private var outgoing = MessageBuffer()
+
+    init(transport: ClientTransport, log: @escaping (String) -> Void) {
+        self.transport = transport
+        self.log = log
+    }
+
+    /// The next valid message from the coordinator, or nil once `timeout` has passed.
+    func receive(timeout: Double) throws -> DecodedMessage? {
+        let deadline = monotonicSeconds() + timeout
+        while true {
+            guard let received = try transport.receive(timeout: max(0, deadline - monotonicSeconds())) else { return nil }
+            switch received {
+            case .malformed(_, let reason):
+                log("rejected message from the coordinator: \(reason)")
+            case .message(_, let body):
+                do {
+                    return try WireCodec.decode(body, limits: limits)
+                } catch {
+                    log("rejected message from the coordinator: \(error)")
+                }
+            }
+            if monotonicSeconds() >= deadline { return nil }
+        }
+    }
+
+    func send(_ message: Message) throws {
+        WireCodec.encode(message, into: &outgoing)
+        try sendEncoded()
+    }
+
+    /// Sends what `encode` wrote into the reusable buffer (gradient pushes).
+    func send(encoding encode: (inout MessageBuffer) -> Void) throws {
+        encode(&outgoing)
+        try sendEncoded()
+    }
+
+    private func sendEncoded() throws {
+        try outgoing.withUnsafeBytes { try transport.send($0) }
+    }
+}

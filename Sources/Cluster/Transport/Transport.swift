@@ -1,0 +1,51 @@
+/// The interface the roles' message layer sees: whole message bodies to and from peers,
+/// with finite waits. `ZMQServerTransport`/`ZMQClientTransport` implement it over ZeroMQ
+/// ROUTER/DEALER sockets; `InMemoryNetwork` implements it with queues for tests that run
+/// the coordinator and worker logic without sockets or processes.
+
+/// A peer as the server transport names it (the DEALER's routing identity).
+public typealias PeerIdentity = [UInt8]
+
+/// One thing `receive` got.
+public enum Received {
+    /// A message body; `body` is valid until the next `receive` on the same transport.
+    case message(from: PeerIdentity, body: UnsafeRawBufferPointer)
+    /// Something that is not one message body (wrong frame count, oversized); dropped.
+    case malformed(from: PeerIdentity?, reason: String)
+}
+
+/// Failures of sending that name the peer; the roles turn them into "worker N is gone".
+public enum TransportError: Error, Equatable, CustomStringConvertible {
+    /// The peer disconnected (ROUTER_MANDATORY: no route to its identity).
+    case peerGone(PeerIdentity)
+    /// The peer's queue stayed full for the whole send timeout: it stopped reading.
+    case sendTimedOut(PeerIdentity, seconds: Double)
+
+    public var description: String {
+        switch self {
+        case .peerGone: return "the peer is gone (connection closed)"
+        case .sendTimedOut(_, let seconds): return "the peer does not take messages (send timed out after \(seconds) s)"
+        }
+    }
+}
+
+/// The coordinator's side: many peers, each named by identity.
+public protocol ServerTransport: AnyObject {
+    /// The bound endpoint (with the real port after binding port 0 or `*`).
+    var endpoint: String { get }
+    /// Waits up to `timeout` seconds (0 = poll) for one message; nil when none came.
+    func receive(timeout: Double) throws -> Received?
+    func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws
+    /// The same body to each of `peers` (the weights broadcast), copied once however many.
+    func broadcast(_ body: UnsafeRawBufferPointer, to peers: [PeerIdentity]) throws
+    /// Closes after letting queued messages leave for a short linger.
+    func close()
+}
+
+/// A worker's side: one server.
+public protocol ClientTransport: AnyObject {
+    /// As `ServerTransport.receive`; `from` is empty.
+    func receive(timeout: Double) throws -> Received?
+    func send(_ body: UnsafeRawBufferPointer) throws
+    func close()
+}

@@ -1,0 +1,166 @@
+import Foundation
+
+/// Settings of the coordinator's ROUTER socket.
+public struct ZMQServerSettings: Sendable {
+    /// ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5555 or tcp://127.0.0.1:* (any port).
+    public var bind: String
+    /// libzmq I/O threads (one moves about 1 GB/s).
+    public var ioThreads = 1
+    /// Larger messages are dropped by libzmq before they are buffered.
+    public var maxMessageBytes: Int
+    /// A peer whose queue stays full this long counts as not reading.
+    public var sendTimeout: Double = 30
+    /// CurveZMQ: the coordinator's secret key and the workers' allowed public keys.
+    public var curve: CurveServerSettings?
+
+    public init(bind: String, maxMessageBytes: Int) {
+        self.bind = bind
+        self.maxMessageBytes = maxMessageBytes
+    }
+}
+
+public struct CurveServerSettings: Sendable {
+    public var secretKey: String
+    public var allowedPublicKeys: [String]
+    public init(secretKey: String, allowedPublicKeys: [String]) {
+        self.secretKey = secretKey
+        self.allowedPublicKeys = allowedPublicKeys
+    }
+}
+
+public struct CurveClientSettings: Sendable {
+    public var serverPublicKey: String
+    public var publicKey: String
+    public var secretKey: String
+    public init(serverPublicKey: String, publicKey: String, secretKey: String) {
+        self.serverPublicKey = serverPublicKey
+        self.publicKey = publicKey
+        self.secretKey = secretKey
+    }
+}
+
+/// `ServerTransport` on a ROUTER socket (ROUTER_MANDATORY, no handover), with CurveZMQ and a
+/// ZAP allow-list when configured. Broadcasts share one buffer among all peers (zero-copy).
+public final class ZMQServerTransport: ServerTransport {
+    private let context: ZMQContext
+    private let socket: ZMQSocket
+    private var authenticator: ZAPAuthenticator?
+    public let endpoint: String
+    private let sendTimeout: Double
+    private var frames: [ZMQMessage] = []
+    /// The last broadcast body, sent to every peer without a copy per peer.
+    private var shared = ZMQSharedBuffer(count: 0)
+
+    /// - Parameter onRejectedConnection: called (on the authenticator's thread) for every
+    ///   connection CurveZMQ refuses.
+    public init(_ settings: ZMQServerSettings, onRejectedConnection: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        context = try ZMQContext(ioThreads: max(1, settings.ioThreads))
+        socket = try ZMQSocket(context: context, kind: .router)
+        sendTimeout = settings.sendTimeout
+        try socket.setRouterHandover(false)
+        try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
+        try socket.setMaximumMessageSize(Int64(settings.maxMessageBytes))
+        socket.sendTimeout = .seconds(settings.sendTimeout)
+        if let curve = settings.curve {
+            authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: curve.allowedPublicKeys) {
+                onRejectedConnection("\($0)")
+            }
+            try socket.setZAPDomain("recur")
+            try socket.setCurveServer(secretKey: curve.secretKey)
+        }
+        endpoint = try socket.bind(settings.bind)
+    }
+
+    deinit { close() }
+
+    public func receive(timeout: Double) throws -> Received? {
+        do {
+            try socket.receive(into: &frames, timeout: .milliseconds(Int(timeout * 1000)))
+        } catch ZMQError.timeout {
+            return nil
+        } catch ZMQError.tooManyFrames(let count, _) {
+            return .malformed(from: nil, reason: "\(count) frames")
+        }
+        guard frames.count == 2 else {
+            return .malformed(from: frames.first?.array, reason: "\(frames.count - 1) body frames, expected 1")
+        }
+        return .message(from: frames[0].array, body: frames[1].bytes)
+    }
+
+    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws {
+        try translate(peer) { try socket.send(to: peer, body: body) }
+    }
+
+    public func broadcast(_ body: UnsafeRawBufferPointer, to peers: [PeerIdentity]) throws {
+        guard shared.waitUntilReleased(timeout: .seconds(sendTimeout)) else {
+            // Some peer still holds the previous broadcast in its queue.
+            throw TransportError.sendTimedOut(peers.first ?? [], seconds: sendTimeout)
+        }
+        if shared.count != body.count { shared = ZMQSharedBuffer(count: body.count) }
+        shared.mutableBytes.copyMemory(from: body)
+        for peer in peers {
+            try translate(peer) { try socket.send(to: peer, message: try ZMQMessage(sharing: shared)) }
+        }
+    }
+
+    private func translate(_ peer: PeerIdentity, _ send: () throws -> Void) throws {
+        do {
+            try send()
+        } catch ZMQError.hostUnreachable {
+            throw TransportError.peerGone(peer)
+        } catch ZMQError.timeout {
+            throw TransportError.sendTimedOut(peer, seconds: sendTimeout)
+        }
+    }
+
+    public func close() {
+        authenticator?.stop()
+        authenticator = nil
+        socket.close()
+    }
+}
+
+/// `ClientTransport` on a DEALER socket with a unique identity (host:pid:random).
+public final class ZMQClientTransport: ClientTransport {
+    private let context: ZMQContext
+    private let socket: ZMQSocket
+    private let sendTimeout: Double
+    private var frames: [ZMQMessage] = []
+
+    public init(connect endpoint: String, sendTimeout: Double, curve: CurveClientSettings?) throws {
+        context = try ZMQContext()
+        socket = try ZMQSocket(context: context, kind: .dealer)
+        self.sendTimeout = sendTimeout
+        try socket.setIdentity("\(ProcessInfo.processInfo.hostName):\(getpid()):\(UInt32.random(in: 0...UInt32.max))")
+        try socket.setLinger(.seconds(2))   // let the last push or error leave before exit
+        socket.sendTimeout = .seconds(sendTimeout)
+        if let curve {
+            try socket.setCurveClient(serverPublicKey: curve.serverPublicKey, publicKey: curve.publicKey, secretKey: curve.secretKey)
+        }
+        try socket.connect(endpoint)
+    }
+
+    deinit { close() }
+
+    public func receive(timeout: Double) throws -> Received? {
+        do {
+            try socket.receive(into: &frames, timeout: .milliseconds(Int(timeout * 1000)))
+        } catch ZMQError.timeout {
+            return nil
+        } catch ZMQError.tooManyFrames(let count, _) {
+            return .malformed(from: [], reason: "\(count) frames")
+        }
+        guard frames.count == 1 else { return .malformed(from: [], reason: "\(frames.count) frames") }
+        return .message(from: [], body: frames[0].bytes)
+    }
+
+    public func send(_ body: UnsafeRawBufferPointer) throws {
+        do {
+            try socket.send(body)
+        } catch ZMQError.timeout {
+            throw TransportError.sendTimedOut([], seconds: sendTimeout)
+        }
+    }
+
+    public func close() { socket.close() }
+}

@@ -1,0 +1,43 @@
+import Cluster
+import Training
+
+/// Library errors carry data; this is where they become lines that name the user's flags.
+enum UserMessage {
+    static func text(for error: Error) -> String? {
+        switch error {
+        case TrainingError.invalidValue(let field, let value, let rule):
+            return "\(field.flag) must be \(rule), got \(value)"
+        case TrainingError.missingSetting(let field, let requires):
+            return "\(field.flag) needs \(requires.flag)"
+        case TrainingError.diverged:
+            return "\(error); lower --lr or set --clip"
+        case ClusterError.tooFewChunks(let workers, let chunks):
+            return "--workers \(workers) needs at least as many gradient chunks, and --batch / --chunk gives \(chunks); lower --chunk"
+        default:
+            return nil
+        }
+    }
+}
+
+extension ConfigField {
+    /// The command-line flag that sets this field.
+    var flag: String {
+        switch self {
+        case .layers: return "--layers"
+        case .hidden: return "--hidden"
+        case .streams: return "--batch"
+        case .window: return "--seq"
+        case .steps: return "--steps"
+        case .learningRate: return "--lr"
+        case .clip: return "--clip"
+        case .validationFraction: return "--val-fraction"
+        case .learningRateDecayEvery: return "--lr-decay-every"
+        case .learningRateDecay: return "--lr-decay"
+        case .chunkStreams: return "--chunk"
+        case .checkpointDirectory: return "--checkpoint-dir"
+        case .resume: return "--resume"
+        case .initFrom: return "--init-from"
+        case .workers: return "--workers"
+        }
+    }
+}
