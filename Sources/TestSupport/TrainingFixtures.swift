@@ -49,35 +49,31 @@ public enum TrainingFixtures {
         return Corpus(text: String(text.unicodeScalars.prefix(characters)), name: "play-\(characters)")
     }
 
-    /// Runs `session` to its last step through a `LocalTrainer` (no evaluation, no checkpoint)
-    /// and returns the trainer and the per-step losses.
+    /// Runs `session` to its last step through a `TrainingLoop` with the local gradient
+    /// source, step by step (no evaluation, no checkpoint); returns the loop and the losses.
     @discardableResult
-    public static func runSteps(_ session: TrainingSession) throws -> (trainer: LocalTrainer, losses: [Double]) {
+    public static func runSteps(_ session: TrainingSession) throws -> (trainer: TrainingLoop, losses: [Double]) {
+        let trainer = TrainingLoop(session: session, source: LocalGradientSource(plan: session.plan, threads: session.options.threads),
+                                   report: { _ in })
         var losses: [Double] = []
-        let trainer = LocalTrainer(session: session) { event in
-            if case .step(let record) = event { losses.append(record.loss) }
-        }
-        try trainer.runSteps()
+        while !session.isFinished { losses.append(try trainer.step().loss) }
         return (trainer, losses)
     }
 
-    /// Runs `session` with `LocalTrainer.run()` (final evaluation and checkpoint included).
+    /// Runs `session` with `TrainingLoop.run()` (final evaluation and checkpoint included).
     @discardableResult
-    public static func run(_ session: TrainingSession) throws -> (trainer: LocalTrainer, losses: [Double], summary: Summary) {
+    public static func run(_ session: TrainingSession) throws -> (trainer: TrainingLoop, losses: [Double], summary: Summary) {
         var losses: [Double] = []
-        let trainer = LocalTrainer(session: session) { event in
+        let trainer = TrainingLoop(session: session, source: LocalGradientSource(plan: session.plan, threads: session.options.threads)) { event in
             if case .step(let record) = event { losses.append(record.loss) }
         }
         let summary = try trainer.run()
         return (trainer, losses, summary)
     }
 
-    /// The carried state of a trainer's engine: h, and c (empty unless LSTM).
-    public static func carriedState(_ trainer: LocalTrainer) -> (h: [Float], c: [Float]) {
-        let state = trainer.engine.state
-        let h = Array(UnsafeBufferPointer(start: state.h, count: state.count))
-        let c = state.c.map { Array(UnsafeBufferPointer(start: $0, count: state.count)) } ?? []
-        return (h, c)
+    /// The carried state the loop holds: h, and c (empty unless LSTM).
+    public static func carriedState(_ trainer: TrainingLoop) -> (h: [Float], c: [Float]) {
+        (trainer.state.values("h"), trainer.session.model.cell.hasCellState ? trainer.state.values("c") : [])
     }
 
     /// Bit patterns, so that `==` on the result means bit-identical (and NaN equals itself).

@@ -108,6 +108,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// `field` cannot be used without `requires`, or with it (`conflicts`).
     case missingSetting(ConfigField, requires: ConfigField)
     case unreadableConfig(String)
+    /// `field` names `path`, which exists and is not a directory.
+    case notADirectory(ConfigField, path: String)
     /// An output file (a log) that cannot be created or opened for writing.
     case unwritable(path: String)
     case checkpoint(String)
@@ -119,6 +121,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case .invalidValue(let field, let value, let rule): return "\(field.rawValue) must be \(rule), got \(value)"
         case .missingSetting(let field, let requires): return "\(field.rawValue) needs \(requires.rawValue)"
         case .unreadableConfig(let m): return "unreadable training config: \(m)"
+        case .notADirectory(let field, let path): return "\(field.rawValue) \(path) exists and is not a directory"
         case .unwritable(let path): return "cannot open \(path) for writing"
         case .checkpoint(let m): return m
         case .diverged(let step, let loss, let last):

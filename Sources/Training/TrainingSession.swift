@@ -48,7 +48,7 @@ public final class TrainingSession {
         if let directory = options.checkpointDirectory {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                throw TrainingError.invalidValue(.checkpointDirectory, value: directory.path, rule: "a directory (it is a file)")
+                throw TrainingError.notADirectory(.checkpointDirectory, path: directory.path)
             }
         }
         var initial = ParameterInitializer.initialize(plan.layout, seed: config.seed)

@@ -9,6 +9,8 @@ enum UserMessage {
             return "\(field.flag) must be \(rule), got \(value)"
         case TrainingError.missingSetting(let field, let requires):
             return "\(field.flag) needs \(requires.flag)"
+        case TrainingError.notADirectory(let field, let path):
+            return "\(field.flag) \(path) exists and is not a directory"
         case TrainingError.diverged:
             return "\(error); lower --lr or set --clip"
         case ClusterError.tooFewChunks(let workers, let chunks):

@@ -55,7 +55,7 @@ enum ClusterFixtures {
     static func localReference(config: TrainingConfig, threads: Int = 1, directory: URL) throws -> Outcome {
         let session = try TrainingSession(config: config, corpus: corpus,
                                           options: options(checkpoint: directory, threads: threads))
-        try LocalTrainer(session: session, report: { _ in }).run()
+        try TrainingLoop(session: session, source: LocalGradientSource(plan: session.plan, threads: threads), report: { _ in }).run()
         return try outcome(of: session, checkpoint: directory)
     }
 
@@ -136,9 +136,12 @@ final class BackgroundRun<T>: @unchecked Sendable {
     var isFinished: Bool { wait(timeout: 0) != nil }
 }
 
-/// A `Coordinator` on a background thread with its log and step events captured.
+/// A `TrainingLoop` with a `Coordinator` on a ZeroMQ socket, on a background thread, with its
+/// log and step events captured.
 final class CoordinatorHarness: @unchecked Sendable {
     let coordinator: Coordinator
+    let loop: TrainingLoop
+    let stopRequest = StopRequest()
     let logs = LogLines()
     /// Completed step numbers, as reported.
     let steps = LogLines()
@@ -148,31 +151,37 @@ final class CoordinatorHarness: @unchecked Sendable {
     /// block it briefly to hold the run at a known step).
     init(session: TrainingSession, workers: Int, heartbeatTimeout: Double = 5, joinTimeout: Double = 30,
          bind: String = "tcp://127.0.0.1:*", onStep: @escaping (Int) -> Void = { _ in }) throws {
-        var options = CoordinatorOptions(bind: bind, workers: workers)
+        var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = joinTimeout
+        var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
+        settings.sendTimeout = heartbeatTimeout
         let logs = self.logs, steps = self.steps
-        coordinator = try Coordinator(session: session, options: options, report: { event in
+        coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
+                                      transport: try ZMQServerTransport(settings), stop: stopRequest, log: logs.append)
+        loop = TrainingLoop(session: session, source: coordinator, stop: stopRequest, report: { event in
             switch event {
             case .step(let record):
                 steps.append("\(record.step)")
                 onStep(record.step)
             case .checkpoint(let step, let path):
                 logs.append("event: checkpoint \(path) at step \(step)")
+            case .message(let text):
+                logs.append(text)
             default:
                 break
             }
-        }, log: logs.append)
+        })
     }
 
     var endpoint: String { coordinator.endpoint }
-    var session: TrainingSession { coordinator.session }
+    var session: TrainingSession { loop.session }
     var isFinished: Bool { run?.isFinished ?? false }
 
     func start() {
         precondition(run == nil, "started twice")
-        let coordinator = self.coordinator
-        run = BackgroundRun(name: "coordinator") { try coordinator.run() }
+        let loop = self.loop
+        run = BackgroundRun(name: "coordinator") { try loop.run() }
     }
 
     /// The run's result, or nil (after asking it to stop) when it is still running after
@@ -188,7 +197,7 @@ final class CoordinatorHarness: @unchecked Sendable {
     /// Asks a running coordinator to stop and waits (bounded) for it.
     func stop() {
         guard let run, !run.isFinished else { return }
-        coordinator.stop.request("test cleanup")
+        stopRequest.request("test cleanup")
         _ = run.wait(timeout: 10)
     }
 }
@@ -200,9 +209,11 @@ final class WorkerHarness: @unchecked Sendable {
     private var run: BackgroundRun<Void>?
 
     init(endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus, heartbeatTimeout: Double = 5) throws {
-        var options = WorkerOptions(connect: endpoint, threads: threads)
+        var options = WorkerOptions(endpoint: endpoint, threads: threads)
         options.heartbeatTimeout = heartbeatTimeout
-        worker = try Worker(corpus: corpus, options: options, log: logs.append)
+        worker = Worker(corpus: corpus, options: options,
+                        transport: try ZMQClientTransport(connect: endpoint, sendTimeout: heartbeatTimeout, curve: nil),
+                        log: logs.append)
     }
 
     func start() {
@@ -226,11 +237,13 @@ final class WorkerHarness: @unchecked Sendable {
     }
 }
 
-/// A worker driven step by step by the test over a raw DEALER: it says hello, computes honest
-/// gradients with its own `GradientEngine` (so a run with it still equals the reference), and
-/// can send anything else in between.
+/// A worker driven step by step by the test, over a raw DEALER or an in-memory transport: it
+/// says hello, computes honest gradients with its own `GradientEngine` (so a run with it still
+/// equals the reference), and can send anything else in between.
 final class FakeWorker {
-    let socket: ZMQSocket
+    /// The DEALER when it talks ZeroMQ (frame-level tests), else nil.
+    let socket: ZMQSocket?
+    let transport: ClientTransport?
     let corpus: Corpus
     let identity: String
     private(set) var welcome: Welcome?
@@ -246,36 +259,57 @@ final class FakeWorker {
         self.corpus = corpus
         self.identity = identity
         self.pid = pid
-        socket = try ZMQSocket(context: try ZMQContext(), kind: .dealer)
+        let socket = try ZMQSocket(context: try ZMQContext(), kind: .dealer)
         try socket.setIdentity(identity)
         socket.sendTimeout = .seconds(5)
         try socket.connect(endpoint)
+        self.socket = socket
+        transport = nil
     }
 
-    deinit { socket.close() }
+    init(network: InMemoryNetwork, identity: String, pid: UInt32 = 4242, corpus: Corpus = ClusterFixtures.corpus) {
+        self.corpus = corpus
+        self.identity = identity
+        self.pid = pid
+        socket = nil
+        transport = network.client(identity: Array(identity.utf8))
+    }
+
+    deinit {
+        socket?.close()
+        transport?.close()
+    }
 
     /// The hello a correct worker sends (fields may be changed by the caller).
     func hello() -> Hello {
-        Hello(corpusDigest: corpus.digest, vocabularyDigest: corpus.vocabulary.digest, modelConfig: "",
+        Hello(corpusDigest: corpus.digest, vocabularyDigest: corpus.vocabulary.digest,
               host: "fakehost", pid: pid, threads: 1)
     }
 
-    func send(_ message: Message) throws { try socket.send(frames: [WireCodec.encode(message)]) }
-    func send(bytes: [UInt8]) throws { try socket.send(frames: [bytes]) }
-    func send(frames: [[UInt8]]) throws { try socket.send(frames: frames) }
+    func send(_ message: Message) throws { try send(bytes: WireCodec.encode(message)) }
+    func send(bytes: [UInt8]) throws {
+        if let socket { try socket.send(frames: [bytes]) } else { try bytes.withUnsafeBytes { try transport!.send($0) } }
+    }
+    func send(frames: [[UInt8]]) throws { try socket!.send(frames: frames) }
 
     /// The next message that is not a heartbeat, or nil after `timeout` seconds.
     func next(timeout: Double = 10) throws -> DecodedMessage? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            let frames: [[UInt8]]
-            do {
-                frames = try socket.receive(timeout: .milliseconds(100))
-            } catch ZMQError.timeout {
-                continue
+            let message: DecodedMessage
+            if let socket {
+                let frames: [[UInt8]]
+                do {
+                    frames = try socket.receive(timeout: .milliseconds(100))
+                } catch ZMQError.timeout {
+                    continue
+                }
+                XCTAssertEqual(frames.count, 1, "the coordinator sends one frame per message")
+                message = try WireCodec.decode(frames[0], limits: .standard)
+            } else {
+                guard case .message(_, let body)? = try transport!.receive(timeout: 0.1) else { continue }
+                message = try WireCodec.decode(body, limits: .standard)
             }
-            XCTAssertEqual(frames.count, 1, "the coordinator sends one frame per message")
-            let message = try WireCodec.decode(frames[0], limits: .standard)
             if case .heartbeat = message { continue }
             return message
         }

@@ -52,20 +52,18 @@ final class CoordinatorTests: ClusterTestCase {
 
         var hello = peer.hello()
         hello.vocabularyDigest = String(repeating: "ab", count: 32)
-        hello.modelConfig = #"{"cell":"gru"}"#
         try peer.send(.hello(hello))
         let reply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a mismatched hello")
         guard case .error(let error) = reply else { return XCTFail("expected an error reply, got \(reply.kind)") }
         XCTAssertTrue(error.message.contains("vocabulary_digest abababababab"), error.message)
-        XCTAssertTrue(error.message.contains(#"model_config {"cell":"gru"}"#), error.message)
         XCTAssertFalse(error.message.contains("corpus_digest"), error.message)
 
-        // A hello of protocol version 2: refused with both versions named.
-        try peer.send(bytes: try versionTwo(.hello(peer.hello())))
-        let versionReply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a version 2 hello")
+        // A hello of protocol version 3: refused with both versions named.
+        try peer.send(bytes: try otherVersion(.hello(peer.hello())))
+        let versionReply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a version 3 hello")
         guard case .error(let versionError) = versionReply else { return XCTFail("expected an error reply, got \(versionReply.kind)") }
-        XCTAssertEqual(versionError.message, "protocol version 2, expected 1")
-        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 2, expected 1"]),
+        XCTAssertEqual(versionError.message, "protocol version 3, expected 2")
+        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 3, expected 2"]),
                         coordinator.logs.text)
 
         // Neither joined: the job still takes its one worker.
@@ -78,10 +76,9 @@ final class CoordinatorTests: ClusterTestCase {
     func testMoreWorkersThanChunksIsRefusedUpFront() throws {
         let session = try TrainingSession(config: ClusterFixtures.tinyConfig(), corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options())
-        XCTAssertThrowsError(try Coordinator(session: session, options: CoordinatorOptions(bind: "tcp://127.0.0.1:*", workers: 5),
-                                             report: { _ in }, log: { _ in })) { error in
-            guard case ClusterError.invalidOptions(let text) = error else { return XCTFail("\(error)") }
-            XCTAssertTrue(text.contains("--workers 5") && text.contains("gives 4"), text)
+        XCTAssertThrowsError(try Coordinator(plan: session.plan, corpus: session.corpus, options: CoordinatorOptions(workers: 5),
+                                             transport: InMemoryNetwork().server(), stop: StopRequest(), log: { _ in })) { error in
+            XCTAssertEqual(error as? ClusterError, .tooFewChunks(workers: 5, chunks: 4))
         }
     }
 
@@ -99,7 +96,7 @@ final class CoordinatorTests: ClusterTestCase {
         // left to time out and blame a silent coordinator.
         let ended = try XCTUnwrap(worker.wait(timeout: 10))
         XCTAssertThrowsError(try ended.get()) { error in
-            guard case ClusterError.stopped(let text, _) = error else {
+            guard let text = (error as? StopRequest.Stopped)?.reason else {
                 return XCTFail("the joined worker should get a shutdown naming the join timeout, got: \(error)")
             }
             XCTAssertTrue(text.contains("before it started") && text.contains("1 of 2 workers joined"), text)
@@ -129,7 +126,7 @@ final class CoordinatorTests: ClusterTestCase {
         let garbage: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         let hello = WireCodec.encode(.hello(outsider.hello()))
         let truncated = Array(hello.prefix(hello.count - 9))
-        let noBody: [UInt8] = [0x08, 0x01]  // version 1, nothing else
+        let noBody: [UInt8] = [0x08, 0x02]  // version 2, nothing else
         let push = WireCodec.encode(.gradientPush(GradientPush(step: 3, tokenCount: 32, lossSum: 1, tensors: [],
                                                                computeSeconds: 0, communicateSeconds: 0)))
         // The test's own premise: these really are invalid to the decoder.
@@ -142,7 +139,7 @@ final class CoordinatorTests: ClusterTestCase {
         try outsider.send(frames: [noBody, noBody])
         try outsider.send(frames: Array(repeating: noBody, count: 20))  // past the 16-frame receive limit
         try outsider.send(bytes: noBody)
-        try outsider.send(bytes: try versionTwo(.hello(outsider.hello())))
+        try outsider.send(bytes: try otherVersion(.hello(outsider.hello())))
         try outsider.send(bytes: hello)
         try outsider.send(bytes: push)
 
@@ -163,7 +160,7 @@ final class CoordinatorTests: ClusterTestCase {
             ("two frames", [who, "2 body frames, expected 1"]),
             ("twenty frames", ["rejected message", "21 frames"]),
             ("no body", [who, "message has no body"]),
-            ("version 2", [who, "protocol version 2, expected 1"]),
+            ("version 3", [who, "protocol version 3, expected 2"]),
             ("hello mid-run", [who, "hello from a process that is not a worker of this job"]),
             ("push from outsider", [who, "gradient_push from a process that is not a worker of this job"]),
         ] {
@@ -174,7 +171,7 @@ final class CoordinatorTests: ClusterTestCase {
             guard case .error(let error) = reply else { XCTFail("unexpected \(reply.kind) to an outsider"); continue }
             replies.append(error.message)
         }
-        XCTAssertEqual(replies.sorted(), ["protocol version 2, expected 1", "this job already has its 2 workers"])
+        XCTAssertEqual(replies.sorted(), ["protocol version 3, expected 2", "this job already has its 2 workers"])
 
         let summary = try XCTUnwrap(coordinator.wait(timeout: 30)).get()
         XCTAssertEqual(summary.steps, 20)
@@ -226,7 +223,7 @@ final class CoordinatorTests: ClusterTestCase {
                 for bad in [misshaped, short, tokens, flatState, noState] { try a.send(.gradientPush(bad)) }
                 let encoded = WireCodec.encode(.gradientPush(pushA))
                 try a.send(bytes: Array(encoded.prefix(encoded.count / 2)))
-                try a.send(.weights(Weights(step: UInt64(s), resetState: false, wantState: false, tensors: pushA.tensors)))
+                try a.send(.weights(Weights(step: UInt64(s), resetState: false, tensors: pushA.tensors)))
                 try a.send(.hello(a.hello()))
                 try a.send(.gradientPush(pushA))
                 let sliceShape = "[" + first.shape.map(String.init).joined(separator: ",") + "]"
@@ -354,9 +351,9 @@ extension CoordinatorTests {
 }
 
 /// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 2.
-func versionTwo(_ message: Message) throws -> [UInt8] {
+func otherVersion(_ message: Message) throws -> [UInt8] {
     var bytes = WireCodec.encode(message)
-    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x01], "the envelope starts with version = 1")
-    bytes[1] = 0x02
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x02], "the envelope starts with version = 2")
+    bytes[1] = 0x03
     return bytes
 }

@@ -24,7 +24,7 @@ final class TrainerTests: XCTestCase {
                 options.threads = threads
                 let session = try TrainingSession(config: config, corpus: corpus, options: options)
                 let (trainer, losses) = try F.runSteps(session)
-                XCTAssertEqual(trainer.engine.threads, threads)
+                XCTAssertEqual((trainer.source as! LocalGradientSource).engine.threads, threads)
                 XCTAssertEqual(losses.count, 5)
                 let state = F.carriedState(trainer)
                 results.append((threads, F.bits(session.update.values), F.bits(losses), F.bits(state.h), F.bits(state.c)))
@@ -111,7 +111,7 @@ final class TrainerTests: XCTestCase {
         let copy = directory.child("stopped")
         var checkpointSteps: [Int] = []
         var losses: [Double] = []
-        let trainer = LocalTrainer(session: session) { event in
+        let trainer = TrainingLoop(session: session, source: LocalGradientSource(plan: session.plan, threads: 1)) { event in
             switch event {
             case .checkpoint(let step, let path):
                 checkpointSteps.append(step)
@@ -156,7 +156,7 @@ final class TrainerTests: XCTestCase {
             let (freshSum, _) = weights.update.values.withUnsafeBufferPointer {
                 fresh.computeGradient(parameters: $0.baseAddress!, stepInEpoch: steps % 4, resetState: true)
             }
-            let freshLoss = freshSum / Double(trainer.engine.tokensPerStep)
+            let freshLoss = freshSum / Double(trainer.session.tokensPerStep)
             if carried {
                 XCTAssertNotEqual(losses.last!, freshLoss, "step \(steps + 1) is mid-epoch: the state must be carried")
             } else {
@@ -351,29 +351,52 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(F.bits(saved.parameters), F.bits(weights), "weights are those of the last good checkpoint")
     }
 
-    /// A non-finite gradient is refused before the optimizer touches the weights.
-    func testNonFiniteGradientIsRefusedAndNothingChanges() throws {
+    /// A non-finite gradient, loss or carried state is refused before the optimizer touches
+    /// the weights, and the loop names the checkpoint it then holds.
+    func testNonFiniteGradientLossOrStateIsRefusedAndNothingChanges() throws {
         let corpus = F.playCorpus(characters: 600)
-        let session = try TrainingSession(config: F.config(), corpus: corpus, options: RunOptions())
-        let before = session.update.values
-        var gradient = [Float](repeating: 0.5, count: session.layout.count)
-        gradient[3] = .nan
-        XCTAssertThrowsError(try gradient.withUnsafeMutableBufferPointer {
-            try session.apply(gradientSum: $0.baseAddress!, lossSum: 10, tokenCount: 48)
-        }) { error in
-            guard case TrainingError.diverged(step: 1, _, lastCheckpoint: nil)? = error as? TrainingError else {
-                return XCTFail("expected diverged at step 1 without checkpoint, got \(error)")
+        for poison in ["gradient", "loss", "state"] {
+            let directory = TemporaryDirectory()
+            var options = RunOptions()
+            options.checkpointDirectory = directory.child("ckpt")
+            let session = try TrainingSession(config: F.config(), corpus: corpus, options: options)
+            let before = session.update.values
+            let source = ScriptedSource(parameterCount: session.layout.count, tokens: session.tokensPerStep)
+            source.poison = poison
+            let loop = TrainingLoop(session: session, source: source) { _ in }
+            XCTAssertThrowsError(try loop.run()) { error in
+                guard case TrainingError.diverged(step: 1, _, let last)? = error as? TrainingError else {
+                    return XCTFail("\(poison): expected diverged at step 1, got \(error)")
+                }
+                XCTAssertEqual(last, options.checkpointDirectory!.path, "\(poison): the error names the checkpoint written")
             }
-            XCTAssertTrue("\(error)".contains("no checkpoint"), "\(error)")
+            XCTAssertEqual(session.step, 0, poison)
+            XCTAssertEqual(session.update.optimizer.stepCount, 0, poison)
+            XCTAssertEqual(F.bits(session.update.values), F.bits(before), poison)
+            XCTAssertEqual(source.finished.count, 1, "\(poison): the source is released once")
+            let saved = try Checkpoint.read(from: options.checkpointDirectory!)
+            XCTAssertTrue(saved.training!.hiddenH.allSatisfy(\.isFinite), "\(poison): the saved state is the last good one")
         }
-        // A loss of NaN is refused as well.
-        var finite = [Float](repeating: 0.5, count: session.layout.count)
-        XCTAssertThrowsError(try finite.withUnsafeMutableBufferPointer {
-            try session.apply(gradientSum: $0.baseAddress!, lossSum: .nan, tokenCount: 48)
-        })
-        XCTAssertEqual(session.step, 0)
-        XCTAssertEqual(session.update.optimizer.stepCount, 0)
-        XCTAssertEqual(F.bits(session.update.values), F.bits(before))
+    }
+
+    /// A stop request ends the run at the next step boundary with a checkpoint of the last
+    /// completed step, and the source is told why.
+    func testStopRequestCheckpointsTheLastCompletedStep() throws {
+        let corpus = F.playCorpus(characters: 600)
+        let directory = TemporaryDirectory()
+        var options = RunOptions()
+        options.checkpointDirectory = directory.child("ckpt")
+        let session = try TrainingSession(config: F.config(steps: 10), corpus: corpus, options: options)
+        let source = ScriptedSource(parameterCount: session.layout.count, tokens: session.tokensPerStep)
+        let stop = StopRequest()
+        let loop = TrainingLoop(session: session, source: source, stop: stop) { event in
+            if case .step(let record) = event, record.step == 3 { stop.request("test stop", exitCode: 130) }
+        }
+        XCTAssertThrowsError(try loop.run()) { error in
+            XCTAssertEqual(error as? StopRequest.Stopped, StopRequest.Stopped(reason: "test stop", exitCode: 130))
+        }
+        XCTAssertEqual(try Checkpoint.read(from: options.checkpointDirectory!).training?.step, 3)
+        XCTAssertEqual(source.finished, ["test stop"])
     }
 
     // MARK: Learning
@@ -422,4 +445,40 @@ final class TrainerTests: XCTestCase {
                                         prime: "he", length: 8)
         XCTAssertEqual(longer, "hellohello", "\(cell)", file: file, line: line)
     }
+}
+
+/// A gradient source that returns a fixed small gradient, or poisons one thing on purpose.
+private final class ScriptedSource: GradientSource {
+    let gradient: UnsafeMutablePointer<Float>
+    let count: Int
+    let tokens: Int
+    var poison: String?
+    var finished: [String] = []
+
+    init(parameterCount: Int, tokens: Int) {
+        count = parameterCount
+        self.tokens = tokens
+        gradient = .allocate(capacity: parameterCount)
+    }
+
+    deinit { gradient.deallocate() }
+
+    var mode: String { "scripted" }
+    func start(step: Int, state: CarriedState) throws {}
+
+    func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
+        gradient.update(repeating: 0.5, count: count)
+        next.copy(from: state)
+        var lossSum = Double(tokens)
+        switch poison {
+        case "gradient": gradient[3] = .nan
+        case "loss": lossSum = .nan
+        case "state": next.setValues("h", [Float](repeating: .nan, count: next.recurrent.count))
+        default: break
+        }
+        return StepGradient(lossSum: lossSum, gradientSum: gradient, tokenCount: tokens, computeSeconds: 0)
+    }
+
+    func whileServing<T>(_ work: @escaping () throws -> T) throws -> T { try work() }
+    func finish(reason: String) { finished.append(reason) }
 }

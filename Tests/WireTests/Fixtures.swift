@@ -8,7 +8,6 @@ enum Fixtures {
     static let hello = Hello(
         corpusDigest: "5d41402abc4b2a76b9719d911017c592ae2b4a8f1c3e5d7f9a0b1c2d3e4f5a6b",
         vocabularyDigest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        modelConfig: #"{"cell":"lstm","hiddenSize":256,"layerCount":2,"vocabularySize":65}"#,
         host: "node-1", pid: 4242, threads: 2)
 
     static let state = [
@@ -25,7 +24,7 @@ enum Fixtures {
         WireTensor(name: "head.bias", shape: [3], values: [.infinity, -.infinity, .leastNormalMagnitude]),
     ]
 
-    static let weights = Weights(step: 9, resetState: true, wantState: true, tensors: tensors)
+    static let weights = Weights(step: 9, resetState: true, tensors: tensors)
 
     static let gradientPush = GradientPush(
         step: 9, tokenCount: 512, lossSum: 1234.5625, tensors: tensors, state: state,

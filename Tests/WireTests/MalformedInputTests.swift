@@ -61,13 +61,13 @@ final class MalformedInputTests: XCTestCase {
 
     func testWrongVersionNamesBothVersions() {
         var bytes = WireCodec.encode(.heartbeat(Fixtures.heartbeat))
-        XCTAssertEqual(Array(bytes[0..<2]), [0x08, 0x01], "version is the first field")
-        bytes[1] = 2
-        XCTAssertThrowsWireError(.versionMismatch(received: 2, expected: 1)) {
+        XCTAssertEqual(Array(bytes[0..<2]), [0x08, 0x02], "version is the first field")
+        bytes[1] = 1
+        XCTAssertThrowsWireError(.versionMismatch(received: 1, expected: 2)) {
             try WireCodec.decode(bytes, limits: .standard)
         }
         let withoutVersion = Array(bytes[2...])
-        XCTAssertThrowsWireError(.versionMismatch(received: 0, expected: 1)) {
+        XCTAssertThrowsWireError(.versionMismatch(received: 0, expected: 2)) {
             try WireCodec.decode(withoutVersion, limits: .standard)
         }
     }

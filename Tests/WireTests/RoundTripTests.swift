@@ -16,7 +16,7 @@ final class RoundTripTests: XCTestCase {
         let messages: [Message] = [
             .heartbeat(Heartbeat(rank: 0, step: 0)),
             .shutdown(Shutdown(reason: "")),
-            .weights(Weights(step: 0, resetState: false, wantState: false, tensors: [])),
+            .weights(Weights(step: 0, resetState: false, tensors: [])),
             .gradientPush(GradientPush(step: 0, tokenCount: 0, lossSum: 0, tensors: [],
                                        computeSeconds: 0, communicateSeconds: 0)),
         ]
@@ -33,7 +33,7 @@ final class RoundTripTests: XCTestCase {
 
     func testSpecialFloatsSurviveBitExactly() throws {
         let values: [Float] = [.nan, -.nan, Float(bitPattern: 0x7FC0_1234), -0.0, .leastNonzeroMagnitude, .infinity]
-        let message = Message.weights(Weights(step: 1, resetState: false, wantState: false, tensors: [
+        let message = Message.weights(Weights(step: 1, resetState: false, tensors: [
             WireTensor(name: "x", shape: [6], values: values),
         ]))
         guard case .weights(let weights) = try WireCodec.decode(WireCodec.encode(message), limits: .standard) else {
@@ -51,7 +51,7 @@ final class RoundTripTests: XCTestCase {
 
     func testSummariesNameTypeStepAndSizeButNoValues() throws {
         XCTAssertEqual(Message.weights(Fixtures.weights).summary,
-                       "weights step 9: 2 tensors (36 B), reset_state, want_state")
+                       "weights step 9: 2 tensors (36 B), reset_state")
         XCTAssertEqual(Message.heartbeat(Fixtures.heartbeat).summary, "heartbeat: rank 2 step 99")
         XCTAssertEqual(Message.gradientPush(Fixtures.gradientPush).summary,
                        "gradient_push step 9: 2 tensors (36 B), 512 tokens, loss_sum 1234.5625, "
@@ -70,18 +70,18 @@ final class RoundTripTests: XCTestCase {
         other.host = "node-2"  // not part of the fingerprint
         XCTAssertNil(other.fingerprintMismatch(expected: Fixtures.hello))
         other.corpusDigest = "00112233445566778899"
-        other.modelConfig = #"{"cell":"gru"}"#
+        other.vocabularyDigest = "ffeeddccbbaa99887766"
         let error = other.fingerprintMismatch(expected: Fixtures.hello)
         XCTAssertEqual(error?.description,
                        "worker fingerprint differs: corpus_digest 001122334455 (coordinator 5d41402abc4b); "
-                           + #"model_config {"cell":"gru"} (coordinator {"cell":"lstm","hiddenSize":256,"layerCount":2,"vocabularySize":65})"#)
+                           + "vocabulary_digest ffeeddccbbaa (coordinator 9f86d081884c)")
     }
 
     func testErrorDescriptionsAreOneClearLine() {
         let cases: [(WireError, String)] = [
             (.emptyMessage, "empty message (0 bytes)"),
             (.malformed(byteCount: 17), "truncated or malformed message (17 bytes)"),
-            (.versionMismatch(received: 2, expected: 1), "protocol version 2, expected 1"),
+            (.versionMismatch(received: 3, expected: 2), "protocol version 3, expected 2"),
             (.messageTooLarge(byteCount: 2048, limit: 1024), "message of 2048 bytes exceeds the limit of 1024 bytes"),
             (.tensorShapeMismatch(name: "rnn.weight_hh_l0", received: [4, 3], expected: [1024, 256]),
              "tensor rnn.weight_hh_l0: shape [4,3], expected [1024,256]"),

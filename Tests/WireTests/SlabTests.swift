@@ -10,7 +10,7 @@ final class SlabTests: XCTestCase {
     func encodeWeights(_ slab: [Float], _ layout: ParameterLayout, step: UInt64 = 3) -> [UInt8] {
         var buffer = MessageBuffer()
         slab.withUnsafeBufferPointer {
-            WireCodec.encodeWeights(step: step, resetState: true, wantState: false,
+            WireCodec.encodeWeights(step: step, resetState: true,
                                     parameters: $0, layout: layout, into: &buffer)
         }
         return buffer.bytes
@@ -33,7 +33,6 @@ final class SlabTests: XCTestCase {
         let weights = try decodeWeights(bytes, limits: DecodeLimits(layout: layout))
         XCTAssertEqual(weights.step, 41)
         XCTAssertTrue(weights.resetState)
-        XCTAssertFalse(weights.wantState)
         XCTAssertEqual(weights.tensors.names, layout.slices.map(\.name))
         XCTAssertEqual(weights.tensors.byteCount, layout.count * 4)
         var received = [Float](repeating: 42, count: layout.count)
@@ -63,7 +62,7 @@ final class SlabTests: XCTestCase {
     func testSlabEncodingEqualsTheValueEncodingOfTheSameTensors() {
         // One packer behind both entry points: same bytes, tensor for tensor.
         let slab = Fixtures.randomSlab(small, seed: 3)
-        let fromValues = WireCodec.encode(.weights(Weights(step: 3, resetState: true, wantState: false,
+        let fromValues = WireCodec.encode(.weights(Weights(step: 3, resetState: true,
                                                            tensors: Fixtures.wireTensors(small, slab))))
         XCTAssertEqual(encodeWeights(slab, small, step: 3), fromValues)
     }
@@ -83,7 +82,7 @@ final class SlabTests: XCTestCase {
         let slab = Fixtures.randomSlab(small, seed: 5)
         var buffer = MessageBuffer()
         slab.withUnsafeBufferPointer {
-            WireCodec.encodeWeights(step: 1, resetState: false, wantState: false, parameters: $0,
+            WireCodec.encodeWeights(step: 1, resetState: false, parameters: $0,
                                     layout: small, into: &buffer)
         }
         let weightsCount = buffer.count
@@ -96,7 +95,7 @@ final class SlabTests: XCTestCase {
         XCTAssertEqual(buffer.bytes, WireCodec.encode(.heartbeat(Fixtures.heartbeat)))
 
         slab.withUnsafeBufferPointer {
-            WireCodec.encodeWeights(step: 2, resetState: false, wantState: false, parameters: $0,
+            WireCodec.encodeWeights(step: 2, resetState: false, parameters: $0,
                                     layout: small, into: &buffer)
         }
         XCTAssertEqual(buffer.count, weightsCount)
@@ -127,7 +126,7 @@ final class SlabTests: XCTestCase {
         // The wrong name is on the last tensor: nothing may be copied before it is found.
         var tensors = Fixtures.wireTensors(small, Fixtures.randomSlab(small, seed: 2))
         tensors[tensors.count - 1].name = "head.bias_typo"
-        let bytes = WireCodec.encode(.weights(Weights(step: 1, resetState: false, wantState: false, tensors: tensors)))
+        let bytes = WireCodec.encode(.weights(Weights(step: 1, resetState: false, tensors: tensors)))
         let weights = try decodeWeights(bytes)
         var target = [Float](repeating: -1, count: small.count)
         XCTAssertThrowsWireError(.tensorNameMismatch(index: 4, received: "head.bias_typo", expected: "head.bias")) {
@@ -139,7 +138,7 @@ final class SlabTests: XCTestCase {
     func testTensorsInAnotherOrderAreRejected() throws {
         var tensors = Fixtures.wireTensors(small, Fixtures.randomSlab(small, seed: 2))
         tensors.swapAt(2, 3)
-        let bytes = WireCodec.encode(.weights(Weights(step: 1, resetState: false, wantState: false, tensors: tensors)))
+        let bytes = WireCodec.encode(.weights(Weights(step: 1, resetState: false, tensors: tensors)))
         let weights = try decodeWeights(bytes)
         var target = [Float](repeating: 0, count: small.count)
         XCTAssertThrowsWireError(.tensorNameMismatch(index: 2, received: "head.weight", expected: "rnn.bias_ih_l0")) {

@@ -78,11 +78,12 @@ final class ToolTests: XCTestCase {
         XCTAssertEqual(lines.count, 4)
         guard lines.count == 4 else { return }
         XCTAssertEqual(lines.map { $0["type"] as? String }, ["hello", "weights", "gradient_push", "heartbeat"])
-        XCTAssertEqual(lines.map { ($0["version"] as? NSNumber)?.intValue }, [1, 1, 1, 1])
+        XCTAssertEqual(lines.map { ($0["version"] as? NSNumber)?.intValue }, [2, 2, 2, 2])
         XCTAssertEqual(lines.map { ($0["bytes"] as? NSNumber)?.intValue }, messages.map { WireCodec.encode($0).count })
 
         let hello = try XCTUnwrap(lines[0]["body"] as? [String: Any])
-        XCTAssertEqual(hello["model_config"] as? String, Fixtures.hello.modelConfig)
+        XCTAssertEqual(hello["vocabulary_digest"] as? String, Fixtures.hello.vocabularyDigest)
+        XCTAssertNil(hello["model_config"], "v2 has no model_config")
         XCTAssertEqual((hello["pid"] as? NSNumber)?.intValue, 4242)
 
         let weights = try XCTUnwrap(lines[1]["body"] as? [String: Any])

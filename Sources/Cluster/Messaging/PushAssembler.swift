@@ -25,7 +25,8 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
         switch self {
         case .wrongStep(let e):
             guard case .unexpectedStep(_, let received, let expected) = e else { return "\(e)" }
-            return (received < expected ? "stale" : "future") + " gradient for step \(oneBased(received)), expected step \(oneBased(expected))"
+            return (received < expected ? "stale gradient for step " : "gradient for future step ")
+                + "\(oneBased(received)), expected step \(oneBased(expected))"
         case .duplicate(let s): return "duplicate gradient for step \(s + 1)"
         case .badPartNumber(let p, let n, let c): return "gradient part \(p) of \(n) for a table of \(c) tensors"
         case .partCountChanged(let n, let e): return "gradient in \(n) parts after a part of \(e)"

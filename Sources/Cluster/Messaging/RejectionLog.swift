@@ -13,7 +13,7 @@ final class RejectionLog {
     /// Every rejection since start.
     private(set) var total = 0
 
-    init(burst: Int = 10, window: Double = 10, log: @escaping (String) -> Void) {
+    init(burst: Int = 50, window: Double = 10, log: @escaping (String) -> Void) {
         self.burst = burst
         self.window = window
         self.log = log

@@ -29,6 +29,8 @@ public final class Coordinator: GradientSource {
     private let stop: StopRequest
     private let log: (String) -> Void
     private let messenger: ServerMessenger
+    /// Workers that said hello, in join order, and (once all joined) their assignments.
+    private var joined: [(identity: PeerIdentity, hello: Hello)] = []
     private var workers: [WorkerPeer] = []
     private var tree: ReductionTree!
     private var lastHeartbeatSent = 0.0
@@ -64,7 +66,6 @@ public final class Coordinator: GradientSource {
     /// Waits for W workers with the right fingerprint, assigns chunks in join order and
     /// welcomes each with its streams and their carried state.
     public func start(step: Int, state: CarriedState) throws {
-        var joined: [(identity: PeerIdentity, hello: Hello)] = []
         let deadline = monotonicSeconds() + options.joinTimeout
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
         while joined.count < options.workers {
@@ -185,7 +186,7 @@ public final class Coordinator: GradientSource {
     }
 
     public func finish(reason: String) {
-        for peer in workers { try? messenger.send(.shutdown(Shutdown(reason: reason)), to: peer.identity) }
+        for peer in joined { try? messenger.send(.shutdown(Shutdown(reason: reason)), to: peer.identity) }
         messenger.rejections.flush()
         messenger.transport.close()
     }

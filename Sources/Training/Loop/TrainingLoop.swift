@@ -21,8 +21,6 @@ public final class TrainingLoop {
     /// writes the next step's state into; they swap when a step completes.
     public private(set) var state: CarriedState
     private var next: CarriedState
-    /// The step the checkpoint directory holds, if this run wrote or resumed it.
-    private var checkpointedStep: Int?
 
     public init(session: TrainingSession, source: GradientSource, stop: StopRequest = StopRequest(),
                 report: @escaping (TrainingEvent) -> Void) {
@@ -35,7 +33,6 @@ public final class TrainingLoop {
         if let restored = session.restoredState {
             state.setValues("h", restored.h)
             if session.model.cell.hasCellState { state.setValues("c", restored.c) }
-            checkpointedStep = session.step
         }
     }
 
@@ -136,20 +133,25 @@ public final class TrainingLoop {
     /// Writes the checkpoint of the last completed step (while the source keeps serving).
     @discardableResult
     private func checkpoint() throws -> String? {
-        let session = self.session, state = self.state
-        let path = try source.whileServing { try session.writeCheckpoint(state: state) }
-        if let path {
-            checkpointedStep = session.step
-            report(.checkpoint(step: session.step, path: path))
-        }
+        let path = try writeCheckpoint()
+        if let path { report(.checkpoint(step: session.step, path: path)) }
         return path
     }
 
-    /// After a failure: keep what was completed (a checkpoint of the last completed step,
-    /// unless the directory already holds it), release the source, and say where it is.
+    private func writeCheckpoint() throws -> String? {
+        let session = self.session, state = self.state
+        return try source.whileServing { try session.writeCheckpoint(state: state) }
+    }
+
+    /// After a failure: keep what was completed (a checkpoint of the last completed step),
+    /// release the source, and say where it is.
     private func failed(_ error: Error) -> Error {
-        if checkpointedStep != session.step, (try? checkpoint()) == nil, session.options.checkpointDirectory != nil {
-            report(.message("could not write a checkpoint of step \(session.step)"))
+        if session.options.checkpointDirectory != nil {
+            do {
+                if let path = try writeCheckpoint() { report(.message("wrote checkpoint \(path) at step \(session.step)")) }
+            } catch {
+                report(.message("could not write a checkpoint of step \(session.step): \(error)"))
+            }
         }
         source.finish(reason: "\(error)")
         if case TrainingError.diverged(let step, let loss, _) = error {

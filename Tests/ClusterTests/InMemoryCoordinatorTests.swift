@@ -1,0 +1,175 @@
+import Foundation
+import XCTest
+import Cluster
+import Recurrent
+import Training
+import Wire
+
+/// The coordinator and worker logic over `InMemoryNetwork`: no sockets, no processes, no
+/// ports. Joins, refusals, push parts, stale and duplicate pushes and a dead worker, each
+/// checked against the in-process reference or a named error.
+final class InMemoryCoordinatorTests: XCTestCase {
+    private var directories: [URL] = []
+
+    override func tearDown() {
+        for url in directories { try? FileManager.default.removeItem(at: url) }
+        super.tearDown()
+    }
+
+    private func scratch() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("recur-inmemory-\(UUID().uuidString)")
+        directories.append(url)
+        return url
+    }
+
+    /// A loop with a coordinator on `network`, running on a background thread.
+    private final class Run: @unchecked Sendable {
+        let session: TrainingSession
+        let coordinator: Coordinator
+        let loop: TrainingLoop
+        let logs = LogLines()
+        private var background: BackgroundRun<Summary>?
+
+        init(config: TrainingConfig, workers: Int, network: InMemoryNetwork, checkpoint: URL?, heartbeatTimeout: Double = 5) throws {
+            session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: checkpoint))
+            var options = CoordinatorOptions(workers: workers)
+            options.heartbeatTimeout = heartbeatTimeout
+            options.joinTimeout = 10
+            let stop = StopRequest()
+            coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
+                                          transport: network.server(), stop: stop, log: logs.append)
+            loop = TrainingLoop(session: session, source: coordinator, stop: stop) { _ in }
+            let loop = self.loop
+            background = BackgroundRun(name: "in-memory coordinator") { try loop.run() }
+        }
+
+        func result(timeout: Double = 30) throws -> Result<Summary, Error> {
+            try XCTUnwrap(background!.wait(timeout: timeout), "coordinator still running; log:\n\(logs.text)")
+        }
+    }
+
+    private func startWorker(_ network: InMemoryNetwork, identity: String, threads: Int = 1) -> BackgroundRun<Void> {
+        var options = WorkerOptions(endpoint: "inmemory://coordinator", threads: threads)
+        options.heartbeatTimeout = 5
+        let worker = Worker(corpus: ClusterFixtures.corpus, options: options,
+                            transport: network.client(identity: Array(identity.utf8)), log: { _ in })
+        return BackgroundRun(name: identity) { try worker.run() }
+    }
+
+    func testTwoWorkersGiveTheInProcessWeightsBitForBit() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 10)
+        let reference = try ClusterFixtures.localReference(config: config, directory: try scratch())
+        let network = InMemoryNetwork()
+        let directory = try scratch()
+        let run = try Run(config: config, workers: 2, network: network, checkpoint: directory)
+        let workers = [startWorker(network, identity: "a", threads: 2), startWorker(network, identity: "b")]
+        XCTAssertEqual(try run.result().get().steps, 10)
+        for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get()) }
+        let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
+        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern))
+        XCTAssertEqual(outcome.hiddenH.map(\.bitPattern), reference.hiddenH.map(\.bitPattern))
+        XCTAssertEqual(outcome.hiddenC.map(\.bitPattern), reference.hiddenC.map(\.bitPattern))
+    }
+
+    func testARefusedFingerprintIsAnsweredAndTheJobKeepsWaiting() throws {
+        let network = InMemoryNetwork()
+        let run = try Run(config: ClusterFixtures.tinyConfig(steps: 3), workers: 1, network: network, checkpoint: nil)
+        let impostor = FakeWorker(network: network, identity: "impostor")
+        var hello = impostor.hello()
+        hello.corpusDigest = String(repeating: "0", count: 64)
+        try impostor.send(.hello(hello))
+        guard case .error(let refusal)? = try impostor.next(timeout: 5) else { return XCTFail("no refusal") }
+        XCTAssertTrue(refusal.message.contains("corpus_digest 000000000000"), refusal.message)
+        let worker = startWorker(network, identity: "real")
+        XCTAssertEqual(try run.result().get().steps, 3)
+        XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get())
+        XCTAssertNil(run.logs.line(containing: ["fakehost", "joined"]), run.logs.text)
+    }
+
+    /// A scripted worker sends stale, future, duplicate and bad-part pushes around honest
+    /// ones; each is rejected with its reason and the run still equals the reference.
+    func testStaleDuplicateAndBadPartPushesAreRejectedAndTheRunStaysExact() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 3)
+        let reference = try ClusterFixtures.localReference(config: config, directory: try scratch())
+        let network = InMemoryNetwork()
+        let directory = try scratch()
+        let run = try Run(config: config, workers: 1, network: network, checkpoint: directory)
+        let peer = FakeWorker(network: network, identity: "scripted")
+        try peer.sayHello()
+        _ = try peer.awaitWelcome()
+        for step in 0..<3 {
+            let weights = try peer.awaitWeights()
+            XCTAssertEqual(weights.step, UInt64(step))
+            let honest = try peer.honestPush(for: weights)
+            var stale = honest
+            stale.step = UInt64(step) &- 1
+            var future = honest
+            future.step = .max   // 2^64 − 1: must be refused, not overflow
+            var badPart = honest
+            badPart.part = 3
+            badPart.parts = 2
+            for bad in [stale, future, badPart] where step > 0 || bad.step != .max { try peer.send(.gradientPush(bad)) }
+            try peer.send(.gradientPush(honest))
+            // A copy after the push completed: queued in order, so it is read while step 3 is
+            // gathered, as stale.
+            if step == 1 { try peer.send(.gradientPush(honest)) }
+        }
+        XCTAssertEqual(try run.result().get().steps, 3)
+        for reason in ["stale gradient for step 1, expected step 2", "gradient for future step 2^64, expected step 2",
+                       "gradient part 3 of 2", "stale gradient for step 2, expected step 3"] {
+            XCTAssertNotNil(run.logs.line(containing: [reason]), "\(reason) not logged:\n\(run.logs.text)")
+        }
+        let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
+        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern))
+    }
+
+    /// A worker whose connection closes mid-run ends the run with an error naming it and a
+    /// checkpoint of the last completed step.
+    func testADeadWorkerIsNamedAndTheLastCompletedStepIsCheckpointed() throws {
+        let network = InMemoryNetwork()
+        let directory = try scratch()
+        let run = try Run(config: ClusterFixtures.tinyConfig(steps: 10), workers: 1, network: network, checkpoint: directory)
+        let peer = FakeWorker(network: network, identity: "mortal", pid: 777)
+        try peer.sayHello()
+        _ = try peer.awaitWelcome()
+        for _ in 0..<2 { try peer.send(.gradientPush(try peer.honestPush(for: try peer.awaitWeights()))) }
+        peer.transport!.close()
+        XCTAssertThrowsError(try run.result().get()) { error in
+            XCTAssertEqual(error as? ClusterError, .workerFailed("\(peer.name(rank: 0)) is gone (connection closed) at step 3"))
+        }
+        XCTAssertEqual(try Checkpoint.read(from: directory).training?.step, 2)
+    }
+
+    /// A silent worker (alive, never pushing) is declared dead after the heartbeat timeout.
+    func testASilentWorkerIsDeclaredDeadAfterTheHeartbeatTimeout() throws {
+        let network = InMemoryNetwork()
+        let run = try Run(config: ClusterFixtures.tinyConfig(steps: 5), workers: 1, network: network, checkpoint: nil,
+                          heartbeatTimeout: 0.5)
+        let peer = FakeWorker(network: network, identity: "silent", pid: 778)
+        try peer.sayHello()
+        _ = try peer.awaitWelcome()
+        XCTAssertThrowsError(try run.result(timeout: 10).get()) { error in
+            guard case ClusterError.workerFailed(let text)? = error as? ClusterError else { return XCTFail("\(error)") }
+            XCTAssertTrue(text.contains(peer.name(rank: 0)) && text.contains("stopped answering at step 1"), text)
+        }
+    }
+
+    /// A welcome that starts past the run's end, or weights for step 2^64 − 1, are refused by
+    /// the worker without overflowing.
+    func testAWorkerRefusesAWelcomePastTheRunAndWeightsOfAnyStep() throws {
+        let network = InMemoryNetwork()
+        let server = network.server()
+        let worker = startWorker(network, identity: "w")
+        guard case .message(let from, _)? = try server.receive(timeout: 5) else { return XCTFail("no hello") }
+        var config = ClusterFixtures.tinyConfig(steps: 3)
+        config.steps = 3
+        let welcome = Welcome(rank: 0, workerCount: 1, runConfig: config.canonicalJSON(), streamBegin: 0, streamEnd: 8,
+                              step: .max)
+        try WireCodec.encode(.welcome(welcome)).withUnsafeBytes { try server.send($0, to: from) }
+        XCTAssertThrowsError(try XCTUnwrap(worker.wait(timeout: 10)).get()) { error in
+            guard case ClusterError.protocolViolation(let text)? = error as? ClusterError else { return XCTFail("\(error)") }
+            XCTAssertTrue(text.contains("2^64"), text)
+        }
+    }
+}
