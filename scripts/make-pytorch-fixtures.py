@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the PyTorch-compatibility fixtures of Tests/TrainingTests/PyTorchCompatibilityTests.swift:
 for each cell (rnn, lstm, gru) a tiny 2-layer model saved with safetensors.torch.save_file under
-the checkpoint names of DESIGN.md, and the mean cross-entropy PyTorch computes on a fixed text
+the checkpoint names of docs/DESIGN.md, and the mean cross-entropy PyTorch computes on a fixed text
 (one stream from zero state). Needs torch and safetensors (a benchmark venv: scripts/lib/torch-python);
 the test itself only reads the committed output.
 

@@ -2,7 +2,7 @@ import Foundation
 import Recurrent
 
 /// The test oracle: a per-gate, per-element forward pass in Double written straight from
-/// DESIGN.md's formulas, with no BLAS, no fused buffers and no shared code with the core.
+/// docs/DESIGN.md's formulas, with no BLAS, no fused buffers and no shared code with the core.
 public enum NaiveReference {
     /// Result of a window: summed cross-entropy (nats) and the final state per layer.
     public struct Output {

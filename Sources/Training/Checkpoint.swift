@@ -1,7 +1,7 @@
 import Foundation
 import Recurrent
 
-/// A checkpoint directory (DESIGN.md, Files), written atomically:
+/// A checkpoint directory (docs/DESIGN.md, "Checkpoint directory"), written atomically:
 ///
 ///   model.safetensors      weights under PyTorch's nn.RNN/LSTM/GRU names (`rnn.*`) and
 ///                          `head.*`; `__metadata__` = {"config": model JSON, "vocabulary":

@@ -11,7 +11,7 @@ struct Recur: ParsableCommand {
         abstract: "Train recurrent language models (RNN, LSTM, GRU) from one process to a cluster.",
         discussion: """
         Start with `recur train` (a 2-layer LSTM on the built-in corpus, then a sample).
-        Contracts and file formats: DESIGN.md; examples: README.md.
+        Contracts and file formats: docs/DESIGN.md; examples: README.md.
         """,
         subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, SampleCommand.self,
                       EvalCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])

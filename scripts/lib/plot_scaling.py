@@ -6,7 +6,7 @@
 Writes OUTDIR/scaling.csv (one row per run), OUTDIR/table.md (medians over rounds) and, when
 matplotlib imports, OUTDIR/throughput.png and OUTDIR/split.png.
 
-Definitions (letters as in DESIGN.md: W workers, K threads per worker):
+Definitions (letters as in docs/DESIGN.md: W workers, K threads per worker):
   efficiency = tokens/s / (W·K · tokens/s of the same model at W=1, K=1 on one machine)
   M          = 4·P bytes, one float32 weight or gradient message of a model with P parameters
                (plus a header of names and shapes, < 0.1 kB, left out)
