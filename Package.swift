@@ -37,7 +37,7 @@ let package = Package(
 
         // MARK: Executable
         .executableTarget(name: "recur", dependencies: [
-            "Recurrent", "Training", "Wire", "Cluster",
+            "Recurrent", "Training", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimized),
 

@@ -30,34 +30,34 @@ public final class RecurrentNetwork<S: KernelScalar> {
     public let streamLoss: UnsafeMutablePointer<Double>
 
     // Per layer, stream-major with P slots (see the header).
-    private let hs: [UnsafeMutablePointer<S>]      // (n·P + 1, H); the extra row keeps shifted GEMMs in bounds
-    private let cs: [UnsafeMutablePointer<S>]      // (n·P, H) LSTM cell state, slot 0 = c0
-    private let tanhC: [UnsafeMutablePointer<S>]   // (n, T, H) LSTM tanh(c_t)
-    private let gates: [UnsafeMutablePointer<S>]   // (n·P, G·H) activated gates (RNN: pre-activation)
-    private let hiddenN: [UnsafeMutablePointer<S>] // (n, T, H) GRU W_hn·h' + b_hn
+    let hs: [UnsafeMutablePointer<S>]      // (n·P + 1, H); the extra row keeps shifted GEMMs in bounds
+    let cs: [UnsafeMutablePointer<S>]      // (n·P, H) LSTM cell state, slot 0 = c0
+    let tanhC: [UnsafeMutablePointer<S>]   // (n, T, H) LSTM tanh(c_t)
+    let gates: [UnsafeMutablePointer<S>]   // (n·P, G·H) activated gates (RNN: pre-activation)
+    let hiddenN: [UnsafeMutablePointer<S>] // (n, T, H) GRU W_hn·h' + b_hn
 
-    private let logits: UnsafeMutablePointer<S>    // (n·P, V) probabilities after forward
-    private let dGates: UnsafeMutablePointer<S>    // (n·P, G·H) pre-activation grads (GRU: x-side); slot T stays 0
-    private let dGatesH: UnsafeMutablePointer<S>?  // (n·P, G·H) GRU h-side pre-activation grads; slot T stays 0
-    private let dH: UnsafeMutablePointer<S>        // (n·P + 1, H) grad w.r.t. a layer's outputs, aligned with hs
-    private let dHNext: UnsafeMutablePointer<S>    // (n, H) recurrent grad flowing to step t-1
-    private let dCNext: UnsafeMutablePointer<S>    // (n, H) LSTM cell grad flowing to step t-1
-    private let stepH: UnsafeMutablePointer<S>     // (n, G·H) GRU h-side product of one step
-    private let inputWeightT: UnsafeMutablePointer<S>  // (V, G·H) layer-0 W_ih transposed: one-hot product = row gather
-    private let dInputWeightT: UnsafeMutablePointer<S> // (V, G·H) scatter target for layer-0 W_ih grads
+    let logits: UnsafeMutablePointer<S>    // (n·P, V) probabilities after forward
+    let dGates: UnsafeMutablePointer<S>    // (n·P, G·H) pre-activation grads (GRU: x-side); slot T stays 0
+    let dGatesH: UnsafeMutablePointer<S>?  // (n·P, G·H) GRU h-side pre-activation grads; slot T stays 0
+    let dH: UnsafeMutablePointer<S>        // (n·P + 1, H) grad w.r.t. a layer's outputs, aligned with hs
+    let dHNext: UnsafeMutablePointer<S>    // (n, H) recurrent grad flowing to step t-1
+    let dCNext: UnsafeMutablePointer<S>    // (n, H) LSTM cell grad flowing to step t-1
+    let stepH: UnsafeMutablePointer<S>     // (n, G·H) GRU h-side product of one step
+    let inputWeightT: UnsafeMutablePointer<S>  // (V, G·H) layer-0 W_ih transposed: one-hot product = row gather
+    let dInputWeightT: UnsafeMutablePointer<S> // (V, G·H) scatter target for layer-0 W_ih grads
 
     // Weights prepared once per call for the row-wise products (`S.rowProduct`):
     // "forward" = x·Wᵀ (input → gates), "backward" = d·W (gate grads → input grads).
-    private let hiddenForward: [UnsafeMutablePointer<S>]   // W_hh, k = H, n = G·H
-    private let hiddenBackward: [UnsafeMutablePointer<S>]  // W_hh, k = G·H, n = H
-    private let inputForward: [UnsafeMutablePointer<S>]    // W_ih of layers > 0 (index l−1)
-    private let inputBackward: [UnsafeMutablePointer<S>]
-    private let headForward: UnsafeMutablePointer<S>       // head W, k = H, n = V
-    private let headBackward: UnsafeMutablePointer<S>      // head W, k = V, n = H
+    let hiddenForward: [UnsafeMutablePointer<S>]   // W_hh, k = H, n = G·H
+    let hiddenBackward: [UnsafeMutablePointer<S>]  // W_hh, k = G·H, n = H
+    let inputForward: [UnsafeMutablePointer<S>]    // W_ih of layers > 0 (index l−1)
+    let inputBackward: [UnsafeMutablePointer<S>]
+    let headForward: UnsafeMutablePointer<S>       // head W, k = H, n = V
+    let headBackward: UnsafeMutablePointer<S>      // head W, k = V, n = H
 
-    private let offsets: [LayerOffsets]
-    private let headWeight: Int, headBias: Int
-    private let allocations: [UnsafeMutableRawPointer]
+    let offsets: [LayerOffsets]
+    let headWeight: Int, headBias: Int
+    let allocations: [UnsafeMutableRawPointer]
 
     struct LayerOffsets {
         var inputWeight: Int, hiddenWeight: Int, inputBias: Int, hiddenBias: Int?
@@ -199,72 +199,6 @@ public final class RecurrentNetwork<S: KernelScalar> {
         }
     }
 
-    private func rnnForward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
-        let h = hs[l], g = gates[l], whh = hiddenForward[l]
-        for t in 0..<T {
-            S.rowProduct(m: n, n: H, k: H, a: h + t * H, lda: P * H, prepared: whh,
-                         accumulate: true, c: g + t * H, ldc: P * H)
-            for b in 0..<n {
-                let out = h + (b * P + t + 1) * H
-                out.update(from: g + (b * P + t) * H, count: H)
-                S.tanh(out, count: H)
-            }
-        }
-    }
-
-    private func lstmForward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
-        let h = hs[l], c = cs[l], tc = tanhC[l], g = gates[l], whh = hiddenForward[l]
-        for t in 0..<T {
-            S.rowProduct(m: n, n: GH, k: H, a: h + t * H, lda: P * H, prepared: whh,
-                         accumulate: true, c: g + t * GH, ldc: P * GH)
-            for b in 0..<n {
-                let gi = g + (b * P + t) * GH          // i f g o, each H wide
-                S.sigmoid(gi, count: 2 * H)
-                S.tanh(gi + 2 * H, count: H)
-                S.sigmoid(gi + 3 * H, count: H)
-                let cPrev = c + (b * P + t) * H, cNext = cPrev + H
-                let tcRow = tc + (b * T + t) * H, out = h + (b * P + t + 1) * H
-                for j in 0..<H {
-                    let cj = gi[H + j] * cPrev[j] + gi[j] * gi[2 * H + j]
-                    cNext[j] = cj
-                    tcRow[j] = cj
-                }
-                S.tanh(tcRow, count: H)
-                for j in 0..<H { out[j] = gi[3 * H + j] * tcRow[j] }
-            }
-        }
-    }
-
-    private func gruForward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
-        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = hiddenForward[l]
-        let bhh = w + offsets[l].hiddenBias!
-        for t in 0..<T {
-            for b in 0..<n { (stepH + b * GH).update(from: bhh, count: GH) }
-            S.rowProduct(m: n, n: GH, k: H, a: h + t * H, lda: P * H, prepared: whh,
-                         accumulate: true, c: stepH, ldc: GH)
-            for b in 0..<n {
-                let gi = g + (b * P + t) * GH          // r z n, each H wide
-                let gh = stepH + b * GH
-                let hnRow = hn + (b * T + t) * H
-                let hPrev = h + (b * P + t) * H, out = hPrev + H
-                for j in 0..<(2 * H) { gi[j] += gh[j] }
-                S.sigmoid(gi, count: 2 * H)
-                for j in 0..<H {
-                    hnRow[j] = gh[2 * H + j]
-                    gi[2 * H + j] += gi[j] * gh[2 * H + j]
-                }
-                S.tanh(gi + 2 * H, count: H)
-                for j in 0..<H {
-                    let z = gi[H + j]
-                    out[j] = (1 - z) * gi[2 * H + j] + z * hPrev[j]
-                }
-            }
-        }
-    }
-
     /// Adds the head bias, turns the row into probabilities in place and returns
     /// -log p(target) in nats (computed in Double).
     @inline(__always)
@@ -374,71 +308,6 @@ public final class RecurrentNetwork<S: KernelScalar> {
             // Gradient w.r.t. the layer's input = the outputs of the layer below.
             S.rowProduct(m: n * P, n: H, k: GH, a: dGates, lda: GH, prepared: inputBackward[l - 1],
                          accumulate: false, c: dH + H, ldc: H)
-        }
-    }
-
-    private func rnnBackward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
-        let h = hs[l], whh = hiddenBackward[l]
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            for b in 0..<n {
-                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H
-                let y = h + (b * P + t + 1) * H, d = dGates + (b * P + t) * H
-                for j in 0..<H { d[j] = (dOut[j] + next[j]) * (1 - y[j] * y[j]) }
-            }
-            S.rowProduct(m: n, n: H, k: H, a: dGates + t * H, lda: P * H, prepared: whh,
-                         accumulate: false, c: dHNext, ldc: H)
-        }
-    }
-
-    private func lstmBackward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 4 * H
-        let c = cs[l], tc = tanhC[l], g = gates[l], whh = hiddenBackward[l]
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            for b in 0..<n {
-                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H, cNext = dCNext + b * H
-                let gi = g + (b * P + t) * GH, d = dGates + (b * P + t) * GH
-                let tcRow = tc + (b * T + t) * H, cPrev = c + (b * P + t) * H
-                for j in 0..<H {
-                    let dh = dOut[j] + next[j]
-                    let i = gi[j], f = gi[H + j], gg = gi[2 * H + j], o = gi[3 * H + j]
-                    let tcj = tcRow[j]
-                    let dc = cNext[j] + dh * o * (1 - tcj * tcj)
-                    d[j] = dc * gg * i * (1 - i)
-                    d[H + j] = dc * cPrev[j] * f * (1 - f)
-                    d[2 * H + j] = dc * i * (1 - gg * gg)
-                    d[3 * H + j] = dh * tcj * o * (1 - o)
-                    cNext[j] = dc * f
-                }
-            }
-            S.rowProduct(m: n, n: H, k: GH, a: dGates + t * GH, lda: P * GH, prepared: whh,
-                         accumulate: false, c: dHNext, ldc: H)
-        }
-    }
-
-    private func gruBackward(layer l: Int, _ w: UnsafePointer<S>) {
-        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize, GH = 3 * H
-        let h = hs[l], g = gates[l], hn = hiddenN[l], whh = hiddenBackward[l]
-        let dGh = dGatesH!
-        for t in stride(from: T - 1, through: 0, by: -1) {
-            for b in 0..<n {
-                let dOut = dH + (b * P + t + 1) * H, next = dHNext + b * H
-                let gi = g + (b * P + t) * GH, hnRow = hn + (b * T + t) * H
-                let hPrev = h + (b * P + t) * H
-                let dx = dGates + (b * P + t) * GH, dh = dGh + (b * P + t) * GH
-                for j in 0..<H {
-                    let dht = dOut[j] + next[j]
-                    let r = gi[j], z = gi[H + j], nn = gi[2 * H + j]
-                    let dnPre = dht * (1 - z) * (1 - nn * nn)
-                    let drPre = dnPre * hnRow[j] * r * (1 - r)
-                    let dzPre = dht * (hPrev[j] - nn) * z * (1 - z)
-                    dx[j] = drPre; dx[H + j] = dzPre; dx[2 * H + j] = dnPre
-                    dh[j] = drPre; dh[H + j] = dzPre; dh[2 * H + j] = dnPre * r
-                    next[j] = dht * z
-                }
-            }
-            S.rowProduct(m: n, n: H, k: GH, a: dGh + t * GH, lda: P * GH, prepared: whh,
-                         accumulate: true, c: dHNext, ldc: H)
         }
     }
 

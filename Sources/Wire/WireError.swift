@@ -23,9 +23,7 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     case tensorNameMismatch(index: Int, received: String, expected: String)
     /// A tensor with the expected name and another shape.
     case tensorShapeMismatch(name: String, received: [Int], expected: [Int])
-    /// A message of the wrong type for the protocol state (e.g. a hello mid-training).
-    case unexpectedMessage(received: MessageKind, expected: MessageKind)
-    /// A stale or duplicate step (thrown by the coordinator, which tracks the step).
+    /// A push for another step than the one being gathered (stale or future).
     case unexpectedStep(kind: MessageKind, received: UInt64, expected: UInt64)
     /// A worker whose corpus, vocabulary or model differs from the coordinator's; one entry per
     /// differing field, e.g. `corpus_digest 1f2e3d4c… (coordinator 9a8b7c6d…)`.
@@ -56,8 +54,6 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
             return "tensor \(index) is \(received), expected \(expected)"
         case .tensorShapeMismatch(let name, let received, let expected):
             return "tensor \(name): shape \(shapeText(received)), expected \(shapeText(expected))"
-        case .unexpectedMessage(let received, let expected):
-            return "\(received.rawValue) message, expected \(expected.rawValue)"
         case .unexpectedStep(let kind, let received, let expected):
             return "\(kind.noun) for step \(received), expected step \(expected)"
         case .fingerprintMismatch(let differences):

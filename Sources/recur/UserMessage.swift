@@ -13,6 +13,8 @@ enum UserMessage {
             return "\(field.flag) \(path) exists and is not a directory"
         case TrainingError.diverged:
             return "\(error); lower --lr or set --clip"
+        case ClusterError.coordinatorLost(_, _, encrypted: true), ClusterError.coordinatorUnreachable(_, _, encrypted: true):
+            return "\(error) (--server-key, --authorized-keys)"
         case ClusterError.tooFewChunks(let workers, let chunks):
             return "--workers \(workers) needs at least as many gradient chunks, and --batch / --chunk gives \(chunks); lower --chunk"
         default:

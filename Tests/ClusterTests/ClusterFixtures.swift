@@ -4,6 +4,7 @@ import Cluster
 import Recurrent
 import Training
 import Wire
+import TestSupport
 
 /// Shared pieces of the distributed tests: a tiny run, an in-process reference, a coordinator
 /// and workers on background threads, a scripted fake worker, and bounded waits throughout.
@@ -493,23 +494,8 @@ final class RecurProcess: @unchecked Sendable {
     /// Entered once per pipe; left at the pipe's end of file.
     private let reading = DispatchGroup()
 
-    /// The `recur` of this build configuration at the package root; nil when it is missing.
-    static var executable: URL? {
-        var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while directory.path != "/" {
-            if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
-                #if DEBUG
-                let configuration = "debug"
-                #else
-                let configuration = "release"
-                #endif
-                let binary = directory.appendingPathComponent(".build/\(configuration)/recur")
-                return FileManager.default.isExecutableFile(atPath: binary.path) ? binary : nil
-            }
-            directory.deleteLastPathComponent()
-        }
-        return nil
-    }
+    /// The built `recur`; nil when it is missing.
+    static var executable: URL? { ProcessRunner.recurExecutable() }
 
     init(_ executable: URL, _ arguments: [String]) throws {
         self.arguments = arguments

@@ -53,7 +53,7 @@ enum Fixtures {
 
     /// A weights envelope with one tensor exactly as given, bypassing every Swift-side check:
     /// the only way to produce the malformed tensors a buggy or hostile peer could send.
-    static func rawWeightsEnvelope(version: UInt32 = 1, name: String, shape: [UInt64], data: [UInt8]) -> [UInt8] {
+    static func rawWeightsEnvelope(version: UInt32 = WireCodec.protocolVersion, name: String, shape: [UInt64], data: [UInt8]) -> [UInt8] {
         var shape = shape, data = data
         let rank = shape.count, byteCount = data.count
         return name.withCString { cName in

@@ -73,9 +73,9 @@ final class MalformedInputTests: XCTestCase {
     }
 
     func testMissingOrUnknownBodyIsRejected() {
-        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x01], limits: .standard) }
+        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x02], limits: .standard) }
         // field 9 (a body type from a future version): skipped by the parser, so no body.
-        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x01, 0x4A, 0x00], limits: .standard) }
+        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x02, 0x4A, 0x00], limits: .standard) }
     }
 
     func testTensorByteCountMustMatchShape() {

@@ -1,5 +1,6 @@
 import Foundation
 import Wire
+import TestSupport
 import XCTest
 
 /// The scripts around the protocol: decode-wire.py reads what the Swift encoder writes, and
@@ -15,19 +16,8 @@ final class ToolTests: XCTestCase {
     }
 
     func run(_ executable: String, _ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = repository
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-                   errors: String(decoding: errorData, as: UTF8.self))
+        let result = try ProcessRunner.run(URL(fileURLWithPath: executable), arguments, in: repository)
+        return Run(status: result.status, output: result.standardOutput, errors: result.standardError)
     }
 
     func findOnPath(_ name: String) -> String? {

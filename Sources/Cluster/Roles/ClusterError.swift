@@ -32,7 +32,7 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     }
 
     private static func curveHint(_ encrypted: Bool) -> String {
-        encrypted ? "; with CurveZMQ, check --server-key and that this worker's public key is in the coordinator's --authorized-keys" : ""
+        encrypted ? "; with CurveZMQ, check the coordinator's public key and that this worker's public key is on its allow-list" : ""
     }
 
     static func format(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(format: "%.1f", s) }

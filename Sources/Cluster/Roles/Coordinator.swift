@@ -3,19 +3,6 @@ import Recurrent
 import Training
 import Wire
 
-/// Settings of the coordinator role that do not change the numbers of the run.
-public struct CoordinatorOptions: Sendable {
-    public var workers: Int
-    /// A worker silent for this long is declared dead.
-    public var heartbeatTimeout: Double = 30
-    /// How long to wait for all workers to say hello.
-    public var joinTimeout: Double = 300
-
-    public init(workers: Int) { self.workers = workers }
-
-    var heartbeatInterval: Double { min(1, heartbeatTimeout / 5) }
-}
-
 /// The parameter server as a `GradientSource` of the training loop (ps-lite's server, one
 /// request type): join W workers and give each a contiguous block of whole gradient chunks;
 /// then per step broadcast the weights, gather one push per worker, and sum the workers'
@@ -73,7 +60,13 @@ public final class Coordinator: GradientSource {
             guard monotonicSeconds() < deadline else {
                 throw ClusterError.joinTimeout(joined: joined.count, expected: options.workers, seconds: options.joinTimeout)
             }
-            try sendHeartbeatsIfDue(to: joined.map(\.identity), step: step)
+            do {
+                try sendHeartbeatsIfDue(step: step)
+            } catch TransportError.peerGone(let gone) {
+                let left = joined.first { $0.identity == gone }!.hello
+                joined.removeAll { $0.identity == gone }
+                log("worker on \(left.host) (pid \(left.pid)) left before the run started (\(joined.count)/\(options.workers))")
+            }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
             if joined.contains(where: { $0.identity == identity }) {
                 if case .heartbeat = message { continue }
@@ -127,6 +120,12 @@ public final class Coordinator: GradientSource {
         while pending > 0 {
             try stop.check()
             try checkHeartbeats(step: s)
+            do {
+                // Workers that pushed wait for the next weights: they must hear we are alive.
+                try sendHeartbeatsIfDue(step: s)
+            } catch let error as TransportError {
+                throw failure(error, step: s)
+            }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
             guard let peer = workers.first(where: { $0.identity == identity }) else {
                 messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
@@ -171,7 +170,11 @@ public final class Coordinator: GradientSource {
 
     public func whileServing<T>(_ work: @escaping () throws -> T) throws -> T {
         try runServicing(interval: options.heartbeatInterval, work) {
-            try sendHeartbeatsIfDue(to: workers.map(\.identity), step: currentStep)
+            do {
+                try sendHeartbeatsIfDue(step: currentStep)
+            } catch let error as TransportError {
+                throw failure(error, step: currentStep)
+            }
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 guard let peer = workers.first(where: { $0.identity == identity }) else {
                     messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
@@ -191,11 +194,17 @@ public final class Coordinator: GradientSource {
         messenger.transport.close()
     }
 
-    private func sendHeartbeatsIfDue(to peers: [PeerIdentity], step: Int) throws {
+    /// One heartbeat per interval to every joined worker; a worker that is gone throws
+    /// `TransportError.peerGone` (a closed connection is noticed within an interval).
+    private func sendHeartbeatsIfDue(step: Int) throws {
         guard monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
         lastHeartbeatSent = monotonicSeconds()
-        for (rank, identity) in peers.enumerated() {
-            try? messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: identity)
+        for (rank, peer) in joined.enumerated() {
+            do {
+                try messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: peer.identity)
+            } catch TransportError.sendTimedOut {
+                continue   // a full queue is slowness, not death; silence is judged by checkHeartbeats
+            }
         }
     }
 
