@@ -172,4 +172,33 @@ final class InMemoryCoordinatorTests: XCTestCase {
             XCTAssertTrue(text.contains("2^64"), text)
         }
     }
+
+    /// A slow worker (heartbeats arrive, its push is late by more than the heartbeat timeout)
+    /// is named as slow, not dead, and the worker that already pushed keeps hearing from the
+    /// coordinator: the run completes.
+    func testASlowWorkerIsToldFromADeadOneAndDoesNotGetAHealthyOneKilled() throws {
+        let network = InMemoryNetwork()
+        let run = try Run(config: ClusterFixtures.tinyConfig(steps: 2), workers: 2, network: network, checkpoint: nil,
+                          heartbeatTimeout: 1)
+        var options = WorkerOptions(endpoint: "inmemory://coordinator", threads: 1)
+        options.heartbeatTimeout = 1
+        let fastLogs = LogLines()
+        let fast = Worker(corpus: ClusterFixtures.corpus, options: options,
+                          transport: network.client(identity: Array("fast".utf8)), log: fastLogs.append)
+        let fastRun = BackgroundRun(name: "fast") { try fast.run() }
+        let slow = FakeWorker(network: network, identity: "slow", pid: 555)
+        try slow.sayHello()
+        _ = try slow.awaitWelcome()
+        for _ in 0..<2 {
+            let push = try slow.honestPush(for: try slow.awaitWeights())
+            for _ in 0..<12 {   // 2.4 s of "computing", alive
+                try slow.send(.heartbeat(Heartbeat(rank: 1, step: push.step)))
+                usleep(200_000)
+            }
+            try slow.send(.gradientPush(push))
+        }
+        XCTAssertEqual(try run.result().get().steps, 2)
+        XCTAssertNoThrow(try XCTUnwrap(fastRun.wait(timeout: 10)).get(), fastLogs.text)
+        XCTAssertNotNil(run.logs.line(containing: ["pid 555) is slow: no gradient for step 1", "heartbeats arrive"]), run.logs.text)
+    }
 }

@@ -15,6 +15,7 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
     case repeatsTensors(step: UInt64)
     case tokenCount(received: UInt64, expected: Int)
     case lossNotFinite
+    case gradientNotFinite(tensor: String)
     case badState(String)
     /// The tensors do not match the parameter table (name, shape, size).
     case tensors(WireError)
@@ -35,6 +36,7 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
         case .repeatsTensors(let s): return "gradient part repeats tensors already received for step \(s + 1)"
         case .tokenCount(let r, let e): return "gradient over \(r) tokens, expected \(e)"
         case .lossNotFinite: return "gradient with a loss that is not finite"
+        case .gradientNotFinite(let tensor): return "gradient tensor \(tensor) holds values that are not finite"
         case .badState(let m): return m
         case .tensors(let e): return "\(e)"
         case .incomplete(let s): return "gradient parts for step \(s + 1) do not cover the whole table; dropped them"
@@ -126,6 +128,9 @@ final class PushAssembler {
         } catch let error as WireError {
             throw PushRejection.tensors(error)
         }
+        if let bad = run.first(where: { !allFinite(gradient.baseAddress! + table[$0].offset, count: table[$0].count) }) {
+            throw PushRejection.gradientNotFinite(tensor: table[bad].name)   // the slab is overwritten by the next push
+        }
         expectedParts = push.parts
         partsReceived.insert(push.part)
         for i in run { slicesReceived[i] = true }
@@ -143,6 +148,20 @@ final class PushAssembler {
         }
         return isComplete
     }
+}
+
+/// True when no value is NaN or infinite: x·0 is 0 for finite x and NaN otherwise, summed
+/// in 16 lanes (a scalar float reduction would not vectorise).
+func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+    var lanes = SIMD16<Float>()
+    var i = 0
+    while i + 16 <= count {
+        lanes += UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self) * 0
+        i += 16
+    }
+    var rest: Float = 0
+    while i < count { rest += values[i] * 0; i += 1 }
+    return (lanes.sum() + rest) == 0
 }
 
 /// A 0-based step as users count it, also for the largest value a peer can send.

@@ -47,9 +47,9 @@ final class ServerMessenger {
 
     func reject(from peer: PeerIdentity, _ reason: String) { rejections.reject(from: describe(peer), reason) }
 
-    func send(_ message: Message, to peer: PeerIdentity) throws {
+    func send(_ message: Message, to peer: PeerIdentity, waiting: Bool = true) throws {
         WireCodec.encode(message, into: &outgoing)
-        try outgoing.withUnsafeBytes { try transport.send($0, to: peer) }
+        try outgoing.withUnsafeBytes { try transport.send($0, to: peer, waiting: waiting) }
     }
 
     /// The weights for `step`, encoded once from the slab and sent to every peer.

@@ -115,11 +115,15 @@ public final class Coordinator: GradientSource {
         } catch let error as TransportError {
             throw failure(error, step: s)
         }
-        for peer in workers { peer.push.expect(step: UInt64(s)) }
+        for peer in workers {
+            peer.push.expect(step: UInt64(s))
+            peer.reportedSlow = false
+        }
+        let gatherStart = monotonicSeconds()
         var pending = workers.count
         while pending > 0 {
             try stop.check()
-            try checkHeartbeats(step: s)
+            try checkHeartbeats(step: s, since: gatherStart)
             do {
                 // Workers that pushed wait for the next weights: they must hear we are alive.
                 try sendHeartbeatsIfDue(step: s)
@@ -201,18 +205,26 @@ public final class Coordinator: GradientSource {
         lastHeartbeatSent = monotonicSeconds()
         for (rank, peer) in joined.enumerated() {
             do {
-                try messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: peer.identity)
+                try messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: peer.identity,
+                                   waiting: false)
             } catch TransportError.sendTimedOut {
                 continue   // a full queue is slowness, not death; silence is judged by checkHeartbeats
             }
         }
     }
 
-    /// Throws when a worker that has not pushed yet has been silent too long.
-    private func checkHeartbeats(step s: Int) throws {
+    /// Throws when a worker that has not pushed yet has been silent too long (dead); says once
+    /// per step when one is still computing after a heartbeat timeout (slow, but alive).
+    private func checkHeartbeats(step s: Int, since start: Double) throws {
         let t = monotonicSeconds()
-        for peer in workers where !peer.push.isComplete && t - peer.lastSeen > options.heartbeatTimeout {
-            throw ClusterError.workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)")
+        for peer in workers where !peer.push.isComplete {
+            if t - peer.lastSeen > options.heartbeatTimeout {
+                throw ClusterError.workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)")
+            }
+            if !peer.reportedSlow, t - start > options.heartbeatTimeout {
+                peer.reportedSlow = true
+                log("\(peer.name) is slow: no gradient for step \(s + 1) after \(ClusterError.format((t - start).rounded())) s, but its heartbeats arrive")
+            }
         }
     }
 

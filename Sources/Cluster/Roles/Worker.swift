@@ -91,6 +91,7 @@ public final class Worker {
         var lastHeard = monotonicSeconds()
         while true {
             try stop.check()
+            try sendHeartbeat(step: expectedStep)   // also while idle: the coordinator may be checkpointing
             guard let message = try messenger.receive(timeout: 0.2) else {
                 if monotonicSeconds() - lastHeard > options.heartbeatTimeout {
                     throw ClusterError.coordinatorLost(endpoint: options.endpoint, seconds: options.heartbeatTimeout,

@@ -15,6 +15,8 @@ final class WorkerPeer {
     var lastSeen: Double
     /// Arrival time of the current step's complete push.
     var arrival = 0.0
+    /// Whether the log already said this worker is slow in the current step.
+    var reportedSlow = false
     let push: PushAssembler
 
     init(identity: PeerIdentity, rank: Int, hello: Hello, chunks: Range<Int>, plan: RunPlan) {

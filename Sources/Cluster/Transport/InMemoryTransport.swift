@@ -100,7 +100,7 @@ public final class InMemoryServerTransport: ServerTransport {
         return last.withUnsafeBytes { .message(from: from, body: $0) }
     }
 
-    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws {
+    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity, waiting: Bool) throws {
         try network.enqueue(toClient: Array(body), identity: peer)
     }
 

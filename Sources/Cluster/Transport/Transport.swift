@@ -35,11 +35,20 @@ public protocol ServerTransport: AnyObject {
     var endpoint: String { get }
     /// Waits up to `timeout` seconds (0 = poll) for one message; nil when none came.
     func receive(timeout: Double) throws -> Received?
-    func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws
+    /// With `waiting`, waits up to the send timeout for room in the peer's queue; without,
+    /// a full queue throws `sendTimedOut(peer, seconds: 0)` at once (heartbeats must never
+    /// hold up the loop).
+    func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity, waiting: Bool) throws
     /// The same body to each of `peers` (the weights broadcast), copied once however many.
     func broadcast(_ body: UnsafeRawBufferPointer, to peers: [PeerIdentity]) throws
     /// Closes after letting queued messages leave for a short linger.
     func close()
+}
+
+extension ServerTransport {
+    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws {
+        try send(body, to: peer, waiting: true)
+    }
 }
 
 /// A worker's side: one server.

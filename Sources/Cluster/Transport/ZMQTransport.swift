@@ -8,6 +8,8 @@ public struct ZMQServerSettings: Sendable {
     public var ioThreads = 1
     /// Larger messages are dropped by libzmq before they are buffered.
     public var maxMessageBytes: Int
+    /// Messages that may queue per peer before libzmq stops reading from it.
+    public var receiveQueue = 16
     /// A peer whose queue stays full this long counts as not reading.
     public var sendTimeout: Double = 30
     /// CurveZMQ: the coordinator's secret key and the workers' allowed public keys.
@@ -60,6 +62,10 @@ public final class ZMQServerTransport: ServerTransport {
         try socket.setRouterHandover(false)
         try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
         try socket.setMaximumMessageSize(Int64(settings.maxMessageBytes))
+        // At most this many messages queue per peer: a peer that floods cannot grow memory
+        // past receiveQueue × maxMessageBytes; a correct worker has at most 2 parts and a few
+        // heartbeats in flight.
+        try socket.setHighWaterMarks(send: 64, receive: Int32(settings.receiveQueue))
         socket.sendTimeout = .seconds(settings.sendTimeout)
         if let curve = settings.curve {
             authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: curve.allowedPublicKeys) {
@@ -74,21 +80,17 @@ public final class ZMQServerTransport: ServerTransport {
     deinit { close() }
 
     public func receive(timeout: Double) throws -> Received? {
-        do {
-            try socket.receive(into: &frames, timeout: .milliseconds(Int(timeout * 1000)))
-        } catch ZMQError.timeout {
-            return nil
-        } catch ZMQError.tooManyFrames(let count, _) {
-            return .malformed(from: nil, reason: "\(count) frames")
-        }
-        guard frames.count == 2 else {
-            return .malformed(from: frames.first?.array, reason: "\(frames.count - 1) body frames, expected 1")
-        }
-        return .message(from: frames[0].array, body: frames[1].bytes)
+        try receiveOne(socket, into: &frames, timeout: timeout, routed: true)
     }
 
-    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws {
-        try translate(peer) { try socket.send(to: peer, body: body) }
+    public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity, waiting: Bool) throws {
+        socket.sendTimeout = waiting ? .seconds(sendTimeout) : .zero
+        defer { socket.sendTimeout = .seconds(sendTimeout) }
+        do {
+            try translate(peer) { try socket.send(to: peer, body: body) }
+        } catch TransportError.sendTimedOut(let peer, _) where !waiting {
+            throw TransportError.sendTimedOut(peer, seconds: 0)
+        }
     }
 
     public func broadcast(_ body: UnsafeRawBufferPointer, to peers: [PeerIdentity]) throws {
@@ -143,15 +145,7 @@ public final class ZMQClientTransport: ClientTransport {
     deinit { close() }
 
     public func receive(timeout: Double) throws -> Received? {
-        do {
-            try socket.receive(into: &frames, timeout: .milliseconds(Int(timeout * 1000)))
-        } catch ZMQError.timeout {
-            return nil
-        } catch ZMQError.tooManyFrames(let count, _) {
-            return .malformed(from: [], reason: "\(count) frames")
-        }
-        guard frames.count == 1 else { return .malformed(from: [], reason: "\(frames.count) frames") }
-        return .message(from: [], body: frames[0].bytes)
+        try receiveOne(socket, into: &frames, timeout: timeout, routed: false)
     }
 
     public func send(_ body: UnsafeRawBufferPointer) throws {
@@ -163,4 +157,23 @@ public final class ZMQClientTransport: ClientTransport {
     }
 
     public func close() { socket.close() }
+}
+
+/// Waits up to `timeout` seconds for one message into the reusable `frames`: nil on timeout.
+/// A ROUTER (`routed`) message must be [identity, body], a DEALER's [body]; anything else,
+/// and messages past the frame limit, come back as `.malformed`.
+private func receiveOne(_ socket: ZMQSocket, into frames: inout [ZMQMessage], timeout: Double,
+                        routed: Bool) throws -> Received? {
+    do {
+        try socket.receive(into: &frames, timeout: .milliseconds(Int(timeout * 1000)))
+    } catch ZMQError.timeout {
+        return nil
+    } catch ZMQError.tooManyFrames(let count, _) {
+        return .malformed(from: routed ? nil : [], reason: "\(count) frames")
+    }
+    let bodyIndex = routed ? 1 : 0
+    guard frames.count == bodyIndex + 1 else {
+        return .malformed(from: routed ? frames.first?.array : [], reason: "\(frames.count - bodyIndex) body frames, expected 1")
+    }
+    return .message(from: routed ? frames[0].array : [], body: frames[bodyIndex].bytes)
 }
