@@ -1,0 +1,47 @@
+import Foundation
+import XCTest
+import Cluster
+import Training
+import Wire
+
+/// A real `recur serve` fed junk over loopback by several peers: its memory stays flat and it
+/// still stops promptly on SIGTERM.
+final class ServeUnderLoadTests: ClusterTestCase {
+    private func residentKiB(_ pid: pid_t) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+    }
+
+    func testMemoryStaysFlatUnderTenThousandJunkMessagesAndSIGTERMIsServed() throws {
+        let endpoint = try freeLoopbackEndpoint()
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "1", "--steps", "10", "--hidden", "64",
+                                "--layers", "2", "--batch", "8", "--seq", "8", "--checkpoint-dir", "",
+                                "--join-timeout", "120", "--heartbeat-timeout", "2"])
+        XCTAssertNotNil(serve.stdout.waitForLine(containing: ["waiting for 1 worker(s)"], timeout: 20), serve.transcript)
+        // Junk just under the coordinator's message limit (bigger would be dropped by libzmq
+        // before it is buffered), from four peers, as fast as they can send.
+        let peers = try (0..<4).map { try FakeWorker(endpoint: endpoint, identity: "hostile-\($0)") }
+        let junk = [UInt8](repeating: 0xAB, count: 60_000)
+        func flood(_ count: Int) throws {
+            for i in 0..<count { try peers[i % peers.count].send(bytes: junk) }
+        }
+        try flood(1_000)
+        XCTAssertNotNil(serve.stdout.waitForLine(containing: ["rejected message from peer"], timeout: 10), serve.transcript)
+        let before = try XCTUnwrap(residentKiB(serve.pid))
+        try flood(10_000)
+        usleep(500_000)
+        let after = try XCTUnwrap(residentKiB(serve.pid))
+        XCTAssertLessThanOrEqual(Double(after), Double(before) * 1.10 + 2048,
+                                 "resident memory grew from \(before) KiB to \(after) KiB under junk")
+        let rejectedLines = serve.stdout.lines.filter { $0.contains("rejected message") }.count
+        XCTAssertLessThan(rejectedLines, 500, "11,000 junk messages gave \(rejectedLines) log lines")
+
+        let start = Date()
+        serve.send(SIGTERM)
+        try flood(2_000)
+        let status = serve.waitForExit(timeout: 5)
+        XCTAssertEqual(status, 143, serve.transcript.suffix(3000).description)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+}
