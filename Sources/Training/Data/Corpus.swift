@@ -15,11 +15,16 @@ public struct Corpus: Sendable {
     /// n, the number of scalars.
     public var count: Int { tokens.count }
 
-    /// Reads and decodes the file at `path`.
+    /// The largest corpus file read: 4 GiB. Reading needs about 9 bytes of memory per byte
+    /// of text (the bytes, one Int32 id per scalar, the train/validation split).
+    public static let maximumFileBytes = 4 << 30
+
+    /// Reads and decodes the regular file at `path` (at most `maximumFileBytes`).
     ///
-    /// Throws `CorpusError.unreadable`, `.empty` or `.invalidUTF8` (with the byte offset).
-    public static func load(path: String) throws -> Corpus {
-        let bytes = try FileBytes.contents(path: path)
+    /// Throws `CorpusError.unreadable`, `.notRegularFile`, `.tooLarge`, `.empty` or
+    /// `.invalidUTF8` (with the byte offset).
+    public static func load(path: String, maximumBytes: Int = maximumFileBytes) throws -> Corpus {
+        let bytes = try FileBytes.contents(path: path, maximumBytes: maximumBytes)
         guard !bytes.isEmpty else { throw CorpusError.empty(path: path) }
         return try bytes.withUnsafeBufferPointer { buffer in
             do throws(StrictUTF8.Failure) {
