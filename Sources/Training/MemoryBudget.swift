@@ -76,13 +76,13 @@ public enum MemoryBudget {
 
     // MARK: Checked arithmetic (nil propagates)
 
-    static func multiply(_ a: Int?, _ b: Int?) -> Int? {
+    public static func multiply(_ a: Int?, _ b: Int?) -> Int? {
         guard let a, let b else { return nil }
         let (r, overflow) = a.multipliedReportingOverflow(by: b)
         return overflow ? nil : r
     }
 
-    static func add(_ values: Int?...) -> Int? {
+    public static func add(_ values: Int?...) -> Int? {
         var sum = 0
         for value in values {
             guard let value else { return nil }

@@ -12,8 +12,20 @@ struct TransportFlags: ParsableArguments {
     var key: String?
 
     func validateValues() throws {
-        guard heartbeatTimeout > 0, heartbeatTimeout.isFinite else {
-            throw ValidationError("--heartbeat-timeout must be positive, got \(heartbeatTimeout)")
+        try Self.validateHeartbeatTimeout(heartbeatTimeout)
+    }
+
+    /// A liveness timeout in seconds: positive and finite (nan and inf would never expire).
+    /// `train` has its own --heartbeat-timeout flag and calls this from its validate().
+    static func validateHeartbeatTimeout(_ seconds: Double) throws {
+        try validateTimeout(seconds, flag: "--heartbeat-timeout")
+    }
+
+    /// Seconds given to `flag`: positive and finite, at most a year (a longer wait is a typo
+    /// that would overflow the deadline arithmetic).
+    static func validateTimeout(_ seconds: Double, flag: String) throws {
+        guard seconds > 0, seconds.isFinite, seconds <= 365 * 24 * 3600 else {
+            throw ValidationError("\(flag) must be a positive number of seconds up to one year (31536000), got \(seconds)")
         }
     }
 }
@@ -45,6 +57,8 @@ struct ServeCommand: ParsableCommand {
         try optimization.validateValues()
         try runFlags.validateValues()
         try transport.validateValues()
+        try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
+        try model.requireTrainingMemory(data: data, chunk: optimization.chunk)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
         }
@@ -136,10 +150,11 @@ struct KeygenCommand: ParsableCommand {
 enum KeyFile {
     struct Keys { var publicKey: String?; var secretKey: String? }
 
+    /// Parses a key file. A file holding a secret key must be private to its owner (no group
+    /// or other permission bits, as ssh demands of private keys): refused otherwise, with the
+    /// chmod to run.
     static func read(_ path: String) throws -> Keys {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("cannot read key file \(path)")
-        }
+        let (text, mode) = try readText(path)
         var keys = Keys()
         for line in text.split(whereSeparator: \.isNewline) {
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -153,7 +168,33 @@ enum KeyFile {
             if parts[0] == "secret-key" { keys.secretKey = parts[1] }
         }
         guard keys.publicKey != nil || keys.secretKey != nil else { throw ValidationError("\(path) holds no key") }
+        if keys.secretKey != nil, mode & 0o077 != 0 {
+            throw ValidationError("key file \(path) holds a secret key but group or others may access it (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)")
+        }
         return keys
+    }
+
+    /// The file's text and permission bits, both from one open descriptor.
+    static func readText(_ path: String) throws -> (String, mode_t) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ValidationError("cannot read key file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_size <= 1 << 16 else {
+            throw ValidationError("cannot read key file \(path): not a regular file of at most 64 KiB")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            filled += n
+        }
+        guard let text = String(validating: bytes[..<filled], as: UTF8.self) else {
+            throw ValidationError("cannot read key file \(path): not UTF-8 text")
+        }
+        return (text, status.st_mode)
     }
 
     /// This process's own pair from a `recur keygen` .key file (the public key derived from
