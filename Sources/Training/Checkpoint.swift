@@ -71,11 +71,7 @@ public struct Checkpoint {
     public func write(to directory: URL) throws {
         let path = directory.standardizedFileURL.path
         try checkConsistent(path: path)
-        var files = [Self.modelFile: Safetensors.encode(tensors: modelTensors(), metadata: [
-            "config": Self.modelJSON(model),
-            "vocabulary": String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self),
-            "format": "recur-1",
-        ])]
+        var files = [Self.modelFile: try modelFileBytes()]
         if let t = training {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -85,9 +81,7 @@ public struct Checkpoint {
                 "buffers": t.optimizerBuffers.map(\.name).joined(separator: ","),
             ])
             files[Self.hiddenFile] = Safetensors.encode(tensors: hiddenTensors(t))
-            let state = StateFile(step: t.step, corpus_digest: t.corpusDigest, random_state: t.randomState,
-                                  training_config: t.config)
-            files[Self.stateFile] = Array(try encoder.encode(state))
+            files[Self.stateFile] = try stateFileBytes()
         }
         try AtomicDirectory.write(files, to: directory) { written in
             try self.checkReadBack(try Checkpoint.read(from: written, recovering: false), path: path)
@@ -237,11 +231,22 @@ public struct Checkpoint {
         }
         let path = directory.path
         let (tensors, metadata) = try decode(file: modelFile, in: directory)
+        let (model, vocabulary) = try decodeMetadata(metadata, path: path)
+        let parameters = try decodeParameters(model, tensors, path: path)
+        var checkpoint = Checkpoint(model: model, vocabulary: vocabulary, parameters: parameters)
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent(stateFile).path) {
+            checkpoint.training = try readTrainingState(directory, layout: ParameterLayout(model))
+        }
+        return checkpoint
+    }
+
+    /// Model config and vocabulary from model.safetensors' metadata, bounded (V ≤ Unicode's
+    /// code points, H and L positive) but not yet checked against the tensors.
+    static func decodeMetadata(_ metadata: [String: String], path: String) throws -> (ModelConfig, Vocabulary) {
         guard let configText = metadata["config"], let vocabularyText = metadata["vocabulary"] else {
             throw TrainingError.checkpoint("\(path)/\(modelFile) has no \"config\" and \"vocabulary\" metadata")
         }
         let model = try parseModelJSON(configText, path: path)
-        try checkModelAgainstTensors(model, tensors, path: "\(path)/\(modelFile)")
         let vocabulary: Vocabulary
         do {
             vocabulary = try JSONDecoder().decode(Vocabulary.self, from: Data(vocabularyText.utf8))
@@ -251,6 +256,13 @@ public struct Checkpoint {
         guard vocabulary.count == model.vocabularySize else {
             throw TrainingError.checkpoint("\(path): vocabulary has \(vocabulary.count) symbols, config says \(model.vocabularySize)")
         }
+        return (model, vocabulary)
+    }
+
+    /// The parameter slab from the model file's tensors, after the metadata is checked against
+    /// their shapes (`checkModelAgainstTensors`); every value finite.
+    static func decodeParameters(_ model: ModelConfig, _ tensors: [String: SafetensorsTensor], path: String) throws -> [Float] {
+        try checkModelAgainstTensors(model, tensors, path: "\(path)/\(modelFile)")
         let layout = ParameterLayout(model)
         var parameters = [Float](repeating: 0, count: layout.count)
         for slice in layout.slices {
@@ -265,11 +277,44 @@ public struct Checkpoint {
                 }
             }
         }
-        var checkpoint = Checkpoint(model: model, vocabulary: vocabulary, parameters: parameters)
-        if FileManager.default.fileExists(atPath: directory.appendingPathComponent(stateFile).path) {
-            checkpoint.training = try readTrainingState(directory, layout: layout)
-        }
-        return checkpoint
+        return parameters
+    }
+
+    // MARK: Fuzzing entry points (the read path's own functions, on bytes instead of files)
+
+    /// model.safetensors bytes → checkpoint without training state, as `read` decodes them.
+    @_spi(Fuzzing) public static func decodeModelFile(_ bytes: [UInt8]) throws -> Checkpoint {
+        let (tensors, metadata) = try decodeSafetensors(bytes, file: modelFile, path: "fuzz")
+        let (model, vocabulary) = try decodeMetadata(metadata, path: "fuzz")
+        return Checkpoint(model: model, vocabulary: vocabulary, parameters: try decodeParameters(model, tensors, path: "fuzz"))
+    }
+
+    /// The `config` and `vocabulary` metadata strings, as `read` decodes them.
+    @_spi(Fuzzing) public static func decodeMetadata(config: String, vocabulary: String) throws -> (ModelConfig, Vocabulary) {
+        try decodeMetadata(["config": config, "vocabulary": vocabulary], path: "fuzz")
+    }
+
+    /// state.json bytes for `model`, as `read` decodes and checks them; returns the step.
+    @_spi(Fuzzing) public static func decodeStateFile(_ bytes: [UInt8], model: ModelConfig) throws -> Int {
+        try decodeState(bytes, model: model, path: "fuzz").step
+    }
+
+    /// The model file's bytes as `write` produces them.
+    @_spi(Fuzzing) public func modelFileBytes() throws -> [UInt8] {
+        Safetensors.encode(tensors: modelTensors(), metadata: [
+            "config": Self.modelJSON(model),
+            "vocabulary": String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self),
+            "format": "recur-1",
+        ])
+    }
+
+    /// state.json's bytes as `write` produces them (nil without training state).
+    @_spi(Fuzzing) public func stateFileBytes() throws -> [UInt8]? {
+        guard let t = training else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(StateFile(step: t.step, corpus_digest: t.corpusDigest, random_state: t.randomState,
+                                                  training_config: t.config)))
     }
 
     /// The metadata's sizes must be those of the tensors, checked before the layout (whose
@@ -306,34 +351,8 @@ public struct Checkpoint {
         } catch {
             throw TrainingError.checkpoint("\(error)")
         }
-        let state: StateFile
-        do {
-            state = try JSONDecoder().decode(StateFile.self, from: Data(stateBytes))
-        } catch {
-            throw TrainingError.checkpoint("\(path)/\(stateFile) is unreadable: \(error)")
-        }
+        let state = try decodeState(stateBytes, model: model, path: path)
         let config = state.training_config
-        func fail(_ reason: String) -> TrainingError { .checkpoint("\(path)/\(stateFile): \(reason)") }
-        do {
-            try config.validate()
-        } catch {
-            throw fail("invalid training config: \(error)")
-        }
-        guard config.cell == model.cell, config.layers == model.layerCount, config.hidden == model.hiddenSize else {
-            throw fail("training config (\(config.cell), \(config.layers) layers, hidden \(config.hidden)) is not the model \(modelJSON(model)) of \(modelFile)")
-        }
-        guard state.step >= 0, state.step <= config.steps else {
-            throw fail("step \(state.step) is outside 0…\(config.steps) (the run's total steps)")
-        }
-        guard state.corpus_digest.utf8.count == 64, 
-              state.corpus_digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-            throw fail("corpus_digest is not 64 lowercase hex digits")
-        }
-        do {
-            _ = try SeededGenerator(state: state.random_state)
-        } catch {
-            throw fail("random_state: \(error)")
-        }
 
         let (optimizerTensors, optimizerMeta) = try decode(file: optimizerFile, in: directory)
         let names = (optimizerMeta["buffers"] ?? "").split(separator: ",").map(String.init)
@@ -361,6 +380,40 @@ public struct Checkpoint {
                              optimizerBuffers: buffers, hiddenH: h, hiddenC: c)
     }
 
+    /// state.json, checked against `model`: a valid training config of the same model, a step
+    /// within the run, a SHA-256 hex digest and a usable generator state.
+    static func decodeState(_ bytes: [UInt8], model: ModelConfig, path: String) throws -> StateFile {
+        let state: StateFile
+        do {
+            state = try JSONDecoder().decode(StateFile.self, from: Data(bytes))
+        } catch {
+            throw TrainingError.checkpoint("\(path)/\(stateFile) is unreadable: \(error)")
+        }
+        let config = state.training_config
+        func fail(_ reason: String) -> TrainingError { .checkpoint("\(path)/\(stateFile): \(reason)") }
+        do {
+            try config.validate()
+        } catch {
+            throw fail("invalid training config: \(error)")
+        }
+        guard config.cell == model.cell, config.layers == model.layerCount, config.hidden == model.hiddenSize else {
+            throw fail("training config (\(config.cell), \(config.layers) layers, hidden \(config.hidden)) is not the model \(modelJSON(model)) of \(modelFile)")
+        }
+        guard state.step >= 0, state.step <= config.steps else {
+            throw fail("step \(state.step) is outside 0…\(config.steps) (the run's total steps)")
+        }
+        guard state.corpus_digest.utf8.count == 64,
+              state.corpus_digest.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw fail("corpus_digest is not 64 lowercase hex digits")
+        }
+        do {
+            _ = try SeededGenerator(state: state.random_state)
+        } catch {
+            throw fail("random_state: \(error)")
+        }
+        return state
+    }
+
     private static func decode(file: String, in directory: URL) throws -> ([String: SafetensorsTensor], [String: String]) {
         let bytes: [UInt8]
         do {
@@ -368,10 +421,14 @@ public struct Checkpoint {
         } catch {
             throw TrainingError.checkpoint("\(error)")
         }
+        return try decodeSafetensors(bytes, file: file, path: directory.path)
+    }
+
+    static func decodeSafetensors(_ bytes: [UInt8], file: String, path: String) throws -> ([String: SafetensorsTensor], [String: String]) {
         do {
             return try Safetensors.decode(bytes)
         } catch {
-            throw TrainingError.checkpoint("\(directory.path)/\(file): \(error)")
+            throw TrainingError.checkpoint("\(path)/\(file): \(error)")
         }
     }
 
@@ -414,7 +471,7 @@ public struct Checkpoint {
         return ModelConfig(cell: cell, vocabularySize: vocabulary, hiddenSize: hidden, layerCount: layers)
     }
 
-    private struct StateFile: Codable {
+    struct StateFile: Codable {
         var step: Int
         var corpus_digest: String
         var random_state: [UInt64]

@@ -24,7 +24,12 @@ public struct Corpus: Sendable {
     /// Throws `CorpusError.unreadable`, `.notRegularFile`, `.tooLarge`, `.empty` or
     /// `.invalidUTF8` (with the byte offset).
     public static func load(path: String, maximumBytes: Int = maximumFileBytes) throws -> Corpus {
-        let bytes = try FileBytes.contents(path: path, maximumBytes: maximumBytes)
+        try decode(FileBytes.contents(path: path, maximumBytes: maximumBytes), name: path)
+    }
+
+    /// A file's bytes → corpus, as `load` decodes them (also the fuzzing entry point).
+    /// Throws `CorpusError.empty` or `.invalidUTF8`.
+    @_spi(Fuzzing) public static func decode(_ bytes: [UInt8], name path: String) throws -> Corpus {
         guard !bytes.isEmpty else { throw CorpusError.empty(path: path) }
         return try bytes.withUnsafeBufferPointer { buffer in
             do throws(StrictUTF8.Failure) {
