@@ -58,7 +58,7 @@ struct ServeCommand: ParsableCommand {
         try runFlags.validateValues()
         try transport.validateValues()
         try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
-        try model.requireTrainingMemory(data: data, chunk: optimization.chunk)
+        try model.requireTrainingMemory(data: data, chunk: optimization.chunk, workersElsewhere: runFlags.workers ?? 1)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
         }

@@ -26,12 +26,18 @@ struct ModelFlags: ParsableArguments {
 
     /// Refuses a training run whose parameters, gradients, optimizer state, chunk slabs and
     /// workspaces (`MemoryBudget.trainingBytes`, vocabulary ≥ 1) exceed physical memory.
-    func requireTrainingMemory(data: DataFlags, chunk: Int?) throws {
+    /// `workersElsewhere`: the streams are split among that many worker processes on other
+    /// machines (serve), so this machine holds one worker's share; train's local workers share
+    /// this machine and count as one.
+    func requireTrainingMemory(data: DataFlags, chunk: Int?, workersElsewhere: Int = 1) throws {
         guard layers >= 1, hidden >= 1, data.batch >= 1, data.seq >= 1 else { return }   // named by TrainingConfig.validate
         let chunkStreams = chunk.map { max($0, 1) } ?? TrainingConfig.defaultChunkStreams(streams: data.batch)
+        let workers = max(1, workersElsewhere)
+        let share = max(chunkStreams, data.batch / workers + (data.batch % workers == 0 ? 0 : 1))
         let bytes = MemoryBudget.trainingBytes(cell: cell, vocabularySize: 1, hiddenSize: hidden, layers: layers,
-                                               streams: data.batch, window: data.seq, chunkStreams: chunkStreams)
-        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --batch \(data.batch) --seq \(data.seq)")
+                                               streams: share, window: data.seq, chunkStreams: chunkStreams)
+        let split = workers > 1 ? " --workers \(workers)" : ""
+        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --batch \(data.batch) --seq \(data.seq)\(split)")
     }
 }
 
