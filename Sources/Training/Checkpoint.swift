@@ -67,8 +67,10 @@ public struct Checkpoint {
     /// tensor is checked (shapes against the model and config, every value finite: a diverged
     /// run must not replace the last good checkpoint), and before the new directory replaces
     /// the old one it is read back and compared bit for bit. Throws `CheckpointError` then,
-    /// leaving the previous checkpoint in place.
-    public func write(to directory: URL) throws {
+    /// leaving the previous checkpoint in place. Afterwards the leftovers of earlier writers
+    /// that died are removed; returns one line per removal, for the log.
+    @discardableResult
+    public func write(to directory: URL) throws -> [String] {
         let path = directory.standardizedFileURL.path
         try checkConsistent(path: path)
         var files = [Self.modelFile: try modelFileBytes()]
@@ -86,6 +88,7 @@ public struct Checkpoint {
         try AtomicDirectory.write(files, to: directory) { written in
             try self.checkReadBack(try Checkpoint.read(from: written, recovering: false), path: path)
         }
+        return (try? Self.recover(directory)) ?? []
     }
 
     /// Model tensors in layout order, plus zero `bias_hh` for RNN/LSTM (PyTorch has both).

@@ -213,6 +213,15 @@ final class CheckpointHardeningTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["ckpt"])
     }
 
+    /// A successful write also clears what dead writers left beside the directory.
+    func testWriteRemovesDeadWritersLeftovers() throws {
+        let stale = directory.url.appendingPathComponent(".ckpt.tmp-\(Self.deadPID)-77")
+        try FileManager.default.createDirectory(at: stale, withIntermediateDirectories: false)
+        let lines = try CheckpointTests.fullCheckpoint(cell: .rnn).write(to: url)
+        XCTAssertEqual(lines.count, 1, "\(lines)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["ckpt"])
+    }
+
     /// Leftovers of a running writer (this process) are never touched.
     func testLeftoversOfALiveWriterAreKept() throws {
         let live = directory.url.appendingPathComponent(".ckpt.tmp-\(getpid())-abc")
