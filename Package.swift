@@ -41,6 +41,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimized),
 
+        // MARK: Fuzzing (scripts/fuzz; Tests/Fuzz/corpus)
+        // LLVMFuzzerRunDriver, weakly: present only when scripts/fuzz links libFuzzer in.
+        .target(name: "CFuzzDriver", path: "Sources/CFuzzDriver"),
+        .target(name: "FuzzTargets", dependencies: ["Wire", "Training", "Recurrent"], exclude: ["README.md"]),
+        .executableTarget(name: "recur-fuzz", dependencies: ["FuzzTargets", "CFuzzDriver"]),
+
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Recurrent", "Training"]),
         .testTarget(name: "RecurrentTests", dependencies: ["Recurrent", "CKernels", "TestSupport"]),
@@ -49,6 +55,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "CWire", "Recurrent", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Training", "TestSupport"]),
         .testTarget(name: "RecurCLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
     ],
     swiftLanguageModes: [.v5]
 )

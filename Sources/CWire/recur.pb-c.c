@@ -476,7 +476,7 @@ const ProtobufCMessageDescriptor recur__tensor__descriptor =
   (ProtobufCMessageInit) recur__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__hello__field_descriptors[5] =
+static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
 {
   {
     "corpus_digest",
@@ -538,10 +538,23 @@ static const ProtobufCFieldDescriptor recur__hello__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "join_token",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Hello, join_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__hello__field_indices_by_name[] = {
   0,   /* field[0] = corpus_digest */
   2,   /* field[2] = host */
+  5,   /* field[5] = join_token */
   3,   /* field[3] = pid */
   4,   /* field[4] = threads */
   1,   /* field[1] = vocabulary_digest */
@@ -550,7 +563,7 @@ static const ProtobufCIntRange recur__hello__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 4, 2 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor recur__hello__descriptor =
 {
@@ -560,7 +573,7 @@ const ProtobufCMessageDescriptor recur__hello__descriptor =
   "Recur__Hello",
   "recur",
   sizeof(Recur__Hello),
-  5,
+  6,
   recur__hello__field_descriptors,
   recur__hello__field_indices_by_name,
   2,  recur__hello__number_ranges,

@@ -18,6 +18,10 @@ public enum AtomicDirectoryError: Error, Equatable, CustomStringConvertible {
     case missingFile(path: String)
     /// A system call failed: `function` on `path` with `errno`.
     case systemCall(function: String, path: String, errno: Int32)
+    /// The file is a FIFO, device, socket or directory; refused before reading.
+    case notRegularFile(path: String, kind: String)
+    /// The file is larger than the reader's limit; refused before reading.
+    case fileTooLarge(path: String, byteCount: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -29,6 +33,10 @@ public enum AtomicDirectoryError: Error, Equatable, CustomStringConvertible {
             return "\(path): missing file (is this a complete checkpoint directory?)"
         case let .systemCall(function, path, code):
             return "\(path): \(function) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case let .notRegularFile(path, kind):
+            return "\(path) is a \(kind), not a regular file (a checkpoint holds only regular files)"
+        case let .fileTooLarge(path, count, limit):
+            return "\(path) has \(count) bytes, more than the limit of \(limit) bytes for this checkpoint file"
         }
     }
 }
@@ -41,12 +49,16 @@ public enum AtomicDirectoryError: Error, Equatable, CustomStringConvertible {
 ///     fsync(parent); remove the old directory
 ///
 /// On failure before the final rename the target is untouched and the temp directory removed.
-/// A crash between the two renames leaves the previous checkpoint complete under `.name.old-…`.
+/// A crash between the two renames leaves the previous checkpoint complete under `.name.old-…`
+/// and the new one under `.name.tmp-…`; `recover` puts the newest complete one back.
 public enum AtomicDirectory {
     /// Replaces `directory` by a directory holding exactly `files` (name → bytes). The parent is
-    /// created if missing. Failing to remove the set-aside old directory is not an error (the
+    /// created if missing. `verify`, when given, is called with the fully written temporary
+    /// directory before it replaces the old one; if it throws, the old directory stays and the
+    /// error is rethrown. Failing to remove the set-aside old directory is not an error (the
     /// new content is in place); it stays as a hidden `.name.old-…` sibling.
-    public static func write(_ files: [String: [UInt8]], to directory: URL) throws {
+    public static func write(_ files: [String: [UInt8]], to directory: URL,
+                             verify: ((URL) throws -> Void)? = nil) throws {
         for name in files.keys { try validate(name) }
         let target = directory.standardizedFileURL.path
         let parent = directory.standardizedFileURL.deletingLastPathComponent().path
@@ -67,6 +79,7 @@ public enum AtomicDirectory {
                 try writeFile(files[fileName]!, to: temporary + "/" + fileName)
             }
             try syncDirectory(temporary)
+            try verify?(URL(fileURLWithPath: temporary, isDirectory: true))
         } catch {
             removeTree(temporary)
             throw error
@@ -94,13 +107,15 @@ public enum AtomicDirectory {
         if let old = setAside { removeTree(old) }
     }
 
-    /// Reads one file of a checkpoint directory whole.
-    public static func read(_ name: String, in directory: URL) throws -> [UInt8] {
+    /// Reads one regular file of a checkpoint directory whole, refusing before any read or
+    /// allocation a FIFO or device (opened non-blocking, so a FIFO cannot hang the reader) and
+    /// a file larger than `maximumBytes`.
+    public static func read(_ name: String, in directory: URL, maximumBytes: Int = Int.max) throws -> [UInt8] {
         try validate(name)
         let path = directory.standardizedFileURL.appendingPathComponent(name).path
         let descriptor: Int32
         do {
-            descriptor = try call("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
+            descriptor = try call("open", path) { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         } catch AtomicDirectoryError.systemCall(_, _, ENOENT) {
             throw AtomicDirectoryError.missingFile(path: path)
         }
@@ -109,19 +124,116 @@ public enum AtomicDirectory {
         var status = stat()
         try call("fstat", path) { fstat(descriptor, &status) }
         guard (status.st_mode & S_IFMT) == S_IFREG else {
-            throw AtomicDirectoryError.systemCall(function: "open", path: path, errno: EISDIR)
+            throw AtomicDirectoryError.notRegularFile(path: path, kind: kind(status.st_mode))
+        }
+        let size = max(Int(status.st_size), 0)
+        guard size <= maximumBytes else {
+            throw AtomicDirectoryError.fileTooLarge(path: path, byteCount: size, limit: maximumBytes)
         }
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(status.st_size))
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        bytes.reserveCapacity(size)
+        var chunk = [UInt8](repeating: 0, count: min(1 << 20, max(size, 4096)))
         while true {
             let n = try chunk.withUnsafeMutableBytes { buffer in
                 try call("read", path) { Glue.read(descriptor, buffer.baseAddress!, buffer.count) }
             }
             if n == 0 { break }
+            guard bytes.count + n <= maximumBytes else {   // grew while we read
+                throw AtomicDirectoryError.fileTooLarge(path: path, byteCount: bytes.count + n, limit: maximumBytes)
+            }
             bytes.append(contentsOf: chunk[0..<n])
         }
         return bytes
+    }
+
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "directory"
+        case S_IFCHR: return "character device"
+        case S_IFBLK: return "block device"
+        case S_IFIFO: return "FIFO"
+        case S_IFSOCK: return "socket"
+        default: return "special file"
+        }
+    }
+
+    // MARK: Recovery
+
+    /// One hidden sibling a writer leaves while it works: `.NAME.tmp-PID-HEX` (being written)
+    /// or `.NAME.old-PID-HEX` (the previous directory, set aside).
+    struct Leftover {
+        let path: String
+        let pid: pid_t
+        let isTemporary: Bool
+        let modified: timespec
+    }
+
+    /// Repairs what a killed writer left beside `directory` and returns one line per action:
+    ///
+    /// - `directory` missing (the writer died between its two renames): the newest leftover
+    ///   for which `isComplete` holds is renamed back to `directory` (newest by modification
+    ///   time; the `.tmp-` copy, which was about to replace the `.old-` one, wins a tie);
+    /// - every other leftover whose writer (the PID in its name) is no longer running is
+    ///   removed. Leftovers of live processes, this one included, are never touched.
+    ///
+    /// PIDs are only meaningful on this machine: do not share a checkpoint parent directory
+    /// between writers on different hosts. Removal is best effort (a failure is reported in
+    /// the returned lines, not thrown); a failed rename throws.
+    public static func recover(_ directory: URL, isComplete: (URL) -> Bool,
+                               isRunning: (pid_t) -> Bool = isProcessRunning) throws -> [String] {
+        let target = directory.standardizedFileURL.path
+        let parent = directory.standardizedFileURL.deletingLastPathComponent().path
+        let name = directory.standardizedFileURL.lastPathComponent
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return [] }
+        var leftovers: [Leftover] = []
+        for entry in entries {
+            guard let (pid, isTemporary) = parseLeftover(entry, name: name), !isRunning(pid) else { continue }
+            var status = stat()
+            let path = parent + "/" + entry
+            guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR else { continue }
+            leftovers.append(Leftover(path: path, pid: pid, isTemporary: isTemporary, modified: status.st_mtim))
+        }
+        guard !leftovers.isEmpty else { return [] }
+        var lines: [String] = []
+        var status = stat()
+        if lstat(target, &status) != 0, errno == ENOENT {
+            let newestFirst = leftovers.sorted { a, b in
+                (a.modified.tv_sec, a.modified.tv_nsec, a.isTemporary ? 1 : 0) > (b.modified.tv_sec, b.modified.tv_nsec, b.isTemporary ? 1 : 0)
+            }
+            if let restored = newestFirst.first(where: { isComplete(URL(fileURLWithPath: $0.path, isDirectory: true)) }) {
+                try call("rename", restored.path) { rename(restored.path, target) }
+                try syncDirectory(parent)
+                lines.append("restored \(target) from \(restored.path), left complete by process \(restored.pid), which is no longer running")
+                leftovers.removeAll { $0.path == restored.path }
+            }
+        }
+        for leftover in leftovers.sorted(by: { $0.path < $1.path }) {
+            do {
+                try FileManager.default.removeItem(atPath: leftover.path)
+                lines.append("removed \(leftover.path), left by process \(leftover.pid), which is no longer running")
+            } catch {
+                lines.append("could not remove \(leftover.path) (left by process \(leftover.pid)): \(error.localizedDescription)")
+            }
+        }
+        return lines
+    }
+
+    /// (pid, is a .tmp-) for `.NAME.tmp-PID-HEX` / `.NAME.old-PID-HEX`, nil for anything else.
+    static func parseLeftover(_ entry: String, name: String) -> (pid_t, Bool)? {
+        for (infix, isTemporary) in [(".tmp-", true), (".old-", false)] {
+            let prefix = "." + name + infix
+            guard entry.hasPrefix(prefix) else { continue }
+            let rest = entry.dropFirst(prefix.count).split(separator: "-", omittingEmptySubsequences: false)
+            guard rest.count == 2, let pid = pid_t(rest[0]), pid > 0, !rest[1].isEmpty,
+                  rest[1].allSatisfy(\.isHexDigit) else { return nil }
+            return (pid, isTemporary)
+        }
+        return nil
+    }
+
+    /// kill(pid, 0): the process exists (EPERM: it exists but belongs to someone else).
+    public static func isProcessRunning(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
     }
 
     // MARK: Steps

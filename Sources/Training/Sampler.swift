@@ -16,14 +16,14 @@ public struct Sampler {
     /// model first; without one, generation starts after a newline (or the first symbol).
     public func sample(model: ModelConfig, vocabulary: Vocabulary, parameters: [Float],
                        prime: String, length: Int) throws -> String {
-        precondition(temperature > 0)
+        precondition(temperature > 0 && length >= 0)
         var primeIds = try vocabulary.encode(prime)
         if primeIds.isEmpty { primeIds = [vocabulary.id(of: "\n") ?? 0] }
         var rng = SeededGenerator(seed: seed)
         let net = RecurrentNetwork<Float>(config: model, streams: 1, window: 1)
         let state = RecurrentState<Float>(config: model, streams: 1)
         var output: [Int32] = []
-        output.reserveCapacity(length)
+        output.reserveCapacity(min(length, 1 << 20))   // grows past that as needed
         var distribution = [Double](repeating: 0, count: model.vocabularySize)
         parameters.withUnsafeBufferPointer { w in
             var next = primeIds[0]

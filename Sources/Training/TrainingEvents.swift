@@ -91,34 +91,3 @@ public struct Summary: Sendable {
         self.checkpoint = checkpoint
     }
 }
-
-/// Writes one JSON object per line; flushed per record so a killed run keeps its log.
-/// A new run starts the file afresh; a resumed run (`append`) continues it.
-public final class JSONLWriter {
-    private let handle: FileHandle
-    private let encoder: JSONEncoder
-
-    public init(path: String, append: Bool = false) throws {
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw TrainingError.unwritable(path: path)
-            }
-        }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw TrainingError.unwritable(path: path)
-        }
-        if append { handle.seekToEndOfFile() } else { handle.truncateFile(atOffset: 0) }
-        self.handle = handle
-        encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    }
-
-    public func write<T: Encodable>(_ record: T) {
-        guard var data = try? encoder.encode(record) else { return }
-        data.append(0x0A)
-        handle.write(data)
-    }
-
-    deinit { try? handle.close() }
-}

@@ -31,6 +31,9 @@ public final class TrainingSession {
     public let restoredState: (h: [Float], c: [Float])?
     public private(set) var random: SeededGenerator
     public internal(set) var lastCheckpoint: String?
+    /// What resuming had to repair in the checkpoint directory (a half-replaced checkpoint
+    /// restored, leftovers of dead writers removed), one line each; the loop reports them.
+    public private(set) var recovered: [String] = []
 
     public var config: TrainingConfig { plan.config }
     public var model: ModelConfig { plan.model }
@@ -60,6 +63,7 @@ public final class TrainingSession {
             guard let directory = options.checkpointDirectory else {
                 throw TrainingError.missingSetting(.resume, requires: .checkpointDirectory)
             }
+            recovered = try Checkpoint.recover(directory)
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
                 throw TrainingError.checkpoint("nothing to resume: \(directory.path) holds no training checkpoint")
             }

@@ -17,6 +17,9 @@ extension WireCodec {
             throw WireError.malformed(byteCount: bytes.count)
         }
         let owner = UnpackedEnvelope(unpacked)
+        try withUnsafePointer(to: recur__envelope__descriptor) { descriptor in
+            try rejectNULInStrings(UnsafeRawBufferPointer(start: base, count: bytes.count), message: descriptor)
+        }
         let envelope = unpacked.pointee
         guard envelope.version == protocolVersion else {
             throw WireError.versionMismatch(received: envelope.version, expected: protocolVersion)
@@ -27,7 +30,7 @@ extension WireCodec {
             return .hello(Hello(corpusDigest: string(body.corpus_digest),
                                 vocabularyDigest: string(body.vocabulary_digest),
                                 host: string(body.host),
-                                pid: body.pid, threads: body.threads))
+                                pid: body.pid, threads: body.threads, joinToken: string(body.join_token)))
         case RECUR__ENVELOPE__BODY_WELCOME:
             let body = envelope.welcome.pointee
             let state = try DecodedTensorList(owner: owner, count: body.n_state, tensors: body.state, limits: limits)
@@ -64,6 +67,55 @@ extension WireCodec {
     /// `decode` of an array (tests and tools).
     public static func decode(_ bytes: [UInt8], limits: DecodeLimits) throws -> DecodedMessage {
         try bytes.withUnsafeBytes { try decode($0, limits: limits) }
+    }
+
+    /// protobuf-c hands strings out as NUL-terminated `char *`: "rnn.weight_ih_l0\0x" would read
+    /// as "rnn.weight_ih_l0" and pass the name check. So every string field of the raw bytes
+    /// (found through the generated descriptors, nested messages included) must be free of NUL.
+    /// Runs after a successful unpack, so the structure is known to be sound; the bounds are
+    /// still checked. Throws `WireError.nulInString` naming the field.
+    static func rejectNULInStrings(_ bytes: UnsafeRawBufferPointer,
+                                   message: UnsafePointer<ProtobufCMessageDescriptor>) throws {
+        let descriptor = message.pointee
+        var position = 0
+        func varint() throws -> UInt64 {
+            var value: UInt64 = 0
+            for shift in stride(from: 0, to: 64, by: 7) {
+                guard position < bytes.count else { throw WireError.malformed(byteCount: bytes.count) }
+                let byte = bytes[position]
+                position += 1
+                value |= UInt64(byte & 0x7F) << UInt64(shift)
+                if byte < 0x80 { return value }
+            }
+            throw WireError.malformed(byteCount: bytes.count)
+        }
+        func skip(_ count: UInt64) throws {
+            guard count <= UInt64(bytes.count - position) else { throw WireError.malformed(byteCount: bytes.count) }
+            position += Int(count)
+        }
+        while position < bytes.count {
+            let key = try varint()
+            switch key & 7 {
+            case 0: _ = try varint()
+            case 1: try skip(8)
+            case 5: try skip(4)
+            case 2:
+                let length = try varint()
+                let start = position
+                try skip(length)
+                guard let field = (0..<Int(descriptor.n_fields)).lazy.map({ descriptor.fields[$0] })
+                        .first(where: { UInt64($0.id) == key >> 3 }) else { continue }   // unknown field
+                let value = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                if field.type == PROTOBUF_C_TYPE_STRING, value.contains(0) {
+                    throw WireError.nulInString(field: String(cString: descriptor.short_name) + "." + String(cString: field.name))
+                }
+                if field.type == PROTOBUF_C_TYPE_MESSAGE, let nested = field.descriptor {
+                    try rejectNULInStrings(value, message: nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self))
+                }
+            default:
+                throw WireError.malformed(byteCount: bytes.count)
+            }
+        }
     }
 
     /// protobuf-c gives unset strings as "" (never NULL); NULL is mapped to "" all the same.

@@ -75,12 +75,13 @@ public enum WireCodec {
     // MARK: The packers: the one place each message's fields meet the C structs.
 
     private static func packHello(_ hello: Hello, into buffer: inout MessageBuffer) {
-        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host]) { s in
+        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host, hello.joinToken]) { s in
             var body = Recur__Hello()
             recur__hello__init(&body)
             body.corpus_digest = s[0]
             body.vocabulary_digest = s[1]
             body.host = s[2]
+            body.join_token = s[3]
             body.pid = hello.pid
             body.threads = hello.threads
             withUnsafeMutablePointer(to: &body) { p in

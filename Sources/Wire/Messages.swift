@@ -26,8 +26,12 @@ public struct Hello: Equatable, Sendable {
     public var host: String
     public var pid: UInt32
     public var threads: UInt32
+    /// The job's secret when it runs without CurveZMQ (`recur serve` prints it); else empty.
+    public var joinToken: String
 
-    public init(corpusDigest: String, vocabularyDigest: String, host: String, pid: UInt32, threads: UInt32) {
+    public init(corpusDigest: String, vocabularyDigest: String, host: String, pid: UInt32, threads: UInt32,
+                joinToken: String = "") {
+        self.joinToken = joinToken
         self.corpusDigest = corpusDigest
         self.vocabularyDigest = vocabularyDigest
         self.host = host

@@ -37,7 +37,7 @@ extension Hello: CustomStringConvertible {
     public var description: String { summary }
     public var summary: String {
         "hello: host \(host) pid \(pid) threads \(threads), corpus \(corpusDigest.prefix(12)), "
-            + "vocabulary \(vocabularyDigest.prefix(12))"
+            + "vocabulary \(vocabularyDigest.prefix(12))" + (joinToken.isEmpty ? "" : ", join token given")
     }
 }
 

@@ -11,6 +11,9 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     case versionMismatch(received: UInt32, expected: UInt32)
     /// No body, or a body type this version does not know.
     case missingBody
+    /// A string field (`Message.field`) with a NUL byte: C strings would cut it there, so a
+    /// name like "rnn.weight_ih_l0\0x" could pass for another.
+    case nulInString(field: String)
     /// A tensor with a zero dimension.
     case tensorShapeInvalid(name: String, shape: [UInt64])
     /// A tensor whose element count exceeds `DecodeLimits.maxTensorElements` (or overflows).
@@ -41,6 +44,8 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
             return "protocol version \(received), expected \(expected)"
         case .missingBody:
             return "message has no body (missing or unknown message type)"
+        case .nulInString(let field):
+            return "string field \(field) contains a NUL byte"
         case .tensorShapeInvalid(let name, let shape):
             return "tensor \(name): shape \(shapeText(shape)) has a zero dimension"
         case .tensorTooLarge(let name, let shape, let limit):

@@ -32,6 +32,7 @@ struct BenchCommand: ParsableCommand {
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be ≥ 1 and --warmup ≥ 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        try model.requireTrainingMemory(data: data, chunk: chunk)
     }
 
     func run() throws {

@@ -23,10 +23,11 @@ struct SampleCommand: ParsableCommand {
     func validate() throws {
         guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be positive, got \(temperature)") }
         guard length >= 0 else { throw ValidationError("--length must be ≥ 0") }
+        try MemoryBudget.require(MemoryBudget.samplingBytes(parameterCount: 0, length: length), for: "--length \(length)")
     }
 
     func run() throws {
-        let c = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let c = try readCheckpoint(checkpoint)
         let text = try Sampler(temperature: temperature, argmax: argmax, seed: seed)
             .sample(model: c.model, vocabulary: c.vocabulary, parameters: c.parameters, prime: prime, length: length)
         print(text)
@@ -51,7 +52,7 @@ struct EvalCommand: ParsableCommand {
     var evalStreams = 1
 
     func run() throws {
-        let c = try Checkpoint.read(from: URL(fileURLWithPath: checkpoint))
+        let c = try readCheckpoint(checkpoint)
         let corpus = try Corpus.load(path: data)
         let fraction = valFraction ?? c.training?.config.validationFraction ?? 0.1
         guard fraction > 0, fraction < 1 else { throw ValidationError("--val-fraction must be in (0, 1)") }
@@ -73,4 +74,14 @@ struct EvalCommand: ParsableCommand {
         }) else { throw ValidationError("the validation split of \(data) has fewer than 2 characters") }
         print(String(format: "validation loss %.4f nats/char, %.4f bits/char over %d chars", r.natsPerCharacter, r.bitsPerCharacter, r.characters))
     }
+}
+
+/// Reads a checkpoint for sample/eval, first repairing an interrupted write; what the repair
+/// did goes to stderr (stdout carries the result).
+func readCheckpoint(_ path: String) throws -> Checkpoint {
+    let url = URL(fileURLWithPath: path)
+    if let lines = try? Checkpoint.recover(url) {
+        for line in lines { FileHandle.standardError.write(Data("recur: \(line)\n".utf8)) }
+    }
+    return try Checkpoint.read(from: url)
 }

@@ -10,10 +10,24 @@ struct TransportFlags: ParsableArguments {
     var heartbeatTimeout = 30.0
     @Option(help: "CurveZMQ key file of this process (from `recur keygen`; mode 0600). Enables encryption.")
     var key: String?
+    @Option(name: .customLong("token-file"), help: "Without --key: file (mode 0600) with the job's join token; serve writes a new one there if it is missing. Default: RECUR_JOIN_TOKEN, else serve makes one and prints it.")
+    var tokenFile: String?
 
     func validateValues() throws {
-        guard heartbeatTimeout > 0, heartbeatTimeout.isFinite else {
-            throw ValidationError("--heartbeat-timeout must be positive, got \(heartbeatTimeout)")
+        try Self.validateHeartbeatTimeout(heartbeatTimeout)
+    }
+
+    /// A liveness timeout in seconds: positive and finite (nan and inf would never expire).
+    /// `train` has its own --heartbeat-timeout flag and calls this from its validate().
+    static func validateHeartbeatTimeout(_ seconds: Double) throws {
+        try validateTimeout(seconds, flag: "--heartbeat-timeout")
+    }
+
+    /// Seconds given to `flag`: positive and finite, at most a year (a longer wait is a typo
+    /// that would overflow the deadline arithmetic).
+    static func validateTimeout(_ seconds: Double, flag: String) throws {
+        guard seconds > 0, seconds.isFinite, seconds <= 365 * 24 * 3600 else {
+            throw ValidationError("\(flag) must be a positive number of seconds up to one year (31536000), got \(seconds)")
         }
     }
 }
@@ -45,6 +59,8 @@ struct ServeCommand: ParsableCommand {
         try optimization.validateValues()
         try runFlags.validateValues()
         try transport.validateValues()
+        try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
+        try model.requireTrainingMemory(data: data, chunk: optimization.chunk, workersElsewhere: runFlags.workers ?? 1)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
         }
@@ -72,6 +88,15 @@ struct ServeCommand: ParsableCommand {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
+        if settings.curve == nil {
+            let (token, fresh) = try JoinToken.forCoordinator(file: transport.tokenFile)
+            options.joinToken = token
+            if fresh {
+                let place = transport.tokenFile.map { "it is in \($0) (give workers --token-file)" }
+                    ?? "give workers \(JoinToken.environmentVariable)=\(token) in their environment"
+                log("join token \(token): workers without it are refused; \(place)")
+            }
+        }
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
         let coordinator = try Coordinator(plan: session.plan, corpus: corpus, options: options, transport: server,
@@ -113,6 +138,8 @@ struct WorkCommand: ParsableCommand {
             guard let server = try KeyFile.read(serverPath).publicKey else { throw ValidationError("\(serverPath) holds no public-key") }
             curve = CurveClientSettings(serverPublicKey: server, publicKey: own.publicKey, secretKey: own.secretKey)
             options.encrypted = true
+        } else if let token = try JoinToken.given(file: transport.tokenFile) {
+            options.joinToken = token
         }
         let client = try ZMQClientTransport(connect: connect, sendTimeout: transport.heartbeatTimeout, curve: curve)
         let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
@@ -146,10 +173,11 @@ struct KeygenCommand: ParsableCommand {
 enum KeyFile {
     struct Keys { var publicKey: String?; var secretKey: String? }
 
+    /// Parses a key file. A file holding a secret key must be private to its owner (no group
+    /// or other permission bits, as ssh demands of private keys): refused otherwise, with the
+    /// chmod to run.
     static func read(_ path: String) throws -> Keys {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("cannot read key file \(path)")
-        }
+        let (text, mode) = try readText(path)
         var keys = Keys()
         for line in text.split(whereSeparator: \.isNewline) {
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -163,7 +191,33 @@ enum KeyFile {
             if parts[0] == "secret-key" { keys.secretKey = parts[1] }
         }
         guard keys.publicKey != nil || keys.secretKey != nil else { throw ValidationError("\(path) holds no key") }
+        if keys.secretKey != nil, mode & 0o077 != 0 {
+            throw ValidationError("key file \(path) holds a secret key but group or others may access it (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)")
+        }
         return keys
+    }
+
+    /// The file's text and permission bits, both from one open descriptor.
+    static func readText(_ path: String) throws -> (String, mode_t) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ValidationError("cannot read key file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_size <= 1 << 16 else {
+            throw ValidationError("cannot read key file \(path): not a regular file of at most 64 KiB")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            filled += n
+        }
+        guard let text = String(validating: bytes[..<filled], as: UTF8.self) else {
+            throw ValidationError("cannot read key file \(path): not UTF-8 text")
+        }
+        return (text, status.st_mode)
     }
 
     /// This process's own pair from a `recur keygen` .key file (the public key derived from
@@ -235,6 +289,9 @@ enum Signals {
         }
     }
 }
+
+/// read(2) under a name the local variables do not shadow.
+private func systemRead(_ fd: Int32, _ bytes: UnsafeMutableRawPointer, _ count: Int) -> Int { read(fd, bytes, count) }
 
 /// write(2) under a name `KeyFile.write` does not shadow.
 private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }

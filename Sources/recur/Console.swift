@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Recurrent
 import Training
@@ -7,7 +8,7 @@ import Training
 final class Console {
     private let isTerminal = isatty(STDOUT_FILENO) != 0
     private let printEvery: Int
-    private let jsonl: JSONLWriter?
+    private let jsonl: JSONLFile?
     private let prefix: String
     private var totalSteps = 0
     private var firstStep = 0
@@ -15,7 +16,7 @@ final class Console {
     private var progressShown = false
 
     init(logJsonl: String?, append: Bool = false, printEvery: Int = 10, prefix: String = "") throws {
-        jsonl = try logJsonl.map { try JSONLWriter(path: $0, append: append) }
+        jsonl = try logJsonl.map { try JSONLFile(path: $0, append: append) }
         self.printEvery = max(1, printEvery)
         self.prefix = prefix
     }
@@ -40,7 +41,13 @@ final class Console {
             line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)")
             line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
         case .step(let r):
-            jsonl?.write(r)
+            if let jsonl {
+                do {
+                    try jsonl.write(r)
+                } catch {
+                    Self.stop(because: error)
+                }
+            }
             let text = Self.format(r, total: totalSteps) + " | ETA " + eta(step: r.step)
             if isTerminal {
                 lock.lock()
@@ -63,6 +70,13 @@ final class Console {
             let validation = s.validation.map { String(format: "%.4f nats/char (%.4f bits/char)", $0.natsPerCharacter, $0.bitsPerCharacter) } ?? "-"
             line("done: \(s.steps) steps in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) tok/s median; checkpoint \(s.checkpoint ?? "none")")
         }
+    }
+
+    /// The run cannot keep its promise of a log line per step (disk full, say): one line on
+    /// stderr and exit 1. Checkpoints are written atomically, so the last one stays usable.
+    static func stop(because error: Error) -> Never {
+        FileHandle.standardError.write(Data("recur: \(error); stopping the run (the last checkpoint is kept)\n".utf8))
+        exit(1)
     }
 
     /// `step 12/500 | epoch 0 | loss 2.3456 | gnorm 1.234 | lr 2.0e-03 | 45123 tok/s | 90.1 ms (compute 88.0, communicate 0.0, wait 0.0)`
@@ -91,5 +105,51 @@ final class Console {
         if s < 60 { return String(format: "%.1fs", seconds) }
         if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
         return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+}
+
+/// `--log-jsonl`: one JSON object per line, each written whole with write(2) (retrying EINTR
+/// and short writes), so a failure such as ENOSPC is an error value with errno, not a
+/// Foundation trap. A new run truncates the file; a resumed run appends.
+final class JSONLFile {
+    let path: String
+    private let descriptor: Int32
+    private let encoder = JSONEncoder()
+
+    struct WriteError: Error, CustomStringConvertible {
+        var path: String
+        var errno: Int32
+        var description: String { "cannot write --log-jsonl \(path): \(String(cString: strerror(errno)))" }
+    }
+
+    init(path: String, append: Bool) throws {
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC)
+        var fd: Int32
+        repeat { fd = open(path, flags, 0o644) } while fd < 0 && errno == EINTR
+        guard fd >= 0 else {
+            throw ValidationError("cannot open --log-jsonl file \(path): \(String(cString: strerror(errno)))")
+        }
+        self.path = path
+        descriptor = fd
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    deinit { close(descriptor) }
+
+    func write<T: Encodable>(_ record: T) throws {
+        var bytes = Array(try encoder.encode(record))
+        bytes.append(0x0A)
+        try bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let n = Glibc.write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw WriteError(path: path, errno: errno)
+                }
+                written += n
+            }
+        }
     }
 }

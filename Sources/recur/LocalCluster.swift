@@ -21,6 +21,8 @@ enum LocalCluster {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
+        let token = JoinToken.generate()   // the socket is local, but other users may reach it
+        options.joinToken = token
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
                                           transport: transport, stop: stop, log: log)
         let launcher = LocalLauncher(output: log)
@@ -28,7 +30,8 @@ enum LocalCluster {
             stop.request("worker process \(pid) exited with status \(code)")
         }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
-        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable) { _ in
+        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable,
+                           environment: [JoinToken.environmentVariable: token]) { _ in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
              "--heartbeat-timeout", "\(heartbeatTimeout)"] + (data.map { ["--data", $0] } ?? [])
         }

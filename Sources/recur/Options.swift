@@ -12,6 +12,33 @@ struct ModelFlags: ParsableArguments {
     var layers = Defaults.config.layers
     @Option(help: "Hidden units per layer (H).")
     var hidden = Defaults.config.hidden
+
+    /// Called by ArgumentParser for every command with these flags: a model whose weights
+    /// alone (smallest vocabulary, one stream, window 1) need more than the machine's memory is
+    /// refused here, before anything is allocated. The full check, with --batch and --seq, is
+    /// `requireTrainingMemory`.
+    func validate() throws {
+        guard layers >= 1, hidden >= 1 else { return }   // TrainingConfig.validate names these
+        let bytes = MemoryBudget.trainingBytes(cell: cell, vocabularySize: 1, hiddenSize: hidden, layers: layers,
+                                               streams: 1, window: 1, chunkStreams: 1)
+        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden)")
+    }
+
+    /// Refuses a training run whose parameters, gradients, optimizer state, chunk slabs and
+    /// workspaces (`MemoryBudget.trainingBytes`, vocabulary ≥ 1) exceed physical memory.
+    /// `workersElsewhere`: the streams are split among that many worker processes on other
+    /// machines (serve), so this machine holds one worker's share; train's local workers share
+    /// this machine and count as one.
+    func requireTrainingMemory(data: DataFlags, chunk: Int?, workersElsewhere: Int = 1) throws {
+        guard layers >= 1, hidden >= 1, data.batch >= 1, data.seq >= 1 else { return }   // named by TrainingConfig.validate
+        let chunkStreams = chunk.map { max($0, 1) } ?? TrainingConfig.defaultChunkStreams(streams: data.batch)
+        let workers = max(1, workersElsewhere)
+        let share = max(chunkStreams, data.batch / workers + (data.batch % workers == 0 ? 0 : 1))
+        let bytes = MemoryBudget.trainingBytes(cell: cell, vocabularySize: 1, hiddenSize: hidden, layers: layers,
+                                               streams: share, window: data.seq, chunkStreams: chunkStreams)
+        let split = workers > 1 ? " --workers \(workers)" : ""
+        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --batch \(data.batch) --seq \(data.seq)\(split)")
+    }
 }
 
 /// The defaults flags show: every one comes from the library's single source.
@@ -121,6 +148,8 @@ struct RunFlags: ParsableArguments {
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }
         if resume && initFrom != nil { throw ValidationError("--resume and --init-from exclude each other") }
         if sampleLength < 0 { throw ValidationError("--sample-length must be ≥ 0") }
+        try MemoryBudget.require(MemoryBudget.samplingBytes(parameterCount: 0, length: sampleLength),
+                                 for: "--sample-length \(sampleLength)")
     }
 
     func runOptions(threads: Int) -> RunOptions {

@@ -17,6 +17,9 @@ struct SummaryCommand: ParsableCommand {
         if let vocab, vocab < 1 { throw ValidationError("--vocab must be at least 1, got \(vocab)") }
         guard model.layers >= 1, model.hidden >= 1 else { throw ValidationError("--layers and --hidden must be at least 1") }
         let V = try vocab ?? (data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()).vocabulary.count
+        try MemoryBudget.require(MemoryBudget.parameterCount(cell: model.cell, vocabularySize: V, hiddenSize: model.hidden,
+                                                             layers: model.layers).flatMap { MemoryBudget.multiply($0, 4) },
+                                 for: "--cell \(model.cell.rawValue) --layers \(model.layers) --hidden \(model.hidden) --vocab \(V)")
         let config = ModelConfig(cell: model.cell, vocabularySize: V, hiddenSize: model.hidden, layerCount: model.layers)
         print(ModelSummary.table(config))
     }

@@ -23,6 +23,8 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         try optimization.validateValues()
         try runFlags.validateValues()
+        try TransportFlags.validateHeartbeatTimeout(heartbeatTimeout)
+        try model.requireTrainingMemory(data: data, chunk: optimization.chunk)
     }
 
     /// Workers and threads: fill the machine. Default W = cores (one thread each) when

@@ -463,6 +463,15 @@ class ClusterTestCase: XCTestCase {
 
     typealias Outcome = ClusterFixtures.Outcome
 
+    /// `recur serve` without keys admits only workers with the job's token: every process a
+    /// test starts inherits this one (as a job's processes get theirs from the environment).
+    static let joinToken = "cluster-tests-token"
+
+    override func setUp() {
+        super.setUp()
+        setenv("RECUR_JOIN_TOKEN", Self.joinToken, 1)
+    }
+
     override func tearDown() {
         // SIGKILL works on stopped processes too; every wait is bounded.
         for process in processes where process.isRunning {

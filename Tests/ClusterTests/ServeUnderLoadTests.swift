@@ -45,3 +45,48 @@ final class ServeUnderLoadTests: ClusterTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 3)
     }
 }
+
+/// Without CurveZMQ a job admits only workers that bring its join token.
+final class JoinTokenTests: ClusterTestCase {
+    func testServeRefusesAWorkerWithoutTheTokenAndAdmitsOneWithIt() throws {
+        let endpoint = try freeLoopbackEndpoint()
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "1", "--steps", "3", "--hidden", "8",
+                                "--layers", "1", "--batch", "4", "--seq", "8", "--checkpoint-dir", "", "--heartbeat-timeout", "3"])
+        let stranger = try FakeWorker(endpoint: endpoint, identity: "stranger")
+        try stranger.sayHello()   // the corpus is public; the token is not
+        guard case .error(let refusal)? = try stranger.next(timeout: 10) else { return XCTFail(serve.transcript) }
+        XCTAssertTrue(refusal.message.contains("missing join token"), refusal.message)
+        var guess = stranger.hello()
+        guess.joinToken = "guess"
+        try stranger.send(.hello(guess))
+        guard case .error(let wrong)? = try stranger.next(timeout: 10) else { return XCTFail(serve.transcript) }
+        XCTAssertTrue(wrong.message.contains("wrong join token"), wrong.message)
+        XCTAssertFalse(serve.stdout.text.contains(Self.joinToken), "a token from the environment is not printed")
+
+        let worker = try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "3"])
+        XCTAssertEqual(serve.waitForExit(timeout: 30), 0, serve.transcript)
+        XCTAssertEqual(worker.waitForExit(timeout: 10), 0, worker.transcript)
+    }
+
+    func testServeMakesATokenFileAndAWorkerReadsIt() throws {
+        unsetenv("RECUR_JOIN_TOKEN")
+        let directory = try temporaryDirectory()
+        let tokenFile = directory.appendingPathComponent("join-token").path
+        let endpoint = try freeLoopbackEndpoint()
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "1", "--steps", "3", "--hidden", "8",
+                                "--layers", "1", "--batch", "4", "--seq", "8", "--checkpoint-dir", "",
+                                "--token-file", tokenFile, "--heartbeat-timeout", "3"])
+        XCTAssertNotNil(serve.stdout.waitForLine(containing: ["join token", tokenFile], timeout: 10), serve.transcript)
+        let attributes = try FileManager.default.attributesOfItem(atPath: tokenFile)
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        let worker = try launch(["work", "--connect", endpoint, "--threads", "1", "--token-file", tokenFile,
+                                 "--heartbeat-timeout", "3"])
+        XCTAssertEqual(serve.waitForExit(timeout: 30), 0, serve.transcript)
+        XCTAssertEqual(worker.waitForExit(timeout: 10), 0, worker.transcript)
+
+        chmod(tokenFile, 0o644)
+        let careless = try launch(["work", "--connect", endpoint, "--token-file", tokenFile])
+        XCTAssertEqual(careless.waitForExit(timeout: 10), 64, careless.transcript)
+        XCTAssertNotNil(careless.stderr.line(containing: ["chmod 600 \(tokenFile)"]), careless.transcript)
+    }
+}

@@ -65,10 +65,14 @@ struct  Recur__Hello
   char *host;
   uint32_t pid;
   uint32_t threads;
+  /*
+   * the job's secret when it runs without CurveZMQ; else empty
+   */
+  char *join_token;
 };
 #define RECUR__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -77,9 +77,9 @@ public final class Coordinator: GradientSource {
                 messenger.reject(from: identity, "\(message.kind.rawValue) before hello")
                 continue
             }
-            if let mismatch = hello.fingerprintMismatch(expected: fingerprint) {
-                log("refused worker on \(hello.host) (pid \(hello.pid)): \(mismatch)")
-                try? messenger.send(.error(WireErrorMessage(message: "\(mismatch)")), to: identity)
+            if let refusal = Fingerprint.refusal(of: hello, expected: fingerprint, joinToken: options.joinToken) {
+                log("refused worker on \(hello.host) (pid \(hello.pid)): \(refusal)")
+                try? messenger.send(.error(WireErrorMessage(message: refusal)), to: identity)
                 continue
             }
             joined.append((identity, hello))

@@ -5,6 +5,9 @@ public struct CoordinatorOptions: Sendable {
     public var heartbeatTimeout: Double = 30
     /// How long to wait for all workers to say hello.
     public var joinTimeout: Double = 300
+    /// Without CurveZMQ: the secret a worker's hello must carry to join (nil: no check, as
+    /// with CurveZMQ, whose allow-list admits workers).
+    public var joinToken: String?
 
     public init(workers: Int) { self.workers = workers }
 

@@ -30,7 +30,13 @@ public final class LocalLauncher: @unchecked Sendable {
     }
 
     /// Spawns `executable arguments…` once per rank; `arguments(rank)` builds each command line.
-    public func start(count: Int, executable: String, arguments: (Int) -> [String]) throws {
+    /// `environment` is added to this process's environment for the children (secrets that
+    /// must not appear on a command line).
+    public func start(count: Int, executable: String, environment: [String: String] = [:],
+                      arguments: (Int) -> [String]) throws {
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        var cEnvironment: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { cEnvironment.forEach { free($0) } }
         for rank in 0..<count {
             var pipe: [Int32] = [0, 0]
             guard systemPipe(&pipe) == 0 else { throw ClusterError.launchFailed("pipe failed: \(String(cString: strerror(errno)))") }
@@ -47,7 +53,7 @@ public final class LocalLauncher: @unchecked Sendable {
             let argv = [executable] + arguments(rank)
             var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
             var pid: pid_t = 0
-            let status = posix_spawn(&pid, executable, &actions, &attributes, &cArgs, environ)
+            let status = posix_spawn(&pid, executable, &actions, &attributes, &cArgs, &cEnvironment)
             cArgs.forEach { free($0) }
             posix_spawn_file_actions_destroy(&actions)
             posix_spawnattr_destroy(&attributes)

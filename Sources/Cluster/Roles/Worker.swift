@@ -12,6 +12,8 @@ public struct WorkerOptions: Sendable {
     public var endpoint: String
     /// Whether the link is CurveZMQ (messages then hint at keys).
     public var encrypted = false
+    /// The job's join token (needed without CurveZMQ).
+    public var joinToken = ""
 
     public init(endpoint: String, threads: Int) {
         self.endpoint = endpoint
@@ -55,7 +57,7 @@ public final class Worker {
     }
 
     private func serve() throws {
-        try messenger.send(.hello(Fingerprint.hello(corpus: corpus, threads: options.threads)))
+        try messenger.send(.hello(Fingerprint.hello(corpus: corpus, threads: options.threads, joinToken: options.joinToken)))
         let welcome = try awaitWelcome()
         rank = Int(welcome.rank)
         let plan = try RunPlan(config: TrainingConfig.fromJSON(welcome.runConfig), corpus: corpus)

@@ -15,11 +15,21 @@ public struct Corpus: Sendable {
     /// n, the number of scalars.
     public var count: Int { tokens.count }
 
-    /// Reads and decodes the file at `path`.
+    /// The largest corpus file read: 4 GiB. Reading needs about 9 bytes of memory per byte
+    /// of text (the bytes, one Int32 id per scalar, the train/validation split).
+    public static let maximumFileBytes = 4 << 30
+
+    /// Reads and decodes the regular file at `path` (at most `maximumFileBytes`).
     ///
-    /// Throws `CorpusError.unreadable`, `.empty` or `.invalidUTF8` (with the byte offset).
-    public static func load(path: String) throws -> Corpus {
-        let bytes = try FileBytes.contents(path: path)
+    /// Throws `CorpusError.unreadable`, `.notRegularFile`, `.tooLarge`, `.empty` or
+    /// `.invalidUTF8` (with the byte offset).
+    public static func load(path: String, maximumBytes: Int = maximumFileBytes) throws -> Corpus {
+        try decode(FileBytes.contents(path: path, maximumBytes: maximumBytes), name: path)
+    }
+
+    /// A file's bytes → corpus, as `load` decodes them (also the fuzzing entry point).
+    /// Throws `CorpusError.empty` or `.invalidUTF8`.
+    @_spi(Fuzzing) public static func decode(_ bytes: [UInt8], name path: String) throws -> Corpus {
         guard !bytes.isEmpty else { throw CorpusError.empty(path: path) }
         return try bytes.withUnsafeBufferPointer { buffer in
             do throws(StrictUTF8.Failure) {

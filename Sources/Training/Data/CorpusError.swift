@@ -4,6 +4,11 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     /// The file has no bytes.
     case empty(path: String)
+    /// Not a regular file (a device such as /dev/zero, a FIFO, a directory): refused before
+    /// reading. `kind` names what it is.
+    case notRegularFile(path: String, kind: String)
+    /// Larger than `Corpus.maximumFileBytes`; refused before reading.
+    case tooLarge(path: String, byteCount: Int, limit: Int)
     /// The bytes are not strict UTF-8 (overlong forms, surrogates and values past U+10FFFF are
     /// rejected, nothing is repaired); `offset` is the 0-based offset of the first byte of the
     /// first sequence that does not decode, as Python's `UnicodeDecodeError` reports it.
@@ -19,6 +24,10 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
             return "cannot read corpus \(path): \(reason)"
         case .empty(let path):
             return "corpus \(path) is empty"
+        case .notRegularFile(let path, let kind):
+            return "corpus \(path) is a \(kind), not a regular file: --data needs a text file"
+        case .tooLarge(let path, let byteCount, let limit):
+            return "corpus \(path) has \(byteCount) bytes, more than the --data limit of \(limit) bytes (\(limit >> 30) GiB)"
         case .invalidUTF8(let path, let offset, let byte, let reason):
             let hex = String(byte, radix: 16, uppercase: true)
             return "corpus \(path) is not valid UTF-8: byte 0x\(hex.count == 1 ? "0" + hex : hex) at offset \(offset) (\(reason))"

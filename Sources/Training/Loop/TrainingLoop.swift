@@ -49,6 +49,7 @@ public final class TrainingLoop {
             throw error
         }
         report(.started(session.startInfo(mode: source.mode)))
+        for line in session.recovered { report(.message(line)) }
         var losses: [Double] = [], rates: [Double] = []
         let validation: Evaluator.Result?
         let path: String?

@@ -71,7 +71,7 @@ final class CorpusTests: XCTestCase {
             XCTAssertEqual("\(error)", "corpus \(empty) is empty")
         }
         XCTAssertThrowsError(try Corpus.load(path: directory.path)) { error in
-            XCTAssertEqual(error as? CorpusError, .unreadable(path: directory.path, reason: "is a directory"))
+            XCTAssertEqual(error as? CorpusError, .notRegularFile(path: directory.path, kind: "directory"))
         }
     }
 
