@@ -106,6 +106,8 @@ struct ServeCommand: ParsableCommand {
 }
 
 struct WorkCommand: ParsableCommand {
+    /// Set by `recur train --workers W` for its workers: the pid whose end ends them.
+    static let parentVariable = "RECUR_PARENT_PID"
     static let configuration = CommandConfiguration(
         commandName: "work",
         abstract: "Run a worker: it receives config, streams and weights from the coordinator.",
@@ -142,6 +144,9 @@ struct WorkCommand: ParsableCommand {
             options.joinToken = token
         }
         let client = try ZMQClientTransport(connect: connect, sendTimeout: transport.heartbeatTimeout, curve: curve)
+        if let parent = ProcessInfo.processInfo.environment[Self.parentVariable].flatMap({ pid_t($0) }) {
+            options.parentProcess = parent
+        }
         let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
         let stop = worker.stop
         Signals.forward { stop.request($0, exitCode: $1) }
@@ -275,12 +280,13 @@ enum Endpoint {
     }
 }
 
-/// SIGINT/SIGTERM become a stop request (130/143), handled between steps.
+/// SIGINT, SIGTERM and SIGHUP become a stop request (exit 130/143/129), handled at the next
+/// step boundary after a checkpoint.
 enum Signals {
     nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
 
     static func forward(_ handler: @escaping (String, Int32) -> Void) {
-        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { handler("interrupted by \(name)", 128 + number) }

@@ -10,14 +10,19 @@ enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
                     heartbeatTimeout: Double, stop: StopRequest, report: @escaping (TrainingEvent) -> Void,
                     log: @escaping (String) -> Void) throws {
-        // ipc (unix socket) beats loopback tcp for the per-step weights and gradients.
+        // ipc (unix socket) beats loopback tcp for the per-step weights and gradients. On Linux
+        // the socket is abstract (no file), so even a killed run leaves nothing behind.
+        #if os(Linux)
+        let socketPath = "@recur-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #else
         let socketPath = NSTemporaryDirectory() + "recur-\(getpid()).sock"
+        #endif
         var settings = ZMQServerSettings(bind: "ipc://" + socketPath,
                                          maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = heartbeatTimeout
         let transport = try ZMQServerTransport(settings)
-        defer { unlink(socketPath) }
+        defer { if !socketPath.hasPrefix("@") { unlink(socketPath) } }
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
@@ -31,7 +36,8 @@ enum LocalCluster {
         }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable,
-                           environment: [JoinToken.environmentVariable: token]) { _ in
+                           environment: [JoinToken.environmentVariable: token,
+                                         WorkCommand.parentVariable: "\(getpid())"]) { _ in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
              "--heartbeat-timeout", "\(heartbeatTimeout)"] + (data.map { ["--data", $0] } ?? [])
         }

@@ -250,4 +250,44 @@ final class FailureTests: ClusterTestCase {
             XCTAssertTrue(ClusterFixtures.eventually(timeout: 1) { !Self.isAlive(pid) }, "recur work pid \(pid) still running")
         }
     }
+
+    /// A hang-up (the terminal went away) stops a local run like Ctrl-C does, with exit 129.
+    func testAHangUpCheckpointsStopsTheWorkersAndExits129() throws {
+        let directory = try temporaryDirectory()
+        let (train, pids) = try startLocalCluster(directory: directory)
+        train.send(SIGHUP)
+        XCTAssertEqual(train.waitForExit(timeout: heartbeat + slack), 129, train.transcript)
+        XCTAssertNotNil(train.stdout.line(containing: ["wrote checkpoint \(directory.path) at step "]), train.transcript)
+        for pid in pids {
+            XCTAssertTrue(ClusterFixtures.eventually(timeout: 2) { !Self.isAlive(pid) }, "recur work pid \(pid) still running")
+        }
+    }
+
+    /// Local workers of a coordinator killed outright exit within 2 s (not after the heartbeat
+    /// timeout), and the run leaves no socket file behind.
+    func testLocalWorkersOfAKilledCoordinatorExitWithinTwoSeconds() throws {
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        let (train, pids) = try startLocalCluster(directory: try temporaryDirectory(), heartbeatTimeout: 30)
+        train.send(SIGKILL)
+        XCTAssertEqual(train.waitForExit(timeout: 5), 128 + SIGKILL)
+        let killed = Date()
+        for pid in pids {
+            XCTAssertTrue(ClusterFixtures.eventually(timeout: 2) { !Self.isAlive(pid) }, "recur work pid \(pid) still running")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 2.5)
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? [])
+        XCTAssertTrue(after.subtracting(before).filter { $0.hasPrefix("recur-\(train.pid)") }.isEmpty, "a socket file was left")
+    }
+
+    private func startLocalCluster(directory: URL, heartbeatTimeout: Double? = nil) throws -> (RecurProcess, [pid_t]) {
+        let train = try launch(["train", "--workers", "2", "--threads", "1", "--steps", "1000000",
+                                "--hidden", "16", "--layers", "1", "--batch", "8", "--seq", "8",
+                                "--checkpoint-dir", directory.path, "--heartbeat-timeout", "\(heartbeatTimeout ?? heartbeat)",
+                                "--sample-length", "0"])
+        XCTAssertNotNil(train.stdout.waitForLine(containing: ["step 10/1000000"], timeout: 30), train.transcript)
+        let pids = Self.joinedPids(in: train.stdout)
+        pids.forEach(killInTearDown)
+        XCTAssertEqual(pids.count, 2, train.transcript)
+        return (train, pids)
+    }
 }

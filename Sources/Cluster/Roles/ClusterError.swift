@@ -7,6 +7,8 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     /// Nothing ever came back from the coordinator (before the welcome).
     case coordinatorUnreachable(endpoint: String, seconds: Double, encrypted: Bool = false)
     case refused(String)
+    /// A local worker's coordinator process is gone.
+    case coordinatorExited(pid: Int)
     case joinTimeout(joined: Int, expected: Int, seconds: Double)
     /// More workers than gradient chunks: some would get no work.
     case tooFewChunks(workers: Int, chunks: Int)
@@ -22,6 +24,7 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
         case .coordinatorUnreachable(let endpoint, let seconds, let encrypted):
             return "no answer from a coordinator at \(endpoint) within \(Self.format(seconds)) s: is `recur serve` running there and reachable\(Self.curveHint(encrypted))?"
         case .refused(let m): return "the coordinator refused this worker: \(m)"
+        case .coordinatorExited(let pid): return "the coordinator process \(pid) is gone"
         case .joinTimeout(let joined, let expected, let seconds):
             return "only \(joined) of \(expected) workers joined within \(Self.format(seconds)) s"
         case .tooFewChunks(let workers, let chunks):

@@ -21,6 +21,7 @@ public final class Coordinator: GradientSource {
     private var workers: [WorkerPeer] = []
     private var tree: ReductionTree!
     private var lastHeartbeatSent = 0.0
+    private var stragglers = StragglerWatch()
     /// The step being gathered or last gathered (heartbeats carry it).
     private var currentStep = 0
 
@@ -113,7 +114,7 @@ public final class Coordinator: GradientSource {
             try messenger.broadcastWeights(step: s, resetState: request.stepInEpoch == 0, parameters: request.parameters,
                                            layout: plan.layout, to: workers.map(\.identity))
         } catch let error as TransportError {
-            throw failure(error, step: s)
+            throw workers.failure(error, step: s)
         }
         for peer in workers {
             peer.push.expect(step: UInt64(s))
@@ -128,7 +129,7 @@ public final class Coordinator: GradientSource {
                 // Workers that pushed wait for the next weights: they must hear we are alive.
                 try sendHeartbeatsIfDue(step: s)
             } catch let error as TransportError {
-                throw failure(error, step: s)
+                throw workers.failure(error, step: s)
             }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
             guard let peer = workers.first(where: { $0.identity == identity }) else {
@@ -158,6 +159,7 @@ public final class Coordinator: GradientSource {
             }
         }
         let gathered = monotonicSeconds()
+        stragglers.observe(workers.map { ($0.rank, $0.push.timing.compute, "\($0.name)") }).forEach(log)
         // Leaf order = rank order = chunk order.
         tree.sum(workers.map { $0.push.gradient.baseAddress! }, count: plan.layout.count, threads: 1)
         let lossSum = tree.sum(workers.map(\.push.lossSum))
@@ -177,7 +179,7 @@ public final class Coordinator: GradientSource {
             do {
                 try sendHeartbeatsIfDue(step: currentStep)
             } catch let error as TransportError {
-                throw failure(error, step: currentStep)
+                throw workers.failure(error, step: currentStep)
             }
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 guard let peer = workers.first(where: { $0.identity == identity }) else {
@@ -232,19 +234,7 @@ public final class Coordinator: GradientSource {
         do {
             try messenger.send(message, to: peer.identity)
         } catch let error as TransportError {
-            throw failure(error, step: step)
-        }
-    }
-
-    /// A send that failed, as the run-ending error naming the worker.
-    private func failure(_ error: TransportError, step: Int) -> ClusterError {
-        let peer: PeerIdentity
-        switch error { case .peerGone(let p), .sendTimedOut(let p, _): peer = p }
-        let name = workers.first { $0.identity == peer }?.name ?? "a worker"
-        switch error {
-        case .peerGone: return .workerFailed("\(name) is gone (connection closed) at step \(step + 1)")
-        case .sendTimedOut(_, let seconds):
-            return .workerFailed("\(name) does not take messages (send timed out after \(ClusterError.format(seconds)) s) at step \(step + 1)")
+            throw workers.failure(error, step: step)
         }
     }
 }

@@ -14,6 +14,9 @@ public struct WorkerOptions: Sendable {
     public var encrypted = false
     /// The job's join token (needed without CurveZMQ).
     public var joinToken = ""
+    /// A local worker's coordinator process: when it is gone (the worker is re-parented),
+    /// the worker exits at once instead of waiting out the heartbeat timeout.
+    public var parentProcess: pid_t?
 
     public init(endpoint: String, threads: Int) {
         self.endpoint = endpoint
@@ -93,6 +96,7 @@ public final class Worker {
         var lastHeard = monotonicSeconds()
         while true {
             try stop.check()
+            try checkParent()
             try sendHeartbeat(step: expectedStep)   // also while idle: the coordinator may be checkpointing
             guard let message = try messenger.receive(timeout: 0.2) else {
                 if monotonicSeconds() - lastHeard > options.heartbeatTimeout {
@@ -177,7 +181,8 @@ public final class Worker {
         thread.stackSize = 8 << 20
         thread.start()
         while true {
-            if events.wait(timeout: .now() + options.heartbeatInterval) == .timedOut {
+            if events.wait(timeout: .now() + min(0.2, options.heartbeatInterval)) == .timedOut {
+                try checkParent()
                 try sendHeartbeat(step: step)
                 continue
             }
@@ -213,6 +218,13 @@ public final class Worker {
             default: log("ignored unexpected \(message.kind.rawValue) before welcome")
             }
         }
+    }
+
+    /// A local worker whose coordinator process ended (it was re-parented) stops now.
+    private func checkParent() throws {
+        guard let parent = options.parentProcess, getppid() != parent else { return }
+        messenger.transport.discard()
+        throw ClusterError.coordinatorExited(pid: Int(parent))
     }
 
     private func sendHeartbeat(step: UInt64) throws {

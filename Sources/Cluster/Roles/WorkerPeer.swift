@@ -38,3 +38,17 @@ final class WorkerPeer {
                      waitSeconds: push.timing.wait)
     }
 }
+
+extension Array where Element == WorkerPeer {
+    /// A send that failed, as the run-ending error naming the worker.
+    func failure(_ error: TransportError, step: Int) -> ClusterError {
+        let peer: PeerIdentity
+        switch error { case .peerGone(let p), .sendTimedOut(let p, _): peer = p }
+        let name = first { $0.identity == peer }?.name ?? "a worker"
+        switch error {
+        case .peerGone: return .workerFailed("\(name) is gone (connection closed) at step \(step + 1)")
+        case .sendTimedOut(_, let seconds):
+            return .workerFailed("\(name) does not take messages (send timed out after \(ClusterError.format(seconds)) s) at step \(step + 1)")
+        }
+    }
+}

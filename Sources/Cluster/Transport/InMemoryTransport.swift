@@ -134,4 +134,5 @@ public final class InMemoryClientTransport: ClientTransport {
 
     /// Disconnects: later sends to this peer fail with `peerGone`.
     public func close() { network.disconnect(identity) }
+    public func discard() { close() }
 }

@@ -57,4 +57,6 @@ public protocol ClientTransport: AnyObject {
     func receive(timeout: Double) throws -> Received?
     func send(_ body: UnsafeRawBufferPointer) throws
     func close()
+    /// Closes at once, dropping whatever is still queued (the server is known to be gone).
+    func discard()
 }

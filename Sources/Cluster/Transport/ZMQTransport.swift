@@ -157,6 +157,11 @@ public final class ZMQClientTransport: ClientTransport {
     }
 
     public func close() { socket.close() }
+
+    public func discard() {
+        try? socket.setLinger(.zero)
+        socket.close()
+    }
 }
 
 /// Waits up to `timeout` seconds for one message into the reusable `frames`: nil on timeout.
