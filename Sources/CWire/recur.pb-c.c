@@ -761,7 +761,7 @@ const ProtobufCMessageDescriptor recur__weights__descriptor =
   (ProtobufCMessageInit) recur__weights__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[10] =
+static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[12] =
 {
   {
     "step",
@@ -883,8 +883,34 @@ static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[10
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chunk_begin",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, chunk_begin),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_end",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, chunk_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__gradient_push__field_indices_by_name[] = {
+  10,   /* field[10] = chunk_begin */
+  11,   /* field[11] = chunk_end */
   6,   /* field[6] = communicate_seconds */
   5,   /* field[5] = compute_seconds */
   2,   /* field[2] = loss_sum */
@@ -899,7 +925,7 @@ static const unsigned recur__gradient_push__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__gradient_push__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
 {
@@ -909,7 +935,7 @@ const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
   "Recur__GradientPush",
   "recur",
   sizeof(Recur__GradientPush),
-  10,
+  12,
   recur__gradient_push__field_descriptors,
   recur__gradient_push__field_indices_by_name,
   1,  recur__gradient_push__number_ranges,

@@ -8,9 +8,10 @@ import Recurrent
 /// products of the time loop give every stream the same bits whatever block it sits in
 /// (`KernelScalar.rowProduct`), so only the weight gradients depend on grouping: they are
 /// computed per fixed chunk of `chunkStreams` streams into the chunk's own slab, and the
-/// slabs are summed through the fixed `ReductionTree`. Result: the gradient is
-/// bit-identical for any K, and — when worker blocks are aligned to the tree — for any
-/// number of workers.
+/// slabs are summed through the fixed `ReductionTree`: per node of the global tree that the
+/// block covers (`nodes`; one node, the block itself, when it is aligned). Result: the
+/// gradient is bit-identical for any K and, once a coordinator finishes the tree over every
+/// worker's nodes, for any number of workers.
 ///
 /// Memory: K workspaces (together sized for the block) plus one parameter slab per chunk.
 public final class GradientEngine {
@@ -29,8 +30,12 @@ public final class GradientEngine {
     /// Chunks (indices into the block) each thread's workspace covers.
     private let threadChunks: [Range<Int>]
     private let chunkGradients: [UnsafeMutablePointer<Float>]
-    private let tree: ReductionTree
+    /// The global-tree nodes (global chunk indices) this block covers, and a tree over each.
+    public let nodes: [Range<Int>]
+    private let nodeTrees: [ReductionTree]
     private let chunkLoss: UnsafeMutablePointer<Double>
+    /// The summed loss of each node after `computeGradient`.
+    public private(set) var nodeLoss: [Double]
 
     /// - Parameters:
     ///   - train: the training split as symbol ids.
@@ -60,8 +65,10 @@ public final class GradientEngine {
             return p
         }
         let first = streams.lowerBound / chunkStreams
-        tree = ReductionTree(leaves: (0..<chunkCount).map { (first + $0)..<(first + $0 + 1) },
-                             over: first..<(first + chunkCount))
+        nodes = ReductionTree.nodes(covering: first..<(first + chunkCount),
+                                    in: 0..<(streamLayout.streamCount / chunkStreams))
+        nodeTrees = nodes.map { node in ReductionTree(leaves: node.map { $0..<($0 + 1) }, over: node) }
+        nodeLoss = Array(repeating: 0, count: nodes.count)
         chunkLoss = .allocate(capacity: chunkCount)
         chunkLoss.initialize(repeating: 0, count: chunkCount)
     }
@@ -73,8 +80,20 @@ public final class GradientEngine {
 
     public var chunkCount: Int { chunkGradients.count }
 
-    /// Where `computeGradient` leaves the summed gradient (also during `early`).
-    public var gradient: UnsafeMutablePointer<Float> { chunkGradients[0] }
+    /// The chunk slabs of node `i`, in chunk order (its tree's leaves).
+    private func nodeSlabs(_ i: Int) -> [UnsafeMutablePointer<Float>] {
+        let base = nodes[0].lowerBound
+        return nodes[i].map { chunkGradients[$0 - base] }
+    }
+
+    /// Where `computeGradient` leaves the summed gradient of node `i` (also during `early`).
+    public func gradient(ofNode i: Int) -> UnsafeMutablePointer<Float> { chunkGradients[nodes[i].lowerBound - nodes[0].lowerBound] }
+
+    /// The summed gradient of the whole block, when it is one node (an aligned block).
+    public var gradient: UnsafeMutablePointer<Float> {
+        precondition(nodes.count == 1, "the block spans \(nodes.count) nodes of the reduction tree")
+        return chunkGradients[0]
+    }
 
     /// The run of the parameter table (the top layer and the head) whose gradient is final
     /// before the lower layers' backward starts: `computeGradient(early:)` hands it out then,
@@ -97,7 +116,8 @@ public final class GradientEngine {
     /// One step: forward + backward of every owned stream at `stepInEpoch`, from carried
     /// state `initial` (n streams) to the state after the step in `final` (may be the same
     /// object: each thread reads its rows before it writes them). Returns the summed loss and
-    /// the summed gradient (valid until the next call). With `early`, the gradient of
+    /// the summed gradient of the first node (the whole block when it is aligned; see
+    /// `gradient(ofNode:)` and `nodeLoss` for every node), valid until the next call. With `early`, the gradient of
     /// `earlySlices` is summed first and `early` is called with it (on this thread) before
     /// the lower layers run; those values stay untouched after.
     public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
@@ -130,18 +150,25 @@ public final class GradientEngine {
             net.backwardLayer(net.config.layerCount - 1, parameters: parameters, chunks: slabs)
             if split == nil { work.finishBackward(thread: thread, parameters: parameters, below: net.config.layerCount - 1) }
         }
+        let sumNodes = { (elements: Range<Int>) in
+            for (i, tree) in self.nodeTrees.enumerated() {
+                tree.sum(self.nodeSlabs(i), elements: elements, threads: K)
+            }
+        }
         if let split, let early {
-            tree.sum(chunkGradients, elements: layout.elements(of: split), threads: K)
+            sumNodes(layout.elements(of: split))
             early(split)
             DispatchQueue.concurrentPerform(iterations: K) { thread in
                 work.finishBackward(thread: thread, parameters: parameters, below: config.layerCount - 1)
             }
-            tree.sum(chunkGradients, elements: layout.elements(of: 0..<split.lowerBound), threads: K)
+            sumNodes(layout.elements(of: 0..<split.lowerBound))
         } else {
-            tree.sum(chunkGradients, count: count, threads: K)
+            sumNodes(0..<count)
         }
-        let loss = tree.sum(Array(UnsafeBufferPointer(start: chunkLoss, count: C)))
-        return (loss, chunkGradients[0])
+        let losses = Array(UnsafeBufferPointer(start: chunkLoss, count: C))
+        let base = nodes[0].lowerBound
+        nodeLoss = zip(nodes, nodeTrees).map { node, tree in tree.sum(Array(losses[(node.lowerBound - base)..<(node.upperBound - base)])) }
+        return (nodeLoss.reduce(0, +), chunkGradients[0])
     }
 }
 

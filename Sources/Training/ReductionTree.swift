@@ -73,6 +73,19 @@ public struct ReductionTree: Equatable, Sendable {
         }
     }
 
+    /// The largest nodes of the tree over `root` that lie inside `block`, in order: a party
+    /// holding `block` sums each of them through its own subtree, so that any contiguous split
+    /// of the chunks, aligned or not, yields leaves that are all tree nodes.
+    public static func nodes(covering block: Range<Int>, in root: Range<Int>) -> [Range<Int>] {
+        func visit(_ node: Range<Int>) -> [Range<Int>] {
+            if node.lowerBound >= block.lowerBound && node.upperBound <= block.upperBound { return [node] }
+            guard node.count > 1, node.lowerBound < block.upperBound, node.upperBound > block.lowerBound else { return [] }
+            let middle = node.lowerBound + node.count / 2
+            return visit(node.lowerBound..<middle) + visit(middle..<node.upperBound)
+        }
+        return visit(root)
+    }
+
     /// The same tree over scalars (loss sums).
     public func sum(_ values: [Double]) -> Double {
         var v = values

@@ -66,6 +66,8 @@ public struct DecodedGradientPush: Sendable {
     public let waitSeconds: Double
     public let part: UInt32
     public let parts: UInt32
+    public let chunkBegin: UInt32
+    public let chunkEnd: UInt32
     public let tensors: DecodedTensorList
     public let state: [WireTensor]
 
@@ -85,7 +87,7 @@ public struct DecodedGradientPush: Sendable {
     public var message: GradientPush {
         GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: tensors.wireTensors(),
                      state: state, computeSeconds: computeSeconds, communicateSeconds: communicateSeconds,
-                     waitSeconds: waitSeconds, part: part, parts: parts)
+                     waitSeconds: waitSeconds, part: part, parts: parts, chunkBegin: chunkBegin, chunkEnd: chunkEnd)
     }
 }
 

@@ -51,6 +51,7 @@ extension WireCodec {
                 step: body.step, tokenCount: body.token_count, lossSum: body.loss_sum,
                 computeSeconds: body.compute_seconds, communicateSeconds: body.communicate_seconds,
                 waitSeconds: body.wait_seconds, part: body.part, parts: max(body.parts, 1),
+                chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end,
                 tensors: tensors, state: state.wireTensors()))
         case RECUR__ENVELOPE__BODY_HEARTBEAT:
             let body = envelope.heartbeat.pointee

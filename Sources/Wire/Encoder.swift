@@ -59,12 +59,14 @@ public enum WireCodec {
     public static func encodeGradientPush(step: UInt64, tokenCount: UInt64, lossSum: Double,
                                           computeSeconds: Double, communicateSeconds: Double, waitSeconds: Double = 0,
                                           slices: Range<Int>? = nil, part: Int = 0, parts: Int = 1,
+                                          chunks: Range<Int> = 0..<0,
                                           gradient: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                           state: [WireTensor] = [], into buffer: inout MessageBuffer) {
         let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: [],
                                   state: [], computeSeconds: computeSeconds,
                                   communicateSeconds: communicateSeconds, waitSeconds: waitSeconds,
-                                  part: UInt32(part), parts: UInt32(parts))
+                                  part: UInt32(part), parts: UInt32(parts),
+                                  chunkBegin: UInt32(chunks.lowerBound), chunkEnd: UInt32(chunks.upperBound))
         withTensorViews(state) { stateViews in
             let views = tensorViews(layout: layout, values: gradient)
             packGradientPush(header, tensors: Array(views[slices ?? views.indices]),
@@ -145,6 +147,8 @@ public enum WireCodec {
                 body.wait_seconds = push.waitSeconds
                 body.part = push.part
                 body.parts = push.parts
+                body.chunk_begin = push.chunkBegin
+                body.chunk_end = push.chunkEnd
                 withUnsafeMutablePointer(to: &body) { p in
                     packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
                 }

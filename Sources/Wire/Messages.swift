@@ -101,10 +101,15 @@ public struct GradientPush: Equatable, Sendable {
     /// Part `part` of `parts` (a whole push is part 0 of 1).
     public var part: UInt32
     public var parts: UInt32
+    /// The reduction-tree node summed: chunks `chunkBegin ..< chunkEnd` (0..<0: the whole block).
+    public var chunkBegin: UInt32
+    public var chunkEnd: UInt32
 
     public init(step: UInt64, tokenCount: UInt64, lossSum: Double, tensors: [WireTensor],
                 state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double,
-                waitSeconds: Double = 0, part: UInt32 = 0, parts: UInt32 = 1) {
+                waitSeconds: Double = 0, part: UInt32 = 0, parts: UInt32 = 1, chunkBegin: UInt32 = 0, chunkEnd: UInt32 = 0) {
+        self.chunkBegin = chunkBegin
+        self.chunkEnd = chunkEnd
         self.step = step
         self.tokenCount = tokenCount
         self.lossSum = lossSum

@@ -72,6 +72,27 @@ final class InMemoryCoordinatorTests: XCTestCase {
         XCTAssertEqual(outcome.hiddenC.map(\.bitPattern), reference.hiddenC.map(\.bitPattern))
     }
 
+    /// Any worker count from 1 to the chunk count gives the in-process bytes: a worker whose
+    /// chunks are not one node of the reduction tree sends one sum per node it covers, and the
+    /// coordinator finishes the fixed tree (W = 3, 5, 6, 7 split 8 chunks off the tree).
+    func testEveryWorkerCountFromOneToTheChunkCountGivesTheInProcessBytes() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 9)
+        config.chunkStreams = 1   // 8 chunks of one stream
+        let reference = try ClusterFixtures.localReference(config: config, threads: 2, directory: try scratch())
+        for count in 1...8 {
+            let network = InMemoryNetwork()
+            let directory = try scratch()
+            let run = try Run(config: config, workers: count, network: network, checkpoint: directory)
+            let workers = (0..<count).map { startWorker(network, identity: "w\($0)", threads: 1 + $0 % 2) }
+            XCTAssertEqual(try run.result().get().steps, 9, "W = \(count)")
+            for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get()) }
+            let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
+            XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern), "W = \(count): weights")
+            XCTAssertEqual(outcome.hiddenH.map(\.bitPattern), reference.hiddenH.map(\.bitPattern), "W = \(count): h")
+            XCTAssertEqual(outcome.hiddenC.map(\.bitPattern), reference.hiddenC.map(\.bitPattern), "W = \(count): c")
+        }
+    }
+
     func testARefusedFingerprintIsAnsweredAndTheJobKeepsWaiting() throws {
         let network = InMemoryNetwork()
         let run = try Run(config: ClusterFixtures.tinyConfig(steps: 3), workers: 1, network: network, checkpoint: nil)

@@ -123,3 +123,21 @@ final class ReductionTreeTests: XCTestCase {
         XCTAssertEqual(unaligned.sum([2, 3]), 5)
     }
 }
+
+final class ReductionTreeCoverTests: XCTestCase {
+    /// The largest tree nodes inside a block: the block itself when it is a node, else its
+    /// aligned pieces, in order; every contiguous split of 8 chunks gives tree nodes only.
+    func testNodesCoveringABlockAreTheLargestTreeNodesInsideIt() {
+        XCTAssertEqual(ReductionTree.nodes(covering: 0..<8, in: 0..<8), [0..<8])
+        XCTAssertEqual(ReductionTree.nodes(covering: 0..<3, in: 0..<8), [0..<2, 2..<3])
+        XCTAssertEqual(ReductionTree.nodes(covering: 3..<6, in: 0..<8), [3..<4, 4..<6])
+        XCTAssertEqual(ReductionTree.nodes(covering: 1..<7, in: 0..<8), [1..<2, 2..<4, 4..<6, 6..<7])
+        XCTAssertEqual(ReductionTree.nodes(covering: 2..<3, in: 0..<5), [2..<3])
+        for workers in 1...8 {
+            let blocks = StreamLayout.contiguousBlocks(of: 0..<8, parts: workers)
+            let leaves = blocks.flatMap { ReductionTree.nodes(covering: $0, in: 0..<8) }
+            XCTAssertEqual(leaves.first?.lowerBound, 0)
+            XCTAssertTrue(ReductionTree(leaves: leaves, over: 0..<8).isAligned, "W = \(workers): \(leaves)")
+        }
+    }
+}

@@ -162,10 +162,18 @@ struct  Recur__GradientPush
    */
   uint32_t part;
   uint32_t parts;
+  /*
+   * The node of the reduction tree this push sums: chunks [chunk_begin, chunk_end). A worker
+   * whose chunk block is not one node of the tree sends one push per node it covers (each in
+   * its parts, each with its own token count, loss and state rows); 0..0 means the worker's
+   * whole block, when that is one node.
+   */
+  uint32_t chunk_begin;
+  uint32_t chunk_end;
 };
 #define RECUR__GRADIENT_PUSH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__gradient_push__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Recur__Heartbeat

@@ -8,6 +8,8 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
     /// For another step than the one being gathered (`WireError.unexpectedStep`).
     case wrongStep(WireError)
     case duplicate(step: UInt64)
+    /// For a node of the reduction tree the worker does not hold.
+    case notItsChunks(begin: UInt32, end: UInt32)
     case badPartNumber(part: UInt32, parts: UInt32, tableCount: Int)
     case partCountChanged(parts: UInt32, earlier: UInt32)
     case duplicatePart(part: UInt32, parts: UInt32, step: UInt64)
@@ -29,6 +31,7 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
             return (received < expected ? "stale gradient for step " : "gradient for future step ")
                 + "\(oneBased(received)), expected step \(oneBased(expected))"
         case .duplicate(let s): return "duplicate gradient for step \(s + 1)"
+        case .notItsChunks(let b, let e): return "gradient for chunks \(b)..<\(e), which this worker does not hold"
         case .badPartNumber(let p, let n, let c): return "gradient part \(p) of \(n) for a table of \(c) tensors"
         case .partCountChanged(let n, let e): return "gradient in \(n) parts after a part of \(e)"
         case .duplicatePart(let p, let n, let s): return "duplicate gradient part \(p + 1) of \(n) for step \(s + 1)"

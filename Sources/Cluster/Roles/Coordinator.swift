@@ -90,10 +90,9 @@ public final class Coordinator: GradientSource {
         workers = zip(joined.indices, blocks).map { rank, block in
             WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan)
         }
-        tree = ReductionTree(leaves: blocks, over: 0..<plan.chunkCount)
-        if !tree.isAligned {
-            log("note: \(workers.count) workers do not split the \(plan.chunkCount) chunks along the reduction tree; results stay deterministic but differ in the last bits from other worker counts")
-        }
+        // Every leaf is a node of the tree (a worker sends one sum per node it covers): the
+        // sum is bit-identical for any worker count.
+        tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
         for peer in workers {
             let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
                                   runConfig: plan.config.canonicalJSON(),
@@ -117,7 +116,7 @@ public final class Coordinator: GradientSource {
             throw workers.failure(error, step: s)
         }
         for peer in workers {
-            peer.push.expect(step: UInt64(s))
+            peer.pushes.forEach { $0.expect(step: UInt64(s)) }
             peer.reportedSlow = false
         }
         let gatherStart = monotonicSeconds()
@@ -145,7 +144,10 @@ public final class Coordinator: GradientSource {
                 continue
             case .gradientPush(let push):
                 do {
-                    if try peer.push.accept(push, state: next) {
+                    guard let assembler = peer.assembler(for: push) else {
+                        throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
+                    }
+                    if try assembler.accept(push, state: next), peer.isComplete {
                         peer.arrival = monotonicSeconds()
                         pending -= 1
                     }
@@ -159,16 +161,17 @@ public final class Coordinator: GradientSource {
             }
         }
         let gathered = monotonicSeconds()
-        stragglers.observe(workers.map { ($0.rank, $0.push.timing.compute, "\($0.name)") }).forEach(log)
+        stragglers.observe(workers.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
         // Leaf order = rank order = chunk order.
-        tree.sum(workers.map { $0.push.gradient.baseAddress! }, count: plan.layout.count, threads: 1)
-        let lossSum = tree.sum(workers.map(\.push.lossSum))
+        let pushes = workers.flatMap(\.pushes)
+        tree.sum(pushes.map { $0.gradient.baseAddress! }, count: plan.layout.count, threads: 1)
+        let lossSum = tree.sum(pushes.map(\.lossSum))
         // wait = the slowest worker's lag behind the fastest; compute = the fastest worker's
         // compute + this sum (the loop adds its update and calls the rest communication).
         let arrivals = workers.map(\.arrival)
-        return StepGradient(lossSum: lossSum, gradientSum: workers[0].push.gradient.baseAddress!,
+        return StepGradient(lossSum: lossSum, gradientSum: pushes[0].gradient.baseAddress!,
                             tokenCount: plan.tokensPerStep,
-                            computeSeconds: (workers.map(\.push.timing.compute).min() ?? 0) + (monotonicSeconds() - gathered),
+                            computeSeconds: (workers.map(\.timing.computeSeconds).min() ?? 0) + (monotonicSeconds() - gathered),
                             waitSeconds: arrivals.max()! - arrivals.min()!, workers: workers.map(\.timing))
     }
 
@@ -219,7 +222,7 @@ public final class Coordinator: GradientSource {
     /// per step when one is still computing after a heartbeat timeout (slow, but alive).
     private func checkHeartbeats(step s: Int, since start: Double) throws {
         let t = monotonicSeconds()
-        for peer in workers where !peer.push.isComplete {
+        for peer in workers where !peer.isComplete {
             if t - peer.lastSeen > options.heartbeatTimeout {
                 throw ClusterError.workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)")
             }

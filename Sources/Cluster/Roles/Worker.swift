@@ -129,26 +129,34 @@ public final class Worker {
                 if weights.resetState { state.reset() }
                 let stepInEpoch = plan.streamLayout.position(globalStep: Int(weights.step)).stepInEpoch
                 let t1 = monotonicSeconds()
-                let gradient = UnsafeBufferPointer(start: engine.gradient, count: layout.count)
-                // The top layer's and head's gradient leaves as part 0 of 2 while the lower
-                // layers are still in backward; the rest follows as the last part.
+                // One push per reduction-tree node the block covers. The top layer's and head's
+                // gradient leaves as part 0 of 2 while the lower layers are still in backward;
+                // the rest follows as the last part, with the node's loss, tokens and state.
                 let early = engine.earlySlices
                 let parts = early == nil ? 1 : 2
-                let lossSum = try computeSendingEarlyPart(engine: engine, parameters: UnsafePointer(parameters.baseAddress!),
-                                                          stepInEpoch: stepInEpoch, state: state, step: weights.step) { slices in
-                    try self.messenger.send { buffer in
-                        WireCodec.encodeGradientPush(step: weights.step, tokenCount: 0, lossSum: 0, computeSeconds: 0,
-                                                     communicateSeconds: 0, slices: slices, part: 0, parts: 2,
-                                                     gradient: gradient, layout: layout, into: &buffer)
+                try computeSendingEarlyPart(engine: engine, parameters: UnsafePointer(parameters.baseAddress!),
+                                            stepInEpoch: stepInEpoch, state: state, step: weights.step) { slices in
+                    for (i, node) in engine.nodes.enumerated() {
+                        let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
+                        try self.messenger.send { buffer in
+                            WireCodec.encodeGradientPush(step: weights.step, tokenCount: 0, lossSum: 0, computeSeconds: 0,
+                                                         communicateSeconds: 0, slices: slices, part: 0, parts: 2, chunks: node,
+                                                         gradient: gradient, layout: layout, into: &buffer)
+                        }
                     }
                 }
                 let t2 = monotonicSeconds()
-                try messenger.send { buffer in
-                    WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(engine.tokensPerStep), lossSum: lossSum,
-                                                 computeSeconds: t2 - t1, communicateSeconds: lastCommunicate, waitSeconds: idle,
-                                                 slices: 0..<(early?.lowerBound ?? layout.slices.count), part: parts - 1, parts: parts,
-                                                 gradient: gradient, layout: layout, state: state.wireTensors(streams: own),
-                                                 into: &buffer)
+                for (i, node) in engine.nodes.enumerated() {
+                    let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
+                    let rows = plan.streams(ofChunks: node), local = (rows.lowerBound - streams.lowerBound)..<(rows.upperBound - streams.lowerBound)
+                    try messenger.send { buffer in
+                        WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(rows.count * config.window),
+                                                     lossSum: engine.nodeLoss[i], computeSeconds: t2 - t1,
+                                                     communicateSeconds: lastCommunicate, waitSeconds: idle,
+                                                     slices: 0..<(early?.lowerBound ?? layout.slices.count), part: parts - 1,
+                                                     parts: parts, chunks: node, gradient: gradient, layout: layout,
+                                                     state: state.wireTensors(streams: local), into: &buffer)
+                    }
                 }
                 lastPushSent = monotonicSeconds()
                 lastCommunicate = (t1 - t0) + (lastPushSent! - t2)
@@ -161,10 +169,10 @@ public final class Worker {
     }
 
     /// Runs `computeGradient` on its own thread; this thread sends heartbeats meanwhile and
-    /// sends the early part the moment the engine hands it over. Returns the loss sum.
+    /// sends the early parts the moment the engine hands them over.
     private func computeSendingEarlyPart(engine: GradientEngine, parameters: UnsafePointer<Float>, stepInEpoch: Int,
                                          state: CarriedState, step: UInt64,
-                                         sendEarly: (Range<Int>) throws -> Void) throws -> Double {
+                                         sendEarly: (Range<Int>) throws -> Void) throws {
         let events = DispatchSemaphore(value: 0)
         let box = ComputeBox()
         nonisolated(unsafe) let weights = parameters   // read-only while the thread runs
@@ -187,7 +195,7 @@ public final class Worker {
                 continue
             }
             if let slices = box.takeEarly() { try sendEarly(slices) }
-            if let lossSum = box.lossSum { return lossSum }
+            if box.lossSum != nil { return }
         }
     }
 

@@ -2,7 +2,8 @@ import Training
 import Wire
 
 /// A worker as the coordinator knows it: who it is, which chunks (and so streams) it owns,
-/// when it was last heard from, and its push for the current step.
+/// when it was last heard from, and its pushes for the current step: one per node of the
+/// reduction tree its chunks cover (one, when its block is a node).
 final class WorkerPeer {
     let identity: PeerIdentity
     let rank: Int
@@ -17,7 +18,9 @@ final class WorkerPeer {
     var arrival = 0.0
     /// Whether the log already said this worker is slow in the current step.
     var reportedSlow = false
-    let push: PushAssembler
+    /// The tree nodes its block covers (global chunk indices), and a push for each.
+    let nodes: [Range<Int>]
+    let pushes: [PushAssembler]
 
     init(identity: PeerIdentity, rank: Int, hello: Hello, chunks: Range<Int>, plan: RunPlan) {
         self.identity = identity
@@ -28,14 +31,25 @@ final class WorkerPeer {
         self.chunks = chunks
         streams = plan.streams(ofChunks: chunks)
         lastSeen = monotonicSeconds()
-        push = PushAssembler(layout: plan.layout, streams: streams, window: plan.config.window)
+        nodes = ReductionTree.nodes(covering: chunks, in: 0..<plan.chunkCount)
+        pushes = nodes.map { PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.window) }
+    }
+
+    var isComplete: Bool { pushes.allSatisfy(\.isComplete) }
+
+    /// The push that `push` is part of: the node it names (0..<0: the whole block, when that
+    /// is one node); nil when this worker holds no such node.
+    func assembler(for push: DecodedGradientPush) -> PushAssembler? {
+        if push.chunkBegin == 0 && push.chunkEnd == 0 { return nodes.count == 1 ? pushes[0] : nil }
+        return nodes.firstIndex(of: Int(push.chunkBegin)..<Int(max(push.chunkBegin, push.chunkEnd))).map { pushes[$0] }
     }
 
     var name: String { "worker \(rank) (host \(host), pid \(pid))" }
 
+    /// From the last node's push (every node's push carries the worker's timing).
     var timing: WorkerTiming {
-        WorkerTiming(rank: rank, computeSeconds: push.timing.compute, communicateSeconds: push.timing.communicate,
-                     waitSeconds: push.timing.wait)
+        let t = pushes.last!.timing
+        return WorkerTiming(rank: rank, computeSeconds: t.compute, communicateSeconds: t.communicate, waitSeconds: t.wait)
     }
 }
 
