@@ -54,12 +54,17 @@ struct ServeCommand: ParsableCommand {
     var insecure = false
     @Option(name: .customLong("join-timeout"), help: "Seconds to wait for all workers to join.")
     var joinTimeout = 300.0
+    @Option(name: .customLong("min-workers"), help: "Go on without a lost worker while at least this many remain: its chunks move to the others and the step is computed again, bit for bit (default: all, no loss tolerated).")
+    var minWorkers: Int?
 
     func validate() throws {
         try optimization.validateValues()
         try runFlags.validateValues()
         try transport.validateValues()
         try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
+        if let minWorkers, !(1...(runFlags.workers ?? 1)).contains(minWorkers) {
+            throw ValidationError("--min-workers must be between 1 and --workers (\(runFlags.workers ?? 1)), got \(minWorkers)")
+        }
         try model.requireTrainingMemory(data: data, chunk: optimization.chunk, workersElsewhere: runFlags.workers ?? 1)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
@@ -88,6 +93,7 @@ struct ServeCommand: ParsableCommand {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
+        options.minWorkers = minWorkers
         if settings.curve == nil {
             let (token, fresh) = try JoinToken.forCoordinator(file: transport.tokenFile)
             options.joinToken = token
@@ -119,6 +125,8 @@ struct WorkCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "The coordinator's corpus file on this node (default: the built-in corpus).")
     var data: String?
+    @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, wait this many seconds for one at the same address (a restarted `recur serve --resume`) and join it again (0 = exit at once).")
+    var reconnectTimeout = 60.0
     @OptionGroup var transport: TransportFlags
     @Option(name: .customLong("server-key"), help: "The coordinator's public key file (needed with --key).")
     var serverKey: String?
@@ -134,6 +142,7 @@ struct WorkCommand: ParsableCommand {
         let corpus = try data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
         var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
+        options.reconnectTimeout = reconnectTimeout
         var curve: CurveClientSettings?
         if let keyPath = transport.key, let serverPath = serverKey {
             let own = try KeyFile.keyPair(keyPath)

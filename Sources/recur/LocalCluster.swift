@@ -8,7 +8,7 @@ import Training
 /// run after a checkpoint.
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
-                    heartbeatTimeout: Double, stop: StopRequest, report: @escaping (TrainingEvent) -> Void,
+                    heartbeatTimeout: Double, minWorkers: Int? = nil, stop: StopRequest, report: @escaping (TrainingEvent) -> Void,
                     log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients. On Linux
         // the socket is abstract (no file), so even a killed run leaves nothing behind.
@@ -26,13 +26,17 @@ enum LocalCluster {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
+        options.minWorkers = minWorkers
         let token = JoinToken.generate()   // the socket is local, but other users may reach it
         options.joinToken = token
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
                                           transport: transport, stop: stop, log: log)
         let launcher = LocalLauncher(output: log)
+        let toleratesLoss = (minWorkers ?? workers) < workers
         launcher.onUnexpectedExit = { _, pid, code in
-            stop.request("worker process \(pid) exited with status \(code)")
+            // With losses tolerated the coordinator notices the closed connection and decides.
+            if toleratesLoss { log("worker process \(pid) exited with status \(code)") }
+            else { stop.request("worker process \(pid) exited with status \(code)") }
         }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable,
@@ -48,7 +52,7 @@ enum LocalCluster {
             throw error
         }
         let codes = launcher.waitAll(timeout: 10)
-        if let failed = codes.first(where: { $0.value != 0 }) {
+        if !toleratesLoss, let failed = codes.first(where: { $0.value != 0 }) {
             throw ClusterError.workerFailed("worker \(failed.key) exited with status \(failed.value) after the run")
         }
     }

@@ -19,12 +19,17 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var runFlags: RunFlags
     @Option(name: .customLong("heartbeat-timeout"), help: "With --workers > 1: seconds of silence after which a worker counts as dead.")
     var heartbeatTimeout = 30.0
+    @Option(name: .customLong("min-workers"), help: "With --workers W > 1: go on without a lost worker while at least this many remain, bit for bit (default: W, no loss tolerated).")
+    var minWorkers: Int?
 
     func validate() throws {
         try optimization.validateValues()
         try runFlags.validateValues()
         try TransportFlags.validateHeartbeatTimeout(heartbeatTimeout)
         try model.requireTrainingMemory(data: data, chunk: optimization.chunk)
+        if let minWorkers, !(1...parallelism.workers).contains(minWorkers) {
+            throw ValidationError("--min-workers must be between 1 and the worker count (\(parallelism.workers)), got \(minWorkers)")
+        }
     }
 
     /// Workers and threads: fill the machine. Default W = cores (one thread each) when
@@ -53,7 +58,8 @@ struct TrainCommand: ParsableCommand {
             try TrainingLoop(session: session, source: source, stop: stop, report: console.report).run()
         } else {
             try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: data.data,
-                                 heartbeatTimeout: heartbeatTimeout, stop: stop, report: console.report, log: console.line)
+                                 heartbeatTimeout: heartbeatTimeout, minWorkers: minWorkers, stop: stop,
+                                 report: console.report, log: console.line)
         }
         if runFlags.sampleLength > 0 {
             let text = try Sampler(temperature: 1, seed: config.seed).sample(

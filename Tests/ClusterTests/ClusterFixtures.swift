@@ -212,6 +212,7 @@ final class WorkerHarness: @unchecked Sendable {
     init(endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus, heartbeatTimeout: Double = 5) throws {
         var options = WorkerOptions(endpoint: endpoint, threads: threads)
         options.heartbeatTimeout = heartbeatTimeout
+        options.reconnectTimeout = 0   // these tests watch a worker give up on a lost coordinator
         worker = Worker(corpus: corpus, options: options,
                         transport: try ZMQClientTransport(connect: endpoint, sendTimeout: heartbeatTimeout, curve: nil),
                         log: logs.append)

@@ -14,6 +14,7 @@ final class FailureTests: ClusterTestCase {
     /// failure to be noticed and the processes to exit.
     let heartbeat = 3.0
     let slack = 7.0
+    let reconnect = 1.0
 
     // MARK: In process
 
@@ -103,7 +104,8 @@ final class FailureTests: ClusterTestCase {
                                 "--hidden", "16", "--layers", "1", "--batch", "8", "--seq", "8",
                                 "--checkpoint-dir", directory.path, "--heartbeat-timeout", "\(heartbeat)"])
         let workers = try (0..<2).map { _ in
-            try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "\(heartbeat)"])
+            try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "\(heartbeat)",
+                        "--reconnect-timeout", "\(reconnect)"])
         }
         XCTAssertNotNil(serve.stdout.waitForLine(containing: ["step 10/1000000"], timeout: 30),
                         "the cluster never reached step 10:\n\(serve.transcript)")
@@ -160,12 +162,14 @@ final class FailureTests: ClusterTestCase {
         XCTAssertEqual(workers[0].waitForExit(timeout: 5), 128 + SIGKILL)
     }
 
+    /// Workers wait `--reconnect-timeout` for a coordinator at the same address, then exit.
     func testKillingTheCoordinatorEndsTheWorkers() throws {
         let (serve, workers, endpoint) = try startCluster(directory: try temporaryDirectory())
         serve.send(SIGKILL)
         XCTAssertEqual(serve.waitForExit(timeout: 5), 128 + SIGKILL)
         for worker in workers {
-            let status = worker.waitForExit(timeout: heartbeat + slack)
+            let status = worker.waitForExit(timeout: heartbeat + reconnect + slack)
+            XCTAssertNotNil(worker.stdout.line(containing: ["waiting up to \(Int(reconnect)) s for one at that address"]), worker.transcript)
             XCTAssertNotNil(status, "worker still running after its coordinator died:\n\(worker.transcript)")
             XCTAssertNotEqual(status, 0, worker.transcript)
             XCTAssertNotNil(worker.stderr.line(containing: ["recur: coordinator \(endpoint) stopped answering"]), worker.transcript)

@@ -14,12 +14,14 @@ public final class Coordinator: GradientSource {
     public let options: CoordinatorOptions
     private let fingerprint: Hello
     private let stop: StopRequest
-    private let log: (String) -> Void
-    private let messenger: ServerMessenger
+    let log: (String) -> Void
+    let messenger: ServerMessenger
     /// Workers that said hello, in join order, and (once all joined) their assignments.
-    private var joined: [(identity: PeerIdentity, hello: Hello)] = []
-    private var workers: [WorkerPeer] = []
-    private var tree: ReductionTree!
+    var joined: [(identity: PeerIdentity, hello: Hello)] = []
+    var workers: [WorkerPeer] = []
+    var tree: ReductionTree!
+    /// Workers found gone while evaluating or checkpointing; dropped at the next step.
+    var lostBetweenSteps: [WorkerLost] = []
     private var lastHeartbeatSent = 0.0
     private var stragglers = StragglerWatch()
     /// The step being gathered or last gathered (heartbeats carry it).
@@ -86,34 +88,35 @@ public final class Coordinator: GradientSource {
             joined.append((identity, hello))
             log("worker \(joined.count - 1) (host \(hello.host), pid \(hello.pid)) joined with \(hello.threads) thread(s) (\(joined.count)/\(options.workers))")
         }
-        let blocks = StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
-        workers = zip(joined.indices, blocks).map { rank, block in
-            WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan)
-        }
-        // Every leaf is a node of the tree (a worker sends one sum per node it covers): the
-        // sum is bit-identical for any worker count.
-        tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
-        for peer in workers {
-            let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
-                                  runConfig: plan.config.canonicalJSON(),
-                                  streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
-                                  step: UInt64(step), state: state.wireTensors(streams: peer.streams))
-            try send(.welcome(welcome), to: peer, step: step)
-        }
+        try assign(step: step, state: state)
     }
 
     // MARK: Step
 
     /// Broadcasts the weights, gathers every worker's push (its state lands in `next`) and
-    /// sums the worker blocks in the fixed tree order.
+    /// sums the worker blocks in the fixed tree order. A lost worker is dropped and the step
+    /// computed again by the others while at least `minWorkers` remain (exact: any split of
+    /// the chunks gives the same sum).
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
+        for lost in lostBetweenSteps { try continueWithout(lost, step: request.step, state: state) }
+        lostBetweenSteps = []
+        while true {
+            do {
+                return try gather(request, next: next)
+            } catch let lost as WorkerLost {
+                try continueWithout(lost, step: request.step, state: state)
+            }
+        }
+    }
+
+    private func gather(_ request: StepRequest, next: CarriedState) throws -> StepGradient {
         let s = request.step
         currentStep = s
         do {
             try messenger.broadcastWeights(step: s, resetState: request.stepInEpoch == 0, parameters: request.parameters,
                                            layout: plan.layout, to: workers.map(\.identity))
         } catch let error as TransportError {
-            throw workers.failure(error, step: s)
+            throw workers.lost(error, step: s)
         }
         for peer in workers {
             peer.pushes.forEach { $0.expect(step: UInt64(s)) }
@@ -128,7 +131,7 @@ public final class Coordinator: GradientSource {
                 // Workers that pushed wait for the next weights: they must hear we are alive.
                 try sendHeartbeatsIfDue(step: s)
             } catch let error as TransportError {
-                throw workers.failure(error, step: s)
+                throw workers.lost(error, step: s)
             }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
             guard let peer = workers.first(where: { $0.identity == identity }) else {
@@ -155,7 +158,7 @@ public final class Coordinator: GradientSource {
                     messenger.reject(from: identity, "\(error)")
                 }
             case .error(let error):
-                throw ClusterError.workerFailed("\(peer.name) failed at step \(s + 1): \(error.message)")
+                throw WorkerLost(identity: identity, error: .workerFailed("\(peer.name) failed at step \(s + 1): \(error.message)"))
             default:
                 messenger.reject(from: identity, "unexpected \(message.kind.rawValue) during step \(s + 1)")
             }
@@ -182,7 +185,7 @@ public final class Coordinator: GradientSource {
             do {
                 try sendHeartbeatsIfDue(step: currentStep)
             } catch let error as TransportError {
-                throw workers.failure(error, step: currentStep)
+                try deferLoss(workers.lost(error, step: currentStep))
             }
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 guard let peer = workers.first(where: { $0.identity == identity }) else {
@@ -205,10 +208,10 @@ public final class Coordinator: GradientSource {
 
     /// One heartbeat per interval to every joined worker; a worker that is gone throws
     /// `TransportError.peerGone` (a closed connection is noticed within an interval).
-    private func sendHeartbeatsIfDue(step: Int) throws {
+    func sendHeartbeatsIfDue(step: Int) throws {
         guard monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
         lastHeartbeatSent = monotonicSeconds()
-        for (rank, peer) in joined.enumerated() {
+        for (rank, peer) in joined.enumerated() where !lostBetweenSteps.contains(where: { $0.identity == peer.identity }) {
             do {
                 try messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: peer.identity,
                                    waiting: false)
@@ -224,20 +227,12 @@ public final class Coordinator: GradientSource {
         let t = monotonicSeconds()
         for peer in workers where !peer.isComplete {
             if t - peer.lastSeen > options.heartbeatTimeout {
-                throw ClusterError.workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)")
+                throw WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)"))
             }
             if !peer.reportedSlow, t - start > options.heartbeatTimeout {
                 peer.reportedSlow = true
                 log("\(peer.name) is slow: no gradient for step \(s + 1) after \(ClusterError.format((t - start).rounded())) s, but its heartbeats arrive")
             }
-        }
-    }
-
-    private func send(_ message: Message, to peer: WorkerPeer, step: Int) throws {
-        do {
-            try messenger.send(message, to: peer.identity)
-        } catch let error as TransportError {
-            throw workers.failure(error, step: step)
         }
     }
 }

@@ -5,6 +5,10 @@ public struct CoordinatorOptions: Sendable {
     public var heartbeatTimeout: Double = 30
     /// How long to wait for all workers to say hello.
     public var joinTimeout: Double = 300
+    /// Fewer live workers than this ends the run; down to it, a lost worker's chunks go to the
+    /// others and the step is computed again (nil: all `workers`, no loss tolerated).
+    public var minWorkers: Int?
+    var requiredWorkers: Int { min(workers, max(1, minWorkers ?? workers)) }
     /// Without CurveZMQ: the secret a worker's hello must carry to join (nil: no check, as
     /// with CurveZMQ, whose allow-list admits workers).
     public var joinToken: String?

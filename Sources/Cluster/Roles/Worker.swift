@@ -17,6 +17,9 @@ public struct WorkerOptions: Sendable {
     /// A local worker's coordinator process: when it is gone (the worker is re-parented),
     /// the worker exits at once instead of waiting out the heartbeat timeout.
     public var parentProcess: pid_t?
+    /// After losing its coordinator, how long to wait for one at the same address (a
+    /// restarted `recur serve --resume`) and join it again; 0: exit at once.
+    public var reconnectTimeout: Double = 60
 
     public init(endpoint: String, threads: Int) {
         self.endpoint = endpoint
@@ -59,9 +62,30 @@ public final class Worker {
         }
     }
 
+    /// Joins, then works on each assignment the coordinator gives (a new Welcome mid-run moves
+    /// chunks after a worker was lost). A lost coordinator is waited for up to the reconnect
+    /// timeout (a restarted `recur serve --resume` at the same address), then joined again.
     private func serve() throws {
+        var welcome = try join(deadline: nil)
+        while true {
+            do {
+                guard let next = try work(welcome) else { return }
+                welcome = next
+            } catch ClusterError.coordinatorLost(let endpoint, let seconds, let encrypted) where options.reconnectTimeout > 0 {
+                log("worker \(rank): coordinator \(endpoint) stopped answering (no message for \(ClusterError.format(seconds)) s); waiting up to \(ClusterError.format(options.reconnectTimeout)) s for one at that address")
+                welcome = try join(deadline: monotonicSeconds() + options.reconnectTimeout, lost: (endpoint, encrypted))
+                log("worker \(rank): rejoined at step \(oneBased(welcome.step))")
+            }
+        }
+    }
+
+    private func join(deadline: Double?, lost: (endpoint: String, encrypted: Bool)? = nil) throws -> Welcome {
         try messenger.send(.hello(Fingerprint.hello(corpus: corpus, threads: options.threads, joinToken: options.joinToken)))
-        let welcome = try awaitWelcome()
+        return try awaitWelcome(deadline: deadline, lost: lost)
+    }
+
+    /// Works on one assignment; returns the next one, or nil when the run is over.
+    private func work(_ welcome: Welcome) throws -> Welcome? {
         rank = Int(welcome.rank)
         let plan = try RunPlan(config: TrainingConfig.fromJSON(welcome.runConfig), corpus: corpus)
         let config = plan.config
@@ -111,7 +135,10 @@ public final class Worker {
                 continue
             case .shutdown(let shutdown):
                 log("worker \(rank): coordinator ended the run: \(shutdown.reason)")
-                return
+                return nil
+            case .welcome(let next):
+                log("worker \(rank): new assignment from step \(oneBased(next.step)): streams \(next.streamBegin)..<\(next.streamEnd)")
+                return next
             case .error(let error):
                 throw ClusterError.refused(error.message)
             case .weights(let weights):
@@ -199,14 +226,21 @@ public final class Worker {
         }
     }
 
-    private func awaitWelcome() throws -> Welcome {
-        let deadline = monotonicSeconds() + max(options.heartbeatTimeout, 1)
+    /// Waits for the welcome: until the heartbeat timeout passes without a word, or, when
+    /// rejoining, until `deadline`.
+    private func awaitWelcome(deadline rejoinDeadline: Double?, lost: (endpoint: String, encrypted: Bool)?) throws -> Welcome {
+        let deadline = rejoinDeadline ?? monotonicSeconds() + max(options.heartbeatTimeout, 1)
         var lastHeard = monotonicSeconds()
         var heardAnything = false
         while true {
             try stop.check()
+            try checkParent()
             guard let message = try messenger.receive(timeout: 0.2) else {
-                if monotonicSeconds() - lastHeard > options.heartbeatTimeout, monotonicSeconds() > deadline {
+                if let lost, monotonicSeconds() > deadline {
+                    throw ClusterError.coordinatorLost(endpoint: lost.endpoint, seconds: options.heartbeatTimeout + options.reconnectTimeout,
+                                                       encrypted: lost.encrypted)
+                }
+                if lost == nil, monotonicSeconds() - lastHeard > options.heartbeatTimeout, monotonicSeconds() > deadline {
                     guard heardAnything else {
                         throw ClusterError.coordinatorUnreachable(endpoint: options.endpoint, seconds: options.heartbeatTimeout,
                                                                   encrypted: options.encrypted)

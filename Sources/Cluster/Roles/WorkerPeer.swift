@@ -53,16 +53,23 @@ final class WorkerPeer {
     }
 }
 
+/// A worker that failed, disconnected or went silent, and the error that names it.
+struct WorkerLost: Error {
+    let identity: PeerIdentity
+    let error: ClusterError
+}
+
 extension Array where Element == WorkerPeer {
-    /// A send that failed, as the run-ending error naming the worker.
-    func failure(_ error: TransportError, step: Int) -> ClusterError {
+    /// A send that failed, as the loss of the worker it was for.
+    func lost(_ error: TransportError, step: Int) -> WorkerLost {
         let peer: PeerIdentity
         switch error { case .peerGone(let p), .sendTimedOut(let p, _): peer = p }
         let name = first { $0.identity == peer }?.name ?? "a worker"
         switch error {
-        case .peerGone: return .workerFailed("\(name) is gone (connection closed) at step \(step + 1)")
+        case .peerGone:
+            return WorkerLost(identity: peer, error: .workerFailed("\(name) is gone (connection closed) at step \(step + 1)"))
         case .sendTimedOut(_, let seconds):
-            return .workerFailed("\(name) does not take messages (send timed out after \(ClusterError.format(seconds)) s) at step \(step + 1)")
+            return WorkerLost(identity: peer, error: .workerFailed("\(name) does not take messages (send timed out after \(ClusterError.format(seconds)) s) at step \(step + 1)"))
         }
     }
 }

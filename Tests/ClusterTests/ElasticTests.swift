@@ -1,0 +1,62 @@
+import Foundation
+import XCTest
+import Cluster
+import Training
+
+/// Runs that lose a worker or their coordinator and still end with the bytes of a run that
+/// never failed.
+final class ElasticTests: ClusterTestCase {
+    private let model = ["--hidden", "64", "--layers", "2", "--batch", "16", "--seq", "16", "--chunk", "2",
+                         "--sample-length", "0"]
+
+    private func reference(steps: Int) throws -> Data {
+        let directory = try temporaryDirectory()
+        let train = try launch(["train", "--workers", "1", "--threads", "2", "--steps", "\(steps)",
+                                "--checkpoint-dir", directory.path] + model)
+        XCTAssertEqual(train.waitForExit(timeout: 120), 0, train.transcript)
+        return try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
+    }
+
+    /// `recur train --workers 4 --min-workers 3`: a worker killed after step 20 costs one
+    /// recomputed step; the run ends 0 with the `--workers 1` bytes.
+    func testALocalRunLosesAWorkerAndEndsWithTheSameBytes() throws {
+        let steps = 300
+        let directory = try temporaryDirectory()
+        let train = try launch(["train", "--workers", "4", "--threads", "1", "--min-workers", "3", "--steps", "\(steps)",
+                                "--checkpoint-dir", directory.path, "--heartbeat-timeout", "5"] + model)
+        XCTAssertNotNil(train.stdout.waitForLine(containing: ["step 20/\(steps)"], timeout: 60), train.transcript)
+        let pids = Self.joinedPids(in: train.stdout)
+        pids.forEach(killInTearDown)
+        XCTAssertEqual(pids.count, 4, train.transcript)
+        kill(pids[1], SIGKILL)
+        XCTAssertEqual(train.waitForExit(timeout: 120), 0, train.transcript)
+        XCTAssertNotNil(train.stdout.line(containing: ["continuing with 3 worker(s)", "is computed again"]), train.transcript)
+        let bytes = try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(bytes, try reference(steps: steps), "a lost worker changed the weights")
+    }
+
+    /// `recur serve` killed after step 25 (`--checkpoint-every 10`) and started again with
+    /// `--resume`: its two workers rejoin, and the final weights equal an uninterrupted run's.
+    func testAKilledCoordinatorRestartedWithResumeIsRejoinedAndEndsWithTheSameBytes() throws {
+        let steps = 300
+        let directory = try temporaryDirectory()
+        let endpoint = try freeLoopbackEndpoint()
+        let serveArguments = ["serve", "--bind", endpoint, "--workers", "2", "--steps", "\(steps)", "--checkpoint-every", "10",
+                              "--checkpoint-dir", directory.path, "--heartbeat-timeout", "2"] + model.filter { $0 != "--sample-length" && $0 != "0" }
+        let first = try launch(serveArguments)
+        let workers = try (0..<2).map { _ in
+            try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "2", "--reconnect-timeout", "30"])
+        }
+        XCTAssertNotNil(first.stdout.waitForLine(containing: ["step 30 checkpoint"], timeout: 60), first.transcript)
+        first.send(SIGKILL)
+        XCTAssertEqual(first.waitForExit(timeout: 5), 128 + SIGKILL)
+        let resumed = try launch(serveArguments + ["--resume"])
+        XCTAssertEqual(resumed.waitForExit(timeout: 120), 0, resumed.transcript)
+        for worker in workers {
+            XCTAssertEqual(worker.waitForExit(timeout: 20), 0, worker.transcript)
+            XCTAssertNotNil(worker.stdout.line(containing: ["rejoined at step"]), worker.transcript)
+        }
+        let bytes = try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(bytes, try reference(steps: steps), "the restarted run changed the weights")
+    }
+}
