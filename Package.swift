@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Wire", dependencies: ["CWire", "Recurrent"], exclude: ["README.md"], swiftSettings: optimized),
         .target(name: "Cluster", dependencies: ["CZeroMQ", "Wire", "Training", "Recurrent"],
-                exclude: ["Transport/README.md", "Roles/README.md"], swiftSettings: optimized),
+                exclude: ["Transport/README.md", "Messaging/README.md", "Roles/README.md"], swiftSettings: optimized),
 
         // MARK: Executable
         .executableTarget(name: "recur", dependencies: [
