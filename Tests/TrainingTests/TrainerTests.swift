@@ -379,6 +379,26 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// A final checkpoint that cannot be written (its parent is a file) ends the run with that
+    /// error, and the source is still released (workers are told, not left to time out).
+    func testAFailedFinalCheckpointStillReleasesTheSource() throws {
+        let corpus = F.playCorpus(characters: 600)
+        let directory = TemporaryDirectory()
+        let blocker = directory.child("file")
+        try Data("x".utf8).write(to: blocker)
+        var options = RunOptions()
+        options.checkpointDirectory = blocker.appendingPathComponent("ckpt")
+        let session = try TrainingSession(config: F.config(steps: 2), corpus: corpus, options: options)
+        let source = ScriptedSource(parameterCount: session.layout.count, tokens: session.tokensPerStep)
+        var messages: [String] = []
+        let loop = TrainingLoop(session: session, source: source) { event in
+            if case .message(let text) = event { messages.append(text) }
+        }
+        XCTAssertThrowsError(try loop.run())
+        XCTAssertEqual(source.finished.count, 1, "the source must be released after a failed checkpoint")
+        XCTAssertTrue(messages.contains { $0.hasPrefix("could not write a checkpoint of step 2") }, "\(messages)")
+    }
+
     /// A stop request ends the run at the next step boundary with a checkpoint of the last
     /// completed step, and the source is told why.
     func testStopRequestCheckpointsTheLastCompletedStep() throws {
