@@ -124,7 +124,7 @@ public enum AtomicDirectory {
         var status = stat()
         try call("fstat", path) { fstat(descriptor, &status) }
         guard (status.st_mode & S_IFMT) == S_IFREG else {
-            throw AtomicDirectoryError.notRegularFile(path: path, kind: kind(status.st_mode))
+            throw AtomicDirectoryError.notRegularFile(path: path, kind: FileBytes.fileKind(status.st_mode))
         }
         let size = max(Int(status.st_size), 0)
         guard size <= maximumBytes else {
@@ -144,17 +144,6 @@ public enum AtomicDirectory {
             bytes.append(contentsOf: chunk[0..<n])
         }
         return bytes
-    }
-
-    static func kind(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFDIR: return "directory"
-        case S_IFCHR: return "character device"
-        case S_IFBLK: return "block device"
-        case S_IFIFO: return "FIFO"
-        case S_IFSOCK: return "socket"
-        default: return "special file"
-        }
     }
 
     // MARK: Recovery

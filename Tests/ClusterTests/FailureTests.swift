@@ -230,14 +230,7 @@ final class FailureTests: ClusterTestCase {
 
     func testInterruptingALocalClusterCheckpointsStopsTheWorkersAndExits130() throws {
         let directory = try temporaryDirectory()
-        let train = try launch(["train", "--workers", "2", "--threads", "1", "--steps", "1000000",
-                                "--hidden", "16", "--layers", "1", "--batch", "8", "--seq", "8",
-                                "--checkpoint-dir", directory.path, "--heartbeat-timeout", "\(heartbeat)",
-                                "--sample-length", "0"])
-        XCTAssertNotNil(train.stdout.waitForLine(containing: ["step 10/1000000"], timeout: 30), train.transcript)
-        let pids = Self.joinedPids(in: train.stdout)
-        pids.forEach(killInTearDown)
-        XCTAssertEqual(pids.count, 2, train.transcript)
+        let (train, pids) = try startLocalCluster(directory: directory)
         XCTAssertTrue(pids.allSatisfy(Self.isAlive))
 
         train.send(SIGINT)

@@ -8,7 +8,6 @@ final class HardeningCLITests: XCTestCase {
     var recur: BinaryRunner!
     var scratch: TemporaryDirectory!
 
-
     override func setUpWithError() throws {
         recur = try BinaryRunner.locate()
         scratch = TemporaryDirectory("recur-hardening")
