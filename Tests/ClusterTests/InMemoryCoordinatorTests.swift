@@ -30,12 +30,14 @@ final class InMemoryCoordinatorTests: XCTestCase {
         let logs = LogLines()
         private var background: BackgroundRun<Summary>?
 
-        init(config: TrainingConfig, workers: Int, network: InMemoryNetwork, checkpoint: URL?, heartbeatTimeout: Double = 5) throws {
+        init(config: TrainingConfig, workers: Int, network: InMemoryNetwork, checkpoint: URL?, heartbeatTimeout: Double = 5,
+             minWorkers: Int? = nil) throws {
             session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options(checkpoint: checkpoint))
             var options = CoordinatorOptions(workers: workers)
             options.heartbeatTimeout = heartbeatTimeout
             options.joinTimeout = 10
+            options.minWorkers = minWorkers
             let stop = StopRequest()
             coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
                                           transport: network.server(), stop: stop, log: logs.append)
@@ -91,6 +93,25 @@ final class InMemoryCoordinatorTests: XCTestCase {
             XCTAssertEqual(outcome.hiddenH.map(\.bitPattern), reference.hiddenH.map(\.bitPattern), "W = \(count): h")
             XCTAssertEqual(outcome.hiddenC.map(\.bitPattern), reference.hiddenC.map(\.bitPattern), "W = \(count): c")
         }
+    }
+
+    /// In an elastic job (`minWorkers` set) a worker that says hello mid-run joins at the next
+    /// step boundary and takes its share of the chunks; the bytes stay those of one process.
+    func testAWorkerJoiningARunningJobTakesItsShareAndTheBytesStay() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 400)   // long enough for the late hello to land mid-run
+        config.chunkStreams = 1
+        let reference = try ClusterFixtures.localReference(config: config, directory: try scratch())
+        let network = InMemoryNetwork()
+        let directory = try scratch()
+        let run = try Run(config: config, workers: 2, network: network, checkpoint: directory, minWorkers: 1)
+        var workers = [startWorker(network, identity: "first"), startWorker(network, identity: "second")]
+        XCTAssertNotNil(run.logs.waitForLine(containing: ["joined", "(2/2)"], timeout: 10), run.logs.text)
+        workers.append(startWorker(network, identity: "late"))
+        XCTAssertEqual(try run.result().get().steps, 400)
+        for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get()) }
+        XCTAssertNotNil(run.logs.line(containing: ["joins the running job at step", "(3 worker(s))"]), run.logs.text)
+        let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
+        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern))
     }
 
     func testARefusedFingerprintIsAnsweredAndTheJobKeepsWaiting() throws {

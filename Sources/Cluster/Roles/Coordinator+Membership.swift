@@ -42,6 +42,26 @@ extension Coordinator {
         }
     }
 
+    /// A message from a process that is not one of the assigned workers. A joined worker
+    /// waiting for its first step only keeps its place; in an elastic job (`minWorkers` set) a
+    /// hello that passes the checks joins at the next step boundary, up to one worker per chunk;
+    /// anything else is rejected.
+    func admitOrReject(_ identity: PeerIdentity, _ message: DecodedMessage, step: Int) {
+        if joined.contains(where: { $0.identity == identity }) {
+            if case .heartbeat = message { return }
+        } else if case .hello(let hello) = message {
+            let refusal = Fingerprint.refusal(of: hello, expected: fingerprint, joinToken: options.joinToken)
+            if options.minWorkers != nil, joined.count < plan.chunkCount, refusal == nil {
+                joined.append((identity, hello))
+                log("worker on \(hello.host) (pid \(hello.pid)) joins the running job at step \(step + 2) (\(joined.count) worker(s))")
+                return
+            }
+            let reason = refusal ?? "this job already has its \(workers.count) workers"
+            try? messenger.send(.error(WireErrorMessage(message: reason)), to: identity)
+        }
+        messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
+    }
+
     /// A loss found between steps: kept for the next step when the run can go on without the
     /// worker, else the run ends now.
     func deferLoss(_ lost: WorkerLost) throws {

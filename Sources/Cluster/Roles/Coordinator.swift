@@ -12,7 +12,7 @@ import Wire
 public final class Coordinator: GradientSource {
     public let plan: RunPlan
     public let options: CoordinatorOptions
-    private let fingerprint: Hello
+    let fingerprint: Hello
     private let stop: StopRequest
     let log: (String) -> Void
     let messenger: ServerMessenger
@@ -100,6 +100,13 @@ public final class Coordinator: GradientSource {
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
         for lost in lostBetweenSteps { try continueWithout(lost, step: request.step, state: state) }
         lostBetweenSteps = []
+        if workers.count != joined.count {   // workers joined since the last step
+            do {
+                try assign(step: request.step, state: state)
+            } catch let lost as WorkerLost {
+                try continueWithout(lost, step: request.step, state: state)
+            }
+        }
         while true {
             do {
                 return try gather(request, next: next)
@@ -135,10 +142,7 @@ public final class Coordinator: GradientSource {
             }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
             guard let peer = workers.first(where: { $0.identity == identity }) else {
-                messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
-                if case .hello = message {
-                    try? messenger.send(.error(WireErrorMessage(message: "this job already has its \(workers.count) workers")), to: identity)
-                }
+                admitOrReject(identity, message, step: s)
                 continue
             }
             peer.lastSeen = monotonicSeconds()
@@ -189,7 +193,7 @@ public final class Coordinator: GradientSource {
             }
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 guard let peer = workers.first(where: { $0.identity == identity }) else {
-                    messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
+                    admitOrReject(identity, message, step: currentStep)
                     continue
                 }
                 peer.lastSeen = monotonicSeconds()
