@@ -1,5 +1,22 @@
 import Foundation
 import TestSupport
+import XCTest
+
+/// A test case that runs the built `recur` in a scratch directory of its own (removed after
+/// each test).
+class RecurBinaryTestCase: XCTestCase {
+    var recur: BinaryRunner!
+    var scratch: TemporaryDirectory!
+    /// Prefix of the scratch directory's name.
+    class var scratchPrefix: String { "recur-cli" }
+
+    override func setUpWithError() throws {
+        recur = try BinaryRunner.locate()
+        scratch = TemporaryDirectory(Self.scratchPrefix)
+    }
+
+    override func tearDown() { scratch = nil }
+}
 
 /// Runs the built `recur` executable (found by `ProcessRunner.recurExecutable`) and captures
 /// what it prints.

@@ -4,18 +4,7 @@ import XCTest
 
 /// The `recur` executable as a user meets it: exit codes, one-line errors, and a tiny
 /// train → sample → eval → refused resume round, all in-process (`--workers 1`).
-final class CLITests: XCTestCase {
-    var recur: BinaryRunner!
-    var scratch: TemporaryDirectory!
-
-    override func setUpWithError() throws {
-        recur = try BinaryRunner.locate()
-        scratch = TemporaryDirectory("recur-cli")
-    }
-
-    override func tearDown() {
-        scratch = nil
-    }
+final class CLITests: RecurBinaryTestCase {
 
     func run(_ arguments: [String], in directory: URL? = nil) throws -> BinaryRunner.Result {
         try recur.run(arguments, in: directory ?? scratch.url)

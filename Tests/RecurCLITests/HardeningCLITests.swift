@@ -4,16 +4,8 @@ import XCTest
 
 /// Bad input found by the hardening review: each must end in one `recur: …` line and a
 /// non-zero exit, never a hang, a trap or an allocation crash.
-final class HardeningCLITests: XCTestCase {
-    var recur: BinaryRunner!
-    var scratch: TemporaryDirectory!
-
-    override func setUpWithError() throws {
-        recur = try BinaryRunner.locate()
-        scratch = TemporaryDirectory("recur-hardening")
-    }
-
-    override func tearDown() { scratch = nil }
+final class HardeningCLITests: RecurBinaryTestCase {
+    override class var scratchPrefix: String { "recur-hardening" }
 
     func run(_ arguments: [String], timeout: TimeInterval = 30) throws -> BinaryRunner.Result {
         try recur.run(arguments, in: scratch.url, timeout: timeout)
