@@ -21,9 +21,6 @@ public final class GradientEngine {
     public let threads: Int
     public let layout: ParameterLayout
     public let streamLayout: StreamLayout
-    /// Carried state of the owned streams (L, n, H) for callers that keep it here (a worker);
-    /// the training loop passes its own.
-    public let state: RecurrentState<Float>
 
     private let train: [Int32]
     private let workspaces: [RecurrentNetwork<Float>]
@@ -53,7 +50,6 @@ public final class GradientEngine {
         let chunkCount = streams.count / chunkStreams
         self.threads = max(1, min(threads, chunkCount))
         layout = ParameterLayout(config)
-        state = RecurrentState(config: config, streams: streams.count)
         threadChunks = StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: self.threads)
         workspaces = threadChunks.map { block in
             RecurrentNetwork<Float>(config: config, streams: block.count * chunkStreams, window: streamLayout.window)
@@ -89,12 +85,6 @@ public final class GradientEngine {
     /// Where `computeGradient` leaves the summed gradient of node `i` (also during `early`).
     public func gradient(ofNode i: Int) -> UnsafeMutablePointer<Float> { chunkGradients[nodes[i].lowerBound - nodes[0].lowerBound] }
 
-    /// The summed gradient of the whole block, when it is one node (an aligned block).
-    public var gradient: UnsafeMutablePointer<Float> {
-        precondition(nodes.count == 1, "the block spans \(nodes.count) nodes of the reduction tree")
-        return chunkGradients[0]
-    }
-
     /// The run of the parameter table (the top layer and the head) whose gradient is final
     /// before the lower layers' backward starts: `computeGradient(early:)` hands it out then,
     /// so a worker can send it while the rest computes. nil for one layer.
@@ -104,14 +94,6 @@ public final class GradientEngine {
     }
 
     public var tokensPerStep: Int { streams.count * streamLayout.window }
-
-    /// One step on the engine's own `state` (a worker's): zeroed first when `resetState`,
-    /// updated in place. See `computeGradient(parameters:stepInEpoch:from:into:early:)`.
-    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int, resetState: Bool,
-                                early: ((Range<Int>) -> Void)? = nil) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
-        if resetState { state.reset() }
-        return computeGradient(parameters: parameters, stepInEpoch: stepInEpoch, from: state, into: state, early: early)
-    }
 
     /// One step: forward + backward of every owned stream at `stepInEpoch`, from carried
     /// state `initial` (n streams) to the state after the step in `final` (may be the same

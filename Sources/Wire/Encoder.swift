@@ -59,7 +59,7 @@ public enum WireCodec {
     public static func encodeGradientPush(step: UInt64, tokenCount: UInt64, lossSum: Double,
                                           computeSeconds: Double, communicateSeconds: Double, waitSeconds: Double = 0,
                                           slices: Range<Int>? = nil, part: Int = 0, parts: Int = 1,
-                                          chunks: Range<Int> = 0..<0,
+                                          chunks: Range<Int>,
                                           gradient: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                           state: [WireTensor] = [], into buffer: inout MessageBuffer) {
         let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: [],

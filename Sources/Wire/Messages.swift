@@ -101,7 +101,7 @@ public struct GradientPush: Equatable, Sendable {
     /// Part `part` of `parts` (a whole push is part 0 of 1).
     public var part: UInt32
     public var parts: UInt32
-    /// The reduction-tree node summed: chunks `chunkBegin ..< chunkEnd` (0..<0: the whole block).
+    /// The reduction-tree node summed: chunks `chunkBegin ..< chunkEnd`.
     public var chunkBegin: UInt32
     public var chunkEnd: UInt32
 

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import Cluster
+@testable import Cluster
 import Recurrent
 import Training
 import Wire
@@ -252,6 +252,8 @@ final class FakeWorker {
     private(set) var config = TrainingConfig()
     private(set) var layout: ParameterLayout!
     private(set) var engine: GradientEngine!
+    /// The carried state of its streams (L, n, H).
+    private var state: CarriedState!
     private var parameters: [Float] = []
 
     /// The pid it states in its hello (the coordinator names workers by host and pid).
@@ -336,15 +338,14 @@ final class FakeWorker {
         guard let message = try next() else { throw FakeWorkerError("no welcome within 10 s") }
         guard case .welcome(let welcome) = message else { throw FakeWorkerError("expected welcome, got \(message.kind)") }
         self.welcome = welcome
-        config = try TrainingConfig.fromJSON(welcome.runConfig)
-        let model = config.model(vocabularySize: corpus.vocabulary.count)
-        layout = ParameterLayout(model)
+        let plan = try RunPlan(config: TrainingConfig.fromJSON(welcome.runConfig), corpus: corpus)
+        config = plan.config
+        layout = plan.layout
         parameters = [Float](repeating: 0, count: layout.count)
-        let (train, _) = corpus.split(validationFraction: config.validationFraction)
-        let streamLayout = StreamLayout(trainCount: train.count, streams: config.streams, window: config.window)
-        engine = GradientEngine(config: model, train: train, streamLayout: streamLayout,
+        engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout,
                                 streams: Int(welcome.streamBegin)..<Int(welcome.streamEnd),
                                 chunkStreams: config.chunkStreams, threads: 1)
+        state = CarriedState(model: plan.model, streams: engine.streams.count)
         return welcome
     }
 
@@ -361,18 +362,16 @@ final class FakeWorker {
     func honestPush(for weights: DecodedWeights) throws -> GradientPush {
         try parameters.withUnsafeMutableBufferPointer { try weights.copyTensors(into: $0, layout: layout) }
         let stepInEpoch = engine.streamLayout.position(globalStep: Int(weights.step)).stepInEpoch
+        if weights.resetState { state.reset() }
         let (lossSum, gradient) = parameters.withUnsafeBufferPointer {
-            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, resetState: weights.resetState)
+            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, from: state.recurrent, into: state.recurrent)
         }
         let values = Array(UnsafeBufferPointer(start: gradient, count: layout.count))
-        let model = engine.config
-        let shape = [model.layerCount, streamCount, model.hiddenSize]
-        var state = [WireTensor(name: "h", shape: shape, values: Array(UnsafeBufferPointer(start: engine.state.h, count: engine.state.count)))]
-        if let c = engine.state.c {
-            state.append(WireTensor(name: "c", shape: shape, values: Array(UnsafeBufferPointer(start: c, count: engine.state.count))))
-        }
+        let chunks = engine.nodes[0]   // the fixtures' blocks are tree nodes
         return GradientPush(step: weights.step, tokenCount: UInt64(engine.tokensPerStep), lossSum: lossSum,
-                            tensors: tensors(values), state: state, computeSeconds: 0, communicateSeconds: 0)
+                            tensors: tensors(values), state: state.wireTensors(streams: 0..<streamCount),
+                            computeSeconds: 0, communicateSeconds: 0,
+                            chunkBegin: UInt32(chunks.lowerBound), chunkEnd: UInt32(chunks.upperBound))
     }
 
     /// `values` (layout order) cut into one tensor per parameter slice.

@@ -54,11 +54,16 @@ final class TrainerTests: XCTestCase {
         }
         let whole = engine(0..<8, threads: 1)
         let blocks = [engine(0..<4, threads: 2), engine(4..<8, threads: 1)]
-        // Two steps, so the second runs from carried state.
+        let wholeState = RecurrentState<Float>(config: session.model, streams: 8)
+        let blockStates = blocks.map { RecurrentState<Float>(config: session.model, streams: $0.streams.count) }
+        // Two steps, so the second runs from carried state (each updated in place).
         for step in 0..<2 {
-            let (wholeLoss, wholeGradient) = whole.computeGradient(parameters: parameters, stepInEpoch: step, resetState: step == 0)
+            let (wholeLoss, wholeGradient) = whole.computeGradient(parameters: parameters, stepInEpoch: step,
+                                                                   from: wholeState, into: wholeState)
             let expected = Array(UnsafeBufferPointer(start: wholeGradient, count: count))
-            let parts = blocks.map { $0.computeGradient(parameters: parameters, stepInEpoch: step, resetState: step == 0) }
+            let parts = zip(blocks, blockStates).map { engine, state in
+                engine.computeGradient(parameters: parameters, stepInEpoch: step, from: state, into: state)
+            }
             let top = ReductionTree(leaves: [0..<2, 2..<4], over: 0..<4)
             XCTAssertTrue(top.isAligned)
             top.sum(parts.map(\.gradient), count: count, threads: 1)
@@ -153,8 +158,9 @@ final class TrainerTests: XCTestCase {
             // The same weights from zero state, at the same window.
             let fresh = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
                                        streams: 0..<4, chunkStreams: 2, threads: 1)
+            let zero = RecurrentState<Float>(config: session.model, streams: 4)
             let (freshSum, _) = weights.update.values.withUnsafeBufferPointer {
-                fresh.computeGradient(parameters: $0.baseAddress!, stepInEpoch: steps % 4, resetState: true)
+                fresh.computeGradient(parameters: $0.baseAddress!, stepInEpoch: steps % 4, from: zero, into: zero)
             }
             let freshLoss = freshSum / Double(trainer.session.tokensPerStep)
             if carried {
@@ -213,8 +219,9 @@ final class TrainerTests: XCTestCase {
         let engine = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
                                     streams: 0..<4, chunkStreams: 2, threads: 1)
         let w = parameters ?? session.update.values
+        let zero = RecurrentState<Float>(config: session.model, streams: 4)
         let (_, g) = w.withUnsafeBufferPointer {
-            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, resetState: true)
+            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, from: zero, into: zero)
         }
         return (session, Array(UnsafeBufferPointer(start: g, count: session.layout.count)), engine.tokensPerStep)
     }

@@ -45,13 +45,14 @@ final class SlabTests: XCTestCase {
         var buffer = MessageBuffer()
         slab.withUnsafeBufferPointer {
             WireCodec.encodeGradientPush(step: 8, tokenCount: 96, lossSum: 180.25, computeSeconds: 0.5,
-                                         communicateSeconds: 0.0625, gradient: $0, layout: small,
+                                         communicateSeconds: 0.0625, chunks: 2..<4, gradient: $0, layout: small,
                                          state: Fixtures.state, into: &buffer)
         }
         guard case .gradientPush(let push) = try WireCodec.decode(buffer.bytes, limits: .standard) else {
             return XCTFail("not a gradient push")
         }
         XCTAssertEqual([push.step, push.tokenCount], [8, 96])
+        XCTAssertEqual([push.chunkBegin, push.chunkEnd], [2, 4])
         XCTAssertEqual([push.lossSum, push.computeSeconds, push.communicateSeconds], [180.25, 0.5, 0.0625])
         XCTAssertEqual(push.state, Fixtures.state)
         var received = [Float](repeating: 0, count: small.count)

@@ -165,8 +165,7 @@ struct  Recur__GradientPush
   /*
    * The node of the reduction tree this push sums: chunks [chunk_begin, chunk_end). A worker
    * whose chunk block is not one node of the tree sends one push per node it covers (each in
-   * its parts, each with its own token count, loss and state rows); 0..0 means the worker's
-   * whole block, when that is one node.
+   * its parts, each with its own token count, loss and state rows).
    */
   uint32_t chunk_begin;
   uint32_t chunk_end;

@@ -1,5 +1,6 @@
 import Foundation
 import Recurrent
+import Training
 import Wire
 
 /// The coordinator's message layer over a `ServerTransport`: decodes what arrives with the
@@ -10,7 +11,10 @@ final class ServerMessenger {
     let limits: DecodeLimits
     let rejections: RejectionLog
     /// How log lines name a peer (its worker name once it joined).
-    var describe: (PeerIdentity) -> String = { identity in
+    var describe: (PeerIdentity) -> String = ServerMessenger.anonymous
+
+    /// A peer that is not a worker: "peer " and its identity in hex.
+    static func anonymous(_ identity: PeerIdentity) -> String {
         "peer " + identity.map { String(format: "%02x", $0) }.joined()
     }
     private var outgoing = MessageBuffer()
@@ -59,6 +63,14 @@ final class ServerMessenger {
                                 parameters: UnsafeBufferPointer(start: parameters, count: layout.count),
                                 layout: layout, into: &outgoing)
         try outgoing.withUnsafeBytes { try transport.broadcast($0, to: peers) }
+    }
+}
+
+extension DecodeLimits {
+    /// What a message of `plan`'s run may hold at most: one copy of the parameter table plus
+    /// the carried state of every stream (h and c), for pushes and welcomes alike.
+    init(plan: RunPlan) {
+        self.init(layout: plan.layout, extraValues: 2 * plan.model.layerCount * plan.config.streams * plan.model.hiddenSize)
     }
 }
 

@@ -28,9 +28,7 @@ public final class Coordinator: GradientSource {
     private var currentStep = 0
 
     /// The limits every message from a worker must keep: one gradient plus its state.
-    public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits {
-        DecodeLimits(layout: plan.layout, extraValues: 2 * plan.model.layerCount * plan.config.streams * plan.model.hiddenSize)
-    }
+    public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }
 
     public init(plan: RunPlan, corpus: Corpus, options: CoordinatorOptions, transport: ServerTransport,
                 stop: StopRequest, log: @escaping (String) -> Void) throws {
@@ -44,7 +42,7 @@ public final class Coordinator: GradientSource {
         fingerprint = Fingerprint.hello(corpus: corpus, threads: 0)
         messenger = ServerMessenger(transport: transport, limits: Self.decodeLimits(plan), log: log)
         messenger.describe = { [unowned self] identity in
-            workers.first { $0.identity == identity }?.name ?? "peer " + identity.map { String(format: "%02x", $0) }.joined()
+            workers.first { $0.identity == identity }?.name ?? ServerMessenger.anonymous(identity)
         }
     }
 

@@ -97,7 +97,7 @@ public final class Worker {
         guard welcome.step <= UInt64(config.steps) else {
             throw ClusterError.protocolViolation("welcome starts at step \(oneBased(welcome.step)) of a run of \(config.steps) steps")
         }
-        messenger.limits = DecodeLimits(layout: plan.layout)
+        messenger.limits = DecodeLimits(plan: plan)   // a later Welcome carries state too
         let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
                                     chunkStreams: config.chunkStreams, threads: options.threads)
         let state = CarriedState(model: plan.model, streams: streams.count)
@@ -205,12 +205,12 @@ public final class Worker {
         nonisolated(unsafe) let weights = parameters   // read-only while the thread runs
         nonisolated(unsafe) let carried = state.recurrent   // only the compute thread touches it meanwhile
         let thread = Thread {
-            let result = engine.computeGradient(parameters: weights, stepInEpoch: stepInEpoch, from: carried, into: carried,
-                                                early: engine.earlySlices == nil ? nil : { slices in
-                                                    box.post(early: slices)
-                                                    events.signal()
-                                                })
-            box.finish(lossSum: result.lossSum)
+            _ = engine.computeGradient(parameters: weights, stepInEpoch: stepInEpoch, from: carried, into: carried,
+                                       early: engine.earlySlices == nil ? nil : { slices in
+                                           box.post(early: slices)
+                                           events.signal()
+                                       })
+            box.finish()   // per-node sums and losses are in the engine
             events.signal()
         }
         thread.stackSize = 8 << 20
@@ -222,7 +222,7 @@ public final class Worker {
                 continue
             }
             if let slices = box.takeEarly() { try sendEarly(slices) }
-            if box.lossSum != nil { return }
+            if box.isFinished { return }
         }
     }
 
@@ -280,10 +280,10 @@ public final class Worker {
 private final class ComputeBox: @unchecked Sendable {
     private let lock = NSLock()
     private var early: Range<Int>?
-    private var loss: Double?
+    private var finished = false
 
     func post(early slices: Range<Int>) { lock.lock(); early = slices; lock.unlock() }
-    func finish(lossSum: Double) { lock.lock(); loss = lossSum; lock.unlock() }
+    func finish() { lock.lock(); finished = true; lock.unlock() }
 
     func takeEarly() -> Range<Int>? {
         lock.lock()
@@ -293,9 +293,9 @@ private final class ComputeBox: @unchecked Sendable {
         return slices
     }
 
-    var lossSum: Double? {
+    var isFinished: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return loss
+        return finished
     }
 }

@@ -37,11 +37,9 @@ final class WorkerPeer {
 
     var isComplete: Bool { pushes.allSatisfy(\.isComplete) }
 
-    /// The push that `push` is part of: the node it names (0..<0: the whole block, when that
-    /// is one node); nil when this worker holds no such node.
+    /// The push that `push` is part of: the node it names; nil when this worker holds no such node.
     func assembler(for push: DecodedGradientPush) -> PushAssembler? {
-        if push.chunkBegin == 0 && push.chunkEnd == 0 { return nodes.count == 1 ? pushes[0] : nil }
-        return nodes.firstIndex(of: Int(push.chunkBegin)..<Int(max(push.chunkBegin, push.chunkEnd))).map { pushes[$0] }
+        nodes.firstIndex(of: Int(push.chunkBegin)..<Int(max(push.chunkBegin, push.chunkEnd))).map { pushes[$0] }
     }
 
     var name: String { "worker \(rank) (host \(host), pid \(pid))" }

@@ -23,19 +23,17 @@ public struct StepGradient {
     /// (P) valid until the next call; the loop scales it in place.
     public var gradientSum: UnsafeMutablePointer<Float>
     public var tokenCount: Int
-    /// Seconds, as in `StepRecord` (compute + communicate + wait ≈ the source's share of the step).
+    /// Seconds, as in `StepRecord`; the loop counts the rest of the step as communication.
     public var computeSeconds: Double
-    public var communicateSeconds = 0.0
     public var waitSeconds = 0.0
     public var workers: [WorkerTiming]?
 
     public init(lossSum: Double, gradientSum: UnsafeMutablePointer<Float>, tokenCount: Int, computeSeconds: Double,
-                communicateSeconds: Double = 0, waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {
+                waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {
         self.lossSum = lossSum
         self.gradientSum = gradientSum
         self.tokenCount = tokenCount
         self.computeSeconds = computeSeconds
-        self.communicateSeconds = communicateSeconds
         self.waitSeconds = waitSeconds
         self.workers = workers
     }
