@@ -213,6 +213,7 @@ public final class ShardServer {
             return
         }
         workers[rank] = identity
+        try? messenger.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator!)
         do { try broadcastIfReady() } catch { log("shard \(run.shard): \(error)") }
     }
 
