@@ -18,12 +18,15 @@ final class ShardTests: ClusterTestCase {
         return try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
     }
 
-    /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps: every checkpoint equals in-process training's.
+    /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps with an evaluation and a checkpoint every 5
+    /// (mid-run state fetches while the shards already serve the next step): every checkpoint
+    /// equals in-process training's.
     func testEveryWorkerAndShardCountGivesTheInProcessBytes() throws {
-        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory())
+        let cadence = ["--checkpoint-every", "5", "--eval-every", "5"]
+        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory(), extra: cadence)
         for shards in [1, 2, 4] {
             for workers in [1, 2, 4] where workers > 1 || shards > 1 {
-                let bytes = try train(workers: workers, shards: shards, steps: 20, directory: try temporaryDirectory())
+                let bytes = try train(workers: workers, shards: shards, steps: 20, directory: try temporaryDirectory(), extra: cadence)
                 XCTAssertEqual(bytes, reference, "--workers \(workers) --shards \(shards) changed the weights")
             }
         }
