@@ -25,7 +25,9 @@ Definitions (W workers, S shard servers, P parameters):
 
 Runs during which other programs took more than DISTURBED_PERCENT of the CPUs are left out of
 the medians when the configuration has a quieter run. cpu_busy is the share of both CPUs that
-all programs, this run included, kept busy: low means the run was bound by the links.
+all programs, this run included, kept busy, others_during the share of programs other than the
+sweep, and cpu_busy_run their difference (this run's own share): low means the run was bound by
+the links, not by the CPUs.
 """
 import json
 import os
@@ -75,6 +77,7 @@ def summarise(records, disturbed):
             "efficiency": None,
             "cpu_busy": med(lambda r: r["cpu_busy_pct"]) / 100,
             "others_during": med(lambda r: r["others_during_pct"]) / 100,
+            "cpu_busy_run": med(lambda r: max(0, r["cpu_busy_pct"] - r["others_during_pct"])) / 100,
             "runs": len(runs), "runs_kept": len(kept),
         }
         rows.append(row)
@@ -114,7 +117,7 @@ def table(rows, note):
         "Efficiency = throughput(W, S) / (W · throughput(1, 1)). "
         "Bounds: one server 2·W·M/B, colocated shards 2·(W−1)/W·M/B per node.",
         "",
-        "| model (emulated) | W | S | step ms | compute ms | communicate ms | wait ms | comm + wait ms | 2·W·M/B ms | 2·(W−1)/W·M/B ms | efficiency | CPU busy |",
+        "| model (emulated) | W | S | step ms | compute ms | communicate ms | wait ms | comm + wait ms | 2·W·M/B ms | 2·(W−1)/W·M/B ms | efficiency | CPU busy (this run) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -122,9 +125,10 @@ def table(rows, note):
             f"| {r['model']} (emulated, compute {fmt(r['emulated_compute_ms'], 0)} ms) | {r['W']} | {r['S']} | {fmt(r['step_ms'])} | "
             f"{fmt(r['compute_ms'])} | {fmt(r['communicate_ms'])} | {fmt(r['wait_ms'])} | "
             f"{fmt(r['communicate_ms'] + r['wait_ms'])} | {fmt(r['bound_single_ms'])} | {fmt(r['bound_sharded_ms'])} | "
-            f"{fmt(None if r['efficiency'] is None else 100 * r['efficiency'], 0)}% | {100 * r['cpu_busy']:.0f}% |")
+            f"{fmt(None if r['efficiency'] is None else 100 * r['efficiency'], 0)}% | {100 * r['cpu_busy']:.0f}% ({100 * r['cpu_busy_run']:.0f}%) |")
     lines += ["", "M = 4·P bytes: " + "; ".join(sorted({f"{r['model']} {r['message_bytes'] / 1e6:.2f} MB (+{r['state_bytes'] / 1e3:.1f} kB carried state per push)" for r in rows}))]
-    lines.append("CPU busy: share of both CPUs all programs kept busy during the run (this one included); low means link-bound.")
+    lines.append("CPU busy: share of both CPUs all programs kept busy during the run; in brackets this run's own share "
+                 "(all minus other programs'). Low means bound by the links, not by the CPUs.")
     if first["real_compute_ms"]:
         lines.append("Real compute per step on this machine (`recur bench`, 1 worker, 1 thread): " + "; ".join(
             sorted({f"{r['model']} {r['real_compute_ms']:.1f} ms" for r in rows})) + ".")
@@ -138,26 +142,39 @@ def plot(rows, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for model in sorted({r["model"] for r in rows}, key=lambda m: min(r["params"] for r in rows if r["model"] == m)):
+    models = sorted({r["model"] for r in rows}, key=lambda m: min(r["params"] for r in rows if r["model"] == m))
+    # One colour per model; S = 1 solid with circles, S = W dashed with squares, bounds thin.
+    for model, colour in zip(models, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        own = [r for r in rows if r["model"] == model]
+        reference = [r for r in own if r["W"] == 1 and r["S"] == 1]
         for sharded, style in ((False, "-o"), (True, "--s")):
-            pts = sorted((r for r in rows if r["model"] == model and (r["S"] > 1) == sharded and r["efficiency"] is not None),
-                         key=lambda r: r["W"])
-            if sharded:   # S = W: its W = 1 point is the S = 1 run
-                pts = [r for r in rows if r["model"] == model and r["W"] == 1 and r["S"] == 1] + pts
+            # S = W starts from the W = 1 run (one server is one shard there).
+            pts = sorted((r for r in own if (r["S"] > 1 if sharded else r["S"] == 1)), key=lambda r: r["W"])
+            if sharded:
+                pts = reference + pts
             if len(pts) < (2 if sharded else 1):
                 continue
             label = f"{model}, S = {'W' if sharded else '1'}"
-            left.plot([r["W"] for r in pts], [100 * r["efficiency"] for r in pts], style, label=label)
-            right.plot([r["W"] for r in pts], [r["communicate_ms"] + r["wait_ms"] for r in pts], style, label=f"{label}: comm + wait")
-        bounded = sorted((r for r in rows if r["model"] == model and r["S"] == 1 and r["bound_single_ms"] is not None), key=lambda r: r["W"])
+            if all(r["efficiency"] is not None for r in pts):
+                left.plot([r["W"] for r in pts], [100 * r["efficiency"] for r in pts], style, color=colour, label=label)
+            right.plot([r["W"] for r in pts], [r["communicate_ms"] + r["wait_ms"] for r in pts], style, color=colour,
+                       label=f"{label}: communicate + wait")
+        bounded = sorted((r for r in own if r["S"] == 1 and r["bound_single_ms"] is not None), key=lambda r: r["W"])
         if bounded:
-            right.plot([r["W"] for r in bounded], [r["bound_single_ms"] for r in bounded], ":", color="gray", label=f"{model}: 2·W·M/B")
-            right.plot([r["W"] for r in bounded], [r["bound_sharded_ms"] for r in bounded], "-.", color="black", label=f"{model}: 2·(W−1)/W·M/B")
+            right.plot([r["W"] for r in bounded], [r["bound_single_ms"] for r in bounded], ":", color=colour, linewidth=1,
+                       label=f"{model}: 2·W·M/B (one server)")
+            shared = [r for r in bounded if r["W"] > 1]   # 0 at W = 1
+            right.plot([r["W"] for r in shared], [r["bound_sharded_ms"] for r in shared], "-.", color=colour, linewidth=1,
+                       label=f"{model}: 2·(W−1)/W·M/B (ring)")
     for axis in (left, right):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(sorted({r["W"] for r in rows}))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         axis.set_xlabel("workers W (one node each)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
