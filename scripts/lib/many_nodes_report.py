@@ -18,6 +18,8 @@ Definitions (W workers, S shard servers, P parameters):
   bound_sharded_ms  = 2·(W−1)/W·M/B: each node's link with one shard per node colocated with
                       its worker (the bandwidth term of a ring all-reduce, what DDP and Horovod
                       pay); 0 at W = 1
+  aggregate_gbit    = what all links together carry at the bound: B for S = 1, W·B for S = W;
+                      the machine must move that much for the run to be bound by its links
   efficiency        = throughput(W, S) / (W · throughput(1, 1)) at the same per-worker batch and
                       links, i.e. step time at W = 1, S = 1 over step time at (W, S)
   communicate_ms, wait_ms, compute_ms, step_ms: the coordinator's split of a step (see
@@ -74,6 +76,9 @@ def summarise(records, disturbed):
             "wait_ms": med(lambda r: 1e3 * r["result"]["wait_seconds"]),
             "bound_single_ms": 2 * w * m / b * 1e3 if b else None,
             "bound_sharded_ms": 2 * (w - 1) / w * m / b * 1e3 if b else None,
+            # What the machine must move at the bound, all links together: B through one
+            # server's link; W·B with a shard on every node (every link busy at once).
+            "aggregate_gbit": (first["link_gbit"] * (w if s > 1 else 1)) if b else None,
             "efficiency": None,
             "cpu_busy": med(lambda r: r["cpu_busy_pct"]) / 100,
             "others_during": med(lambda r: r["others_during_pct"]) / 100,
@@ -127,11 +132,19 @@ def table(rows, note):
             f"{fmt(r['communicate_ms'] + r['wait_ms'])} | {fmt(r['bound_single_ms'])} | {fmt(r['bound_sharded_ms'])} | "
             f"{fmt(None if r['efficiency'] is None else 100 * r['efficiency'], 0)}% | {100 * r['cpu_busy']:.0f}% ({100 * r['cpu_busy_run']:.0f}%) |")
     lines += ["", "M = 4·P bytes: " + "; ".join(sorted({f"{r['model']} {r['message_bytes'] / 1e6:.2f} MB (+{r['state_bytes'] / 1e3:.1f} kB carried state per push)" for r in rows}))]
+    lines += [""]
     lines.append("CPU busy: share of both CPUs all programs kept busy during the run; in brackets this run's own share "
                  "(all minus other programs'). Low means bound by the links, not by the CPUs.")
     if first["real_compute_ms"]:
+        lines += [""]
         lines.append("Real compute per step on this machine (`recur bench`, 1 worker, 1 thread): " + "; ".join(
             sorted({f"{r['model']} {r['real_compute_ms']:.1f} ms" for r in rows})) + ".")
+    heavy = [r for r in rows if r["aggregate_gbit"] and r["aggregate_gbit"] > 4]
+    if heavy:
+        lines += [""]
+        lines.append(f"S = W runs move W·B across the machine at the bound (up to {max(r['aggregate_gbit'] for r in heavy):g} Gbit/s "
+                     "here): where CPU busy is high those runs measure the machine, not the links; slower links "
+                     "(--many-link) with a larger compute factor keep the ratio and stay link-bound.")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
