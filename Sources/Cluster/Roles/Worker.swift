@@ -101,9 +101,10 @@ public final class Worker {
             throw ClusterError.protocolViolation("welcome starts at step \(oneBased(welcome.step)) of a run of \(config.steps) steps")
         }
         messenger.limits = DecodeLimits(plan: plan)   // a later Welcome carries state too
-        let engine: any GradientComputing = options.emulatedComputeMilliseconds.map { EmulatedCompute(milliseconds: $0, plan: plan, streams: streams) }
-            ?? GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
-                              chunkStreams: config.chunkStreams, threads: options.threads)
+        let engine: any GradientComputing = options.emulatedComputeMilliseconds.map {
+            EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
+        } ?? GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
+                            chunkStreams: config.chunkStreams, threads: options.threads)
         let state = CarriedState(model: plan.model, streams: streams.count)
         let own = 0..<streams.count
         if !welcome.state.isEmpty {
