@@ -123,6 +123,8 @@ struct RunFlags: ParsableArguments {
     var threads: Int?
     @Option(help: "Worker processes on this machine (1 = in-process, no server; default: cores when more than one).")
     var workers: Int?
+    @Option(help: "Parameter servers: the weights are cut into this many ranges by bytes, each updated by its own `recur shard` process; any count gives the same weights (default 1: the coordinator).")
+    var shards = 1
     @Option(name: .customLong("eval-every"), help: "Validation loss every this many steps (0 = only at the end).")
     var evalEvery = 0
     @Option(name: .customLong("eval-streams"), help: "Evaluate the validation split as E contiguous streams (1 = exact per-character loss).")
@@ -143,6 +145,7 @@ struct RunFlags: ParsableArguments {
     func validateValues() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        if shards < 1 { throw ValidationError("--shards must be at least 1, got \(shards)") }
         if evalEvery < 0 { throw ValidationError("--eval-every must be ≥ 0") }
         if evalStreams < 1 { throw ValidationError("--eval-streams must be at least 1") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0") }

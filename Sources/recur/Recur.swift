@@ -13,7 +13,7 @@ struct Recur: ParsableCommand {
         Start with `recur train` (a 2-layer LSTM on the built-in corpus, then a sample).
         Contracts and file formats: docs/DESIGN.md; examples: README.md.
         """,
-        subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, SampleCommand.self,
+        subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, ShardCommandLine.self, SampleCommand.self,
                       EvalCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
 
     /// Errors end in one line on stderr and a non-zero exit; help and version print as usual.

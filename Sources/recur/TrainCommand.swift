@@ -53,12 +53,12 @@ struct TrainCommand: ParsableCommand {
         let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        if workers == 1 {
+        if workers == 1 && runFlags.shards == 1 {
             let source = LocalGradientSource(plan: session.plan, threads: threads)
             try TrainingLoop(session: session, source: source, stop: stop, report: console.report).run()
         } else {
             try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: data.data,
-                                 heartbeatTimeout: heartbeatTimeout, minWorkers: minWorkers, stop: stop,
+                                 heartbeatTimeout: heartbeatTimeout, minWorkers: minWorkers, shards: runFlags.shards, stop: stop,
                                  report: console.report, log: console.line)
         }
         if runFlags.sampleLength > 0 {

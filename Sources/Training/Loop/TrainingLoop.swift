@@ -63,6 +63,7 @@ public final class TrainingLoop {
                 if wantsEvaluation, let result = try evaluate() { report(.evaluation(step: session.step, result: result)) }
                 if wantsCheckpoint, !session.isFinished { try checkpoint() }
             }
+            try source.synchronize(session.update)   // the weights the caller samples from
             validation = session.options.evaluateAtEnd ? try evaluate() : nil
             if let validation { report(.evaluation(step: session.step, result: validation)) }
             path = try checkpoint()
@@ -109,7 +110,7 @@ public final class TrainingLoop {
         let limit = 3 * log(Double(session.model.vocabularySize)) + 1
         let diverged = TrainingError.diverged(step: session.step + 1, loss: loss, lastCheckpoint: session.lastCheckpoint)
         guard loss.isFinite, loss < limit, next.isFinite else { throw diverged }
-        let report = session.update.apply(gradientSum: g.gradientSum, tokenCount: g.tokenCount, step: session.step)
+        let report = try source.apply(g, to: session.update, step: session.step)
         guard report.gradientNorm.isFinite else { throw diverged }   // the update left the weights as they were
         session.step += 1
         return report
@@ -128,6 +129,7 @@ public final class TrainingLoop {
 
     private func evaluate() throws -> Evaluator.Result? {
         let session = self.session
+        try source.synchronize(session.update)
         return try source.whileServing { session.evaluate() }
     }
 
@@ -141,6 +143,7 @@ public final class TrainingLoop {
 
     private func writeCheckpoint() throws -> String? {
         let session = self.session, state = self.state
+        try source.synchronize(session.update)
         return try source.whileServing { try session.writeCheckpoint(state: state) }
     }
 
