@@ -69,6 +69,7 @@ def summarise(records, disturbed):
             "batch_per_worker": first["batch_per_worker"], "seq": first["seq"],
             "params": first["params"], "message_bytes": m, "state_bytes": state_bytes(first),
             "emulated_compute_ms": first["emulated_compute_ms"], "real_compute_ms": first["real_compute_ms"],
+            "real_compute_wall_ms": first.get("real_compute_wall_ms"),
             "tokens_per_sec": med(lambda r: r["result"]["tokens_per_sec"]),
             "step_ms": med(lambda r: 1e3 * r["result"]["step_seconds"]),
             "compute_ms": med(lambda r: 1e3 * r["result"]["compute_seconds"]),
@@ -137,8 +138,9 @@ def table(rows, note):
                  "(all minus other programs'). Low means bound by the links, not by the CPUs.")
     if first["real_compute_ms"]:
         lines += [""]
-        lines.append("Real compute per step on this machine (`recur bench`, 1 worker, 1 thread): " + "; ".join(
-            sorted({f"{r['model']} {r['real_compute_ms']:.1f} ms" for r in rows})) + ".")
+        lines.append("Real compute per step on this machine (CPU time per step of `recur bench`, 1 worker, 1 thread; "
+                     "median wall time in brackets): " + "; ".join(
+            sorted({f"{r['model']} {r['real_compute_ms']:.1f} ms ({r['real_compute_wall_ms']:.1f} ms)" for r in rows})) + ".")
     heavy = [r for r in rows if r["aggregate_gbit"] and r["aggregate_gbit"] > 4]
     if heavy:
         lines += [""]
