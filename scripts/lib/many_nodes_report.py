@@ -20,6 +20,7 @@ Definitions (W workers, S shard servers, P parameters):
                       pay); 0 at W = 1
   aggregate_gbit    = what all links together carry at the bound: B for S = 1, W·B for S = W;
                       the machine must move that much for the run to be bound by its links
+  compute_over_mb   = emulated compute ÷ M/B, the ratio that stands for the real links
   efficiency        = throughput(W, S) / (W · throughput(1, 1)) at the same per-worker batch and
                       links, i.e. step time at W = 1, S = 1 over step time at (W, S)
   communicate_ms, wait_ms, compute_ms, step_ms: the coordinator's split of a step (see
@@ -80,6 +81,8 @@ def summarise(records, disturbed):
             # What the machine must move at the bound, all links together: B through one
             # server's link; W·B with a shard on every node (every link busy at once).
             "aggregate_gbit": (first["link_gbit"] * (w if s > 1 else 1)) if b else None,
+            # The ratio the emulation keeps: emulated compute over one message's link time.
+            "compute_over_mb": first["emulated_compute_ms"] / (m / b * 1e3) if b else None,
             "efficiency": None,
             "cpu_busy": med(lambda r: r["cpu_busy_pct"]) / 100,
             "others_during": med(lambda r: r["others_during_pct"]) / 100,
@@ -119,7 +122,8 @@ def table(rows, note):
         "",
         f"Emulated: each worker waits a fixed time instead of computing (`recur work --emulate-compute MS`); "
         f"encode, send, sum, clip, optimizer and broadcast are real. {stand}; "
-        f"{first['batch_per_worker']} streams × T={first['seq']} per worker. Times are per step on the emulated links. "
+        f"{first['batch_per_worker']} streams × T={first['seq']} per worker; compute : M/B = {fmt(first['compute_over_mb'], 0)} "
+        f"for {first['model']}. Times are per step on the emulated links. "
         "Efficiency = throughput(W, S) / (W · throughput(1, 1)). "
         "Bounds: one server 2·W·M/B, colocated shards 2·(W−1)/W·M/B per node.",
         "",
