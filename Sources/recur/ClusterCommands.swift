@@ -77,9 +77,7 @@ struct ServeCommand: ParsableCommand {
         if runFlags.shards > 1 || shardEndpoints != nil, shardList.count != runFlags.shards {
             throw ValidationError("--shards \(runFlags.shards) needs as many --shard-endpoints, got \(shardList.count)")
         }
-        if runFlags.shards > 1, let minWorkers, minWorkers < (runFlags.workers ?? 1) {
-            throw ValidationError("--min-workers below --workers needs --shards 1 for now (a sharded run stops when a worker is lost)")
-        }
+
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated workers")
         }
