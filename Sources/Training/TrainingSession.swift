@@ -65,13 +65,13 @@ public final class TrainingSession {
             }
             recovered = try Checkpoint.recover(directory)
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
-                throw TrainingError.checkpoint("nothing to resume: \(directory.path) holds no training checkpoint")
+                throw TrainingError.nothingToResume(path: directory.path)
             }
             let checkpoint = try Checkpoint.read(from: directory)
             guard let saved = checkpoint.training else { throw TrainingError.checkpoint("\(directory.path) has no training state") }
             try Self.requireCompatible(saved: saved.config, requested: config, path: directory.path)
             guard saved.corpusDigest == corpus.digest else {
-                throw TrainingError.checkpoint("checkpoint \(directory.path) was trained on another corpus (digest \(saved.corpusDigest.prefix(12))…, this one \(corpus.digest.prefix(12))…)")
+                throw TrainingError.checkpoint("checkpoint \(directory.path) was trained on another corpus (digest \(saved.corpusDigest.prefix(12))…, \(corpus.name) \(corpus.digest.prefix(12))…): give --data the run's corpus")
             }
             initial = checkpoint.parameters
             step = saved.step
@@ -103,16 +103,15 @@ public final class TrainingSession {
         restoredState = restored
     }
 
-    /// A resumed run must have the same config except the total step count.
+    /// A resumed run must have the same config except what may change between the parts of
+    /// a run: the total step count, the learning rate and its decay, the clip threshold.
+    /// The error lists the differing fields as `name saved ≠ requested`.
     static func requireCompatible(saved: TrainingConfig, requested: TrainingConfig, path: String) throws {
-        var a = saved, b = requested
-        a.steps = 0
-        b.steps = 0
-        guard a != b else { return }
-        let mirrorA = Mirror(reflecting: a), mirrorB = Mirror(reflecting: b)
-        let differences = zip(mirrorA.children, mirrorB.children).compactMap { x, y -> String? in
-            "\(x.value)" == "\(y.value)" ? nil : "\(x.label ?? "?") \(x.value) ≠ \(y.value)"
+        let differences = ConfigField.allCases.compactMap { field -> String? in
+            guard !TrainingConfig.resumableFields.contains(field), let a = saved.value(of: field), let b = requested.value(of: field), a != b else { return nil }
+            return "\(field.rawValue) \(a) ≠ \(b)"
         }
+        guard !differences.isEmpty else { return }
         throw TrainingError.checkpoint("checkpoint \(path) is of another run: \(differences.joined(separator: ", ")) (saved ≠ requested)")
     }
 
@@ -132,7 +131,8 @@ public final class TrainingSession {
         let training = Checkpoint.TrainingState(
             config: config, step: step, corpusDigest: corpus.digest, randomState: random.state,
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
-            hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [])
+            hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [],
+            corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path)
         let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: training)
         try checkpoint.write(to: directory)
         lastCheckpoint = directory.path

@@ -43,11 +43,17 @@ struct ServeCommand: ParsableCommand {
 
     @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5555.")
     var bind = "tcp://127.0.0.1:5555"
-    @OptionGroup var model: ModelFlags
-    @OptionGroup var data: DataFlags
-    @OptionGroup var optimization: OptimizationFlags
-    @OptionGroup var runFlags: RunFlags
-    @OptionGroup var transport: TransportFlags
+    @Option(help: "Workers (`recur work` processes, anywhere) that must join before the first step.")
+    var workers = 1
+    @Option(help: "Streams per gradient chunk, the fixed unit of parallel work (default: batch/4); --workers must not exceed the chunks.")
+    var chunk: Int?
+    @OptionGroup(title: "Model") var model: ModelFlags
+    @OptionGroup(title: "Data") var data: DataFlags
+    @OptionGroup(title: "Optimization") var optimization: OptimizationFlags
+    @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointFlags
+    @OptionGroup(title: "Output") var output: OutputFlags
+    @OptionGroup(title: "Sampling") var sampling: SamplingFlags
+    @OptionGroup(title: "Transport") var transport: TransportFlags
     @Option(name: .customLong("authorized-keys"), help: "File of worker public keys allowed to join (one Z85 key per line or key file lines).")
     var authorizedKeys: String?
     @Flag(help: "Allow a non-loopback bind without encryption and authentication.")
@@ -59,13 +65,15 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         try optimization.validateValues()
-        try runFlags.validateValues()
+        try checkpoints.validateValues()
+        try output.validateValues()
+        try sampling.validateValues()
         try transport.validateValues()
+        if workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
         try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
-        if let minWorkers, !(1...(runFlags.workers ?? 1)).contains(minWorkers) {
-            throw ValidationError("--min-workers must be between 1 and --workers (\(runFlags.workers ?? 1)), got \(minWorkers)")
+        if let minWorkers, !(1...workers).contains(minWorkers) {
+            throw ValidationError("--min-workers must be between 1 and --workers (\(workers)), got \(minWorkers)")
         }
-        try model.requireTrainingMemory(data: data, chunk: optimization.chunk, workersElsewhere: runFlags.workers ?? 1)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
         }
@@ -76,12 +84,12 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.loadCorpus()
-        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
-        let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
-        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
+        let run = try TrainingRun(checkpoints: checkpoints, output: output, sampling: sampling)
+        guard let setup = try run.setup(model: model, data: data, optimization: optimization, chunk: chunk) else { return }
+        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count, workersElsewhere: workers)
+        let session = try run.session(setup, threads: 1)
+        let console = run.console
         var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
-        let workers = runFlags.workers ?? 1
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = transport.heartbeatTimeout
         if let keyPath = transport.key, let allowPath = authorizedKeys {
@@ -105,9 +113,10 @@ struct ServeCommand: ParsableCommand {
         }
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        let coordinator = try Coordinator(plan: session.plan, corpus: corpus, options: options, transport: server,
+        let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
                                           stop: stop, log: log)
-        try TrainingLoop(session: session, source: coordinator, stop: stop, report: console.report).run()
+        try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
+        run.sample(session, label: "sample")
     }
 }
 

@@ -29,18 +29,21 @@ extension ConfigField {
     /// The command-line flag that sets this field.
     var flag: String {
         switch self {
+        case .cell: return "--cell"
         case .layers: return "--layers"
         case .hidden: return "--hidden"
         case .streams: return "--batch"
         case .window: return "--seq"
         case .steps: return "--steps"
+        case .optimizer: return "--optimizer"
         case .learningRate: return "--lr"
         case .clip: return "--clip"
         case .validationFraction: return "--val-fraction"
         case .learningRateDecayEvery: return "--lr-decay-every"
         case .learningRateDecay: return "--lr-decay"
         case .chunkStreams: return "--chunk"
-        case .checkpointDirectory: return "--checkpoint-dir"
+        case .seed: return "--seed"
+        case .checkpointDirectory: return "--checkpoint"
         case .resume: return "--resume"
         case .initFrom: return "--init-from"
         case .workers: return "--workers"
