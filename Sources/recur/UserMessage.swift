@@ -15,6 +15,8 @@ enum UserMessage {
             return "\(error); lower --lr or set --clip"
         case ClusterError.coordinatorLost(_, _, encrypted: true), ClusterError.coordinatorUnreachable(_, _, encrypted: true):
             return "\(error) (--server-key, --authorized-keys)"
+        case ClusterError.refused(let text) where text.contains("corpus_digest"):
+            return "\(error) (give --data the coordinator's corpus file)"
         case ClusterError.refused(let text) where text.contains("join token"):
             return "\(error) (in RECUR_JOIN_TOKEN or a --token-file)"
         case ClusterError.tooFewChunks(let workers, let chunks):
