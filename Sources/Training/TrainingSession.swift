@@ -12,6 +12,11 @@ public struct RunOptions: Sendable {
     public var initFrom: URL?
     /// Score the validation split when the run ends (benchmarks turn it off).
     public var evaluateAtEnd = true
+    /// Named checkpoints after evaluations (`CheckpointHistory`): the best one and this many
+    /// recent others are kept.
+    public var keep = 0
+    /// Stop after this many evaluations in a row without a new best validation loss (0 = never).
+    public var earlyStop = 0
 
     public init() {}
 }
@@ -125,9 +130,10 @@ public final class TrainingSession {
                            tokens: validation, window: config.window, streams: options.evalStreams)
     }
 
-    /// Writes the checkpoint of the current step with the carried state `state` (L, N, H).
-    func writeCheckpoint(state: CarriedState) throws -> String? {
-        guard let directory = options.checkpointDirectory else { return nil }
+    /// Writes the checkpoint of the current step with the carried state `state` (L, N, H) to
+    /// `target`, by default the run's checkpoint directory (which it then names as the last).
+    func writeCheckpoint(state: CarriedState, to target: URL? = nil) throws -> String? {
+        guard let directory = target ?? options.checkpointDirectory else { return nil }
         let training = Checkpoint.TrainingState(
             config: config, step: step, corpusDigest: corpus.digest, randomState: random.state,
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
@@ -135,7 +141,7 @@ public final class TrainingSession {
             corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path)
         let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: training)
         try checkpoint.write(to: directory)
-        lastCheckpoint = directory.path
+        if target == nil { lastCheckpoint = directory.path }
         return directory.path
     }
 

@@ -65,7 +65,7 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         try optimization.validateValues()
-        try checkpoints.validateValues()
+        try checkpoints.validateValues(evalEvery: output.evalEvery)
         try output.validateValues()
         try sampling.validateValues()
         try transport.validateValues()

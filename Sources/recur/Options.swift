@@ -137,10 +137,17 @@ struct CheckpointFlags: ParsableArguments {
     var initFrom: String?
     @Flag(help: "Overwrite a --checkpoint directory that holds another run's checkpoint.")
     var force = false
+    @Option(help: "Besides DIR (the latest) and the best by validation loss (DIR-step-S-val-L, linked as DIR-best), keep this many recent named checkpoints of evaluations.")
+    var keep = Defaults.run.keep
+    @Option(name: .customLong("early-stop"), help: "Stop after this many evaluations (--eval-every) in a row without a better validation loss (0 = never).")
+    var earlyStop = Defaults.run.earlyStop
 
     var directory: URL? { checkpoint.isEmpty ? nil : URL(fileURLWithPath: checkpoint) }
 
-    func validateValues() throws {
+    func validateValues(evalEvery: Int) throws {
+        if keep < 0 { throw ValidationError("--keep must be ≥ 0, got \(keep)") }
+        if earlyStop < 0 { throw ValidationError("--early-stop must be ≥ 0, got \(earlyStop)") }
+        if earlyStop > 0 && evalEvery == 0 { throw ValidationError("--early-stop needs --eval-every") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must be ≥ 0, got \(checkpointEvery)") }
         if resume && initFrom != nil { throw ValidationError("--resume and --init-from exclude each other") }
         if resume && checkpoint.isEmpty { throw ValidationError("--resume needs a checkpoint directory (--resume DIR)") }

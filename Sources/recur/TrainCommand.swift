@@ -25,7 +25,7 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         try optimization.validateValues()
         try parallel.validateValues()
-        try checkpoints.validateValues()
+        try checkpoints.validateValues(evalEvery: output.evalEvery)
         try output.validateValues()
         try sampling.validateValues()
     }
@@ -91,6 +91,8 @@ struct TrainingRun {
         options.checkpointDirectory = checkpoints.directory
         options.checkpointEvery = checkpoints.checkpointEvery
         options.resume = checkpoints.resume
+        options.keep = checkpoints.keep
+        options.earlyStop = checkpoints.earlyStop
         options.initFrom = checkpoints.initFrom.map { URL(fileURLWithPath: $0) }
         return try TrainingSession(config: setup.config, corpus: setup.corpus, options: options)
     }

@@ -250,3 +250,38 @@ final class TrainerUXTests: RecurBinaryTestCase {
         XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], printed)
     }
 }
+
+extension TrainerUXTests {
+    /// Evaluations every 2 steps: the best is kept as DIR-step-S-val-L (DIR-best links it),
+    /// with --keep 1 one recent other, and --early-stop 2 ends the run after two evaluations
+    /// without a better loss (this seed and rate get there before step 100).
+    func testBestCheckpointsAndEarlyStop() throws {
+        let log = scratch.child("log.jsonl").path
+        let result = try train(["--steps", "100", "--lr", "0.05", "--eval-every", "2", "--keep", "1", "--early-stop", "2",
+                                "--log-jsonl", log], checkpoint: "run")
+        XCTAssertEqual(result.status, 0, result.all)
+        XCTAssertTrue(result.standardOutput.contains("early stop at step"), result.all)
+        let evaluations = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["kind"] as? String == "evaluation" }
+        let losses = evaluations.compactMap { $0["validationLoss"] as? Double }
+        let steps = evaluations.compactMap { $0["step"] as? Int }
+        XCTAssertEqual(losses.count, steps.count)
+        XCTAssertLessThan(steps.last!, 100)
+        // Stopped exactly when two evaluations in a row brought no new best, not before.
+        let best = losses.dropLast(2).min()!
+        XCTAssertTrue(losses.suffix(2).allSatisfy { $0 >= best }, "\(losses)")
+        for end in 3..<losses.count - 1 {
+            let earlier = losses[..<(end - 1)].min()!
+            XCTAssertFalse(losses[end - 1] >= earlier && losses[end] >= earlier, "should have stopped at \(steps[end]): \(losses)")
+        }
+        let bestIndex = losses.firstIndex(of: losses.min()!)!
+        let bestName = String(format: "run-step-%06d-val-%.4f", steps[bestIndex], losses[bestIndex])
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: scratch.child("run-best").path), bestName)
+        let named = try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { $0.hasPrefix("run-step-") }.sorted()
+        let last = String(format: "run-step-%06d-val-%.4f", steps.last!, losses.last!)
+        XCTAssertEqual(named, [bestName, last].sorted(), "the best and --keep 1 recent one")
+        let sample = try run(["sample", "--checkpoint", scratch.child("run-best").path, "--sample-length", "10"])
+        XCTAssertEqual(sample.status, 0, sample.all)
+    }
+}
