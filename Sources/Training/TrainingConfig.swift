@@ -28,8 +28,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Streams per gradient chunk, the fixed unit of parallel work (see `GradientEngine`):
     /// `defaultChunkStreams(streams:)` unless set.
     public var chunkStreams = TrainingConfig.defaultChunkStreams(streams: 64)
+    /// Dropout probability between stacked layers and before the head (`Dropout`); nil = none.
+    /// Optional so that configs without dropout keep their JSON (and checkpoints) as before.
+    public var dropout: Double?
 
     public init() {}
+
+    /// The masks of this run's dropout (seeded by `seed`), nil without dropout.
+    public var dropoutMasks: Dropout? {
+        guard let p = dropout, p > 0 else { return nil }
+        return Dropout(probability: p, seed: seed)
+    }
 
     /// The step-decay factor the CLI offers once `learningRateDecayEvery` is set.
     public static let defaultDecayFactor: Float = 0.5
@@ -76,6 +85,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try check(learningRateDecay > 0 && learningRateDecay <= 1, .learningRateDecay, learningRateDecay, "in (0, 1]")
         try check(chunkStreams >= 1 && streams % chunkStreams == 0, .chunkStreams, chunkStreams,
                   "a divisor of the batch \(streams)")
+        if let dropout { try check(dropout >= 0 && dropout < 1, .dropout, dropout, "in [0, 1)") }
     }
 
     /// Canonical JSON (sorted keys): equal configs give equal bytes.
@@ -97,7 +107,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 /// A setting of a run, named for errors; the executable maps each to its flag.
 public enum ConfigField: String, Sendable, CaseIterable {
     case cell, layers, hidden, streams, window, steps, optimizer, learningRate, clip, validationFraction
-    case learningRateDecayEvery, learningRateDecay, chunkStreams, seed
+    case learningRateDecayEvery, learningRateDecay, chunkStreams, seed, dropout
     case checkpointDirectory, resume, initFrom, workers
 }
 
@@ -124,6 +134,7 @@ extension TrainingConfig {
         case .learningRateDecay: return "\(learningRateDecay)"
         case .chunkStreams: return "\(chunkStreams)"
         case .seed: return "\(seed)"
+        case .dropout: return "\(dropout ?? 0)"
         case .checkpointDirectory, .resume, .initFrom, .workers: return nil
         }
     }

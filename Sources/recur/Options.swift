@@ -80,13 +80,16 @@ struct OptimizationFlags: ParsableArguments {
     var lrDecay: Float?
     @Option(help: "Clip the averaged gradient to this global L2 norm, 0 = off (default: \(Defaults.config.clip)).")
     var clip: Float?
-    @Option(help: "Seed of the initial weights and of the samples printed (default: \(Defaults.config.seed)).")
+    @Option(help: "Dropout probability between stacked layers and before the head, in [0, 1) (default: 0; PyTorch semantics, off when evaluating and sampling).")
+    var dropout: Double?
+    @Option(help: "Seed of the initial weights, the dropout masks and the samples printed (default: \(Defaults.config.seed)).")
     var seed: UInt64?
 
     func validateValues() throws {
         if let steps, steps < 1 { throw ValidationError("--steps must be at least 1, got \(steps)") }
         if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be positive, got \(lr)") }
+        if let dropout, !(dropout >= 0 && dropout < 1) { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
         if let clip, !(clip >= 0 && clip.isFinite) { throw ValidationError("--clip must be ≥ 0 (0 = off), got \(clip)") }
     }
 }

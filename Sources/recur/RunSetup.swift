@@ -85,6 +85,7 @@ extension TrainingConfig {
         if c.learningRateDecayEvery == 0 { c.learningRateDecay = 1 }
         c.clip = o.clip ?? c.clip
         c.seed = o.seed ?? c.seed
+        if let dropout = o.dropout { c.dropout = dropout > 0 ? dropout : nil }
         c.steps = o.steps ?? c.steps
         try c.validate()
         if let epochs = o.epochs { c.steps = try c.steps(forEpochs: epochs, corpus: corpus) }

@@ -45,6 +45,7 @@ extension ConfigField {
         case .learningRateDecay: return "--lr-decay"
         case .chunkStreams: return "--chunk"
         case .seed: return "--seed"
+        case .dropout: return "--dropout"
         case .checkpointDirectory: return "--checkpoint"
         case .resume: return "--resume"
         case .initFrom: return "--init-from"

@@ -285,3 +285,33 @@ extension TrainerUXTests {
         XCTAssertEqual(sample.status, 0, sample.all)
     }
 }
+
+extension TrainerUXTests {
+    /// --dropout 0.2 on two layers: --workers 1 --threads 2, --workers 2 (processes), and
+    /// 5 + resume + 5 steps give the same bytes; without dropout they differ.
+    func testDropoutIsExactForEveryWorkerSplitAndResume() throws {
+        let corpus = try corpus()
+        let model = ["--cell", "lstm", "--hidden", "16", "--layers", "2", "--batch", "4", "--seq", "8", "--sample-length", "0"]
+        func train(_ name: String, _ flags: [String]) throws {
+            let result = try run(["train", "--data", corpus, "--checkpoint", scratch.child(name).path] + model + flags)
+            XCTAssertEqual(result.status, 0, result.all)
+        }
+        try train("threads", ["--dropout", "0.2", "--steps", "10", "--workers", "1", "--threads", "2"])
+        try train("workers", ["--dropout", "0.2", "--steps", "10", "--workers", "2", "--threads", "1"])
+        try train("resumed", ["--dropout", "0.2", "--steps", "5", "--workers", "1", "--threads", "1"])
+        let resumed = try run(["train", "--resume", scratch.child("resumed").path, "--steps", "10", "--workers", "1",
+                               "--sample-length", "0"])
+        XCTAssertEqual(resumed.status, 0, resumed.all)
+        try train("plain", ["--steps", "10", "--workers", "1", "--threads", "2"])
+        for file in ["model.safetensors", "optimizer.safetensors", "hidden.safetensors"] {
+            XCTAssertEqual(try bytes("workers", file), try bytes("threads", file), file)
+            XCTAssertEqual(try bytes("resumed", file), try bytes("threads", file), file)
+        }
+        XCTAssertNotEqual(try bytes("plain"), try bytes("threads"), "dropout changes the weights")
+        let state = try String(contentsOf: scratch.child("threads/state.json"), encoding: .utf8)
+        XCTAssertTrue(state.contains("\"dropout\":0.2"), state)
+        // A resumed run keeps its dropout.
+        assertOneLineError(try run(["train", "--resume", scratch.child("threads").path, "--steps", "12", "--dropout", "0.5"]),
+                           mentions: ["--dropout 0.5"], status: 64)
+    }
+}

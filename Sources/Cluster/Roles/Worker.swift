@@ -99,7 +99,7 @@ public final class Worker {
         }
         messenger.limits = DecodeLimits(plan: plan)   // a later Welcome carries state too
         let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
-                                    chunkStreams: config.chunkStreams, threads: options.threads)
+                                    chunkStreams: config.chunkStreams, threads: options.threads, dropout: config.dropoutMasks)
         let state = CarriedState(model: plan.model, streams: streams.count)
         let own = 0..<streams.count
         if !welcome.state.isEmpty {
@@ -205,7 +205,7 @@ public final class Worker {
         nonisolated(unsafe) let weights = parameters   // read-only while the thread runs
         nonisolated(unsafe) let carried = state.recurrent   // only the compute thread touches it meanwhile
         let thread = Thread {
-            _ = engine.computeGradient(parameters: weights, stepInEpoch: stepInEpoch, from: carried, into: carried,
+            _ = engine.computeGradient(parameters: weights, step: Int(step), stepInEpoch: stepInEpoch, from: carried, into: carried,
                                        early: engine.earlySlices == nil ? nil : { slices in
                                            box.post(early: slices)
                                            events.signal()
