@@ -367,6 +367,141 @@ void   recur__error__free_unpacked
   assert(message->base.descriptor == &recur__error__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   recur__shard_setup__init
+                     (Recur__ShardSetup         *message)
+{
+  static const Recur__ShardSetup init_value = RECUR__SHARD_SETUP__INIT;
+  *message = init_value;
+}
+size_t recur__shard_setup__get_packed_size
+                     (const Recur__ShardSetup *message)
+{
+  assert(message->base.descriptor == &recur__shard_setup__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t recur__shard_setup__pack
+                     (const Recur__ShardSetup *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &recur__shard_setup__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t recur__shard_setup__pack_to_buffer
+                     (const Recur__ShardSetup *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &recur__shard_setup__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Recur__ShardSetup *
+       recur__shard_setup__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Recur__ShardSetup *)
+     protobuf_c_message_unpack (&recur__shard_setup__descriptor,
+                                allocator, len, data);
+}
+void   recur__shard_setup__free_unpacked
+                     (Recur__ShardSetup *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &recur__shard_setup__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   recur__shard_command__init
+                     (Recur__ShardCommand         *message)
+{
+  static const Recur__ShardCommand init_value = RECUR__SHARD_COMMAND__INIT;
+  *message = init_value;
+}
+size_t recur__shard_command__get_packed_size
+                     (const Recur__ShardCommand *message)
+{
+  assert(message->base.descriptor == &recur__shard_command__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t recur__shard_command__pack
+                     (const Recur__ShardCommand *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &recur__shard_command__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t recur__shard_command__pack_to_buffer
+                     (const Recur__ShardCommand *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &recur__shard_command__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Recur__ShardCommand *
+       recur__shard_command__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Recur__ShardCommand *)
+     protobuf_c_message_unpack (&recur__shard_command__descriptor,
+                                allocator, len, data);
+}
+void   recur__shard_command__free_unpacked
+                     (Recur__ShardCommand *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &recur__shard_command__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   recur__shard_report__init
+                     (Recur__ShardReport         *message)
+{
+  static const Recur__ShardReport init_value = RECUR__SHARD_REPORT__INIT;
+  *message = init_value;
+}
+size_t recur__shard_report__get_packed_size
+                     (const Recur__ShardReport *message)
+{
+  assert(message->base.descriptor == &recur__shard_report__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t recur__shard_report__pack
+                     (const Recur__ShardReport *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &recur__shard_report__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t recur__shard_report__pack_to_buffer
+                     (const Recur__ShardReport *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &recur__shard_report__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Recur__ShardReport *
+       recur__shard_report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Recur__ShardReport *)
+     protobuf_c_message_unpack (&recur__shard_report__descriptor,
+                                allocator, len, data);
+}
+void   recur__shard_report__free_unpacked
+                     (Recur__ShardReport *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &recur__shard_report__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   recur__envelope__init
                      (Recur__Envelope         *message)
 {
@@ -476,7 +611,7 @@ const ProtobufCMessageDescriptor recur__tensor__descriptor =
   (ProtobufCMessageInit) recur__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
+static const ProtobufCFieldDescriptor recur__hello__field_descriptors[7] =
 {
   {
     "corpus_digest",
@@ -550,12 +685,25 @@ static const ProtobufCFieldDescriptor recur__hello__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rank",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Hello, rank),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__hello__field_indices_by_name[] = {
   0,   /* field[0] = corpus_digest */
   2,   /* field[2] = host */
   5,   /* field[5] = join_token */
   3,   /* field[3] = pid */
+  6,   /* field[6] = rank */
   4,   /* field[4] = threads */
   1,   /* field[1] = vocabulary_digest */
 };
@@ -563,7 +711,7 @@ static const ProtobufCIntRange recur__hello__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 4, 2 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor recur__hello__descriptor =
 {
@@ -573,14 +721,14 @@ const ProtobufCMessageDescriptor recur__hello__descriptor =
   "Recur__Hello",
   "recur",
   sizeof(Recur__Hello),
-  6,
+  7,
   recur__hello__field_descriptors,
   recur__hello__field_indices_by_name,
   2,  recur__hello__number_ranges,
   (ProtobufCMessageInit) recur__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[7] =
+static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[9] =
 {
   {
     "rank",
@@ -666,10 +814,36 @@ static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_endpoints",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Recur__Welcome, n_shard_endpoints),
+    offsetof(Recur__Welcome, shard_endpoints),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_bounds",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Recur__Welcome, n_shard_bounds),
+    offsetof(Recur__Welcome, shard_bounds),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__welcome__field_indices_by_name[] = {
   0,   /* field[0] = rank */
   2,   /* field[2] = run_config */
+  8,   /* field[8] = shard_bounds */
+  7,   /* field[7] = shard_endpoints */
   6,   /* field[6] = state */
   5,   /* field[5] = step */
   3,   /* field[3] = stream_begin */
@@ -679,7 +853,7 @@ static const unsigned recur__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor recur__welcome__descriptor =
 {
@@ -689,14 +863,14 @@ const ProtobufCMessageDescriptor recur__welcome__descriptor =
   "Recur__Welcome",
   "recur",
   sizeof(Recur__Welcome),
-  7,
+  9,
   recur__welcome__field_descriptors,
   recur__welcome__field_indices_by_name,
   1,  recur__welcome__number_ranges,
   (ProtobufCMessageInit) recur__welcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__weights__field_descriptors[3] =
+static const ProtobufCFieldDescriptor recur__weights__field_descriptors[4] =
 {
   {
     "step",
@@ -734,8 +908,21 @@ static const ProtobufCFieldDescriptor recur__weights__field_descriptors[3] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "offset",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Weights, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__weights__field_indices_by_name[] = {
+  3,   /* field[3] = offset */
   1,   /* field[1] = reset_state */
   0,   /* field[0] = step */
   2,   /* field[2] = tensors */
@@ -744,7 +931,7 @@ static const ProtobufCIntRange recur__weights__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 4, 2 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor recur__weights__descriptor =
 {
@@ -754,14 +941,14 @@ const ProtobufCMessageDescriptor recur__weights__descriptor =
   "Recur__Weights",
   "recur",
   sizeof(Recur__Weights),
-  3,
+  4,
   recur__weights__field_descriptors,
   recur__weights__field_indices_by_name,
   2,  recur__weights__number_ranges,
   (ProtobufCMessageInit) recur__weights__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[12] =
+static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[13] =
 {
   {
     "step",
@@ -907,6 +1094,18 @@ static const ProtobufCFieldDescriptor recur__gradient_push__field_descriptors[12
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "offset",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__GradientPush, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__gradient_push__field_indices_by_name[] = {
   10,   /* field[10] = chunk_begin */
@@ -914,6 +1113,7 @@ static const unsigned recur__gradient_push__field_indices_by_name[] = {
   6,   /* field[6] = communicate_seconds */
   5,   /* field[5] = compute_seconds */
   2,   /* field[2] = loss_sum */
+  12,   /* field[12] = offset */
   8,   /* field[8] = part */
   9,   /* field[9] = parts */
   4,   /* field[4] = state */
@@ -925,7 +1125,7 @@ static const unsigned recur__gradient_push__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__gradient_push__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
 {
@@ -935,7 +1135,7 @@ const ProtobufCMessageDescriptor recur__gradient_push__descriptor =
   "Recur__GradientPush",
   "recur",
   sizeof(Recur__GradientPush),
-  12,
+  13,
   recur__gradient_push__field_descriptors,
   recur__gradient_push__field_indices_by_name,
   1,  recur__gradient_push__number_ranges,
@@ -1069,7 +1269,342 @@ const ProtobufCMessageDescriptor recur__error__descriptor =
   (ProtobufCMessageInit) recur__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[8] =
+static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[9] =
+{
+  {
+    "run_config",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, run_config),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, shard_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "step",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_count",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, worker_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, parameters),
+    &recur__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "optimizer_state",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__ShardSetup, n_optimizer_state),
+    offsetof(Recur__ShardSetup, optimizer_state),
+    &recur__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "optimizer_steps",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, optimizer_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "join_token",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, join_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned recur__shard_setup__field_indices_by_name[] = {
+  8,   /* field[8] = join_token */
+  6,   /* field[6] = optimizer_state */
+  7,   /* field[7] = optimizer_steps */
+  5,   /* field[5] = parameters */
+  0,   /* field[0] = run_config */
+  1,   /* field[1] = shard */
+  2,   /* field[2] = shard_count */
+  3,   /* field[3] = step */
+  4,   /* field[4] = worker_count */
+};
+static const ProtobufCIntRange recur__shard_setup__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "recur.ShardSetup",
+  "ShardSetup",
+  "Recur__ShardSetup",
+  "recur",
+  sizeof(Recur__ShardSetup),
+  9,
+  recur__shard_setup__field_descriptors,
+  recur__shard_setup__field_indices_by_name,
+  1,  recur__shard_setup__number_ranges,
+  (ProtobufCMessageInit) recur__shard_setup__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[5] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, kind),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "step",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "norm",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, norm),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "broadcast_next",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, broadcast_next),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reset_state",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, reset_state),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned recur__shard_command__field_indices_by_name[] = {
+  3,   /* field[3] = broadcast_next */
+  0,   /* field[0] = kind */
+  2,   /* field[2] = norm */
+  4,   /* field[4] = reset_state */
+  1,   /* field[1] = step */
+};
+static const ProtobufCIntRange recur__shard_command__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor recur__shard_command__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "recur.ShardCommand",
+  "ShardCommand",
+  "Recur__ShardCommand",
+  "recur",
+  sizeof(Recur__ShardCommand),
+  5,
+  recur__shard_command__field_descriptors,
+  recur__shard_command__field_indices_by_name,
+  1,  recur__shard_command__number_ranges,
+  (ProtobufCMessageInit) recur__shard_command__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor recur__shard_report__field_descriptors[6] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardReport, kind),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "step",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardReport, step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "block_squares",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Recur__ShardReport, n_block_squares),
+    offsetof(Recur__ShardReport, block_squares),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parameters",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardReport, parameters),
+    &recur__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "optimizer_state",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__ShardReport, n_optimizer_state),
+    offsetof(Recur__ShardReport, optimizer_state),
+    &recur__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "optimizer_steps",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardReport, optimizer_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned recur__shard_report__field_indices_by_name[] = {
+  2,   /* field[2] = block_squares */
+  0,   /* field[0] = kind */
+  4,   /* field[4] = optimizer_state */
+  5,   /* field[5] = optimizer_steps */
+  3,   /* field[3] = parameters */
+  1,   /* field[1] = step */
+};
+static const ProtobufCIntRange recur__shard_report__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor recur__shard_report__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "recur.ShardReport",
+  "ShardReport",
+  "Recur__ShardReport",
+  "recur",
+  sizeof(Recur__ShardReport),
+  6,
+  recur__shard_report__field_descriptors,
+  recur__shard_report__field_indices_by_name,
+  1,  recur__shard_report__number_ranges,
+  (ProtobufCMessageInit) recur__shard_report__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[11] =
 {
   {
     "version",
@@ -1167,12 +1702,51 @@ static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[8] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_setup",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__Envelope, body_case),
+    offsetof(Recur__Envelope, shard_setup),
+    &recur__shard_setup__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_command",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__Envelope, body_case),
+    offsetof(Recur__Envelope, shard_command),
+    &recur__shard_command__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_report",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__Envelope, body_case),
+    offsetof(Recur__Envelope, shard_report),
+    &recur__shard_report__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__envelope__field_indices_by_name[] = {
   7,   /* field[7] = error */
   4,   /* field[4] = gradient_push */
   5,   /* field[5] = heartbeat */
   1,   /* field[1] = hello */
+  9,   /* field[9] = shard_command */
+  10,   /* field[10] = shard_report */
+  8,   /* field[8] = shard_setup */
   6,   /* field[6] = shutdown */
   0,   /* field[0] = version */
   3,   /* field[3] = weights */
@@ -1181,7 +1755,7 @@ static const unsigned recur__envelope__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__envelope__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor recur__envelope__descriptor =
 {
@@ -1191,7 +1765,7 @@ const ProtobufCMessageDescriptor recur__envelope__descriptor =
   "Recur__Envelope",
   "recur",
   sizeof(Recur__Envelope),
-  8,
+  11,
   recur__envelope__field_descriptors,
   recur__envelope__field_indices_by_name,
   1,  recur__envelope__number_ranges,

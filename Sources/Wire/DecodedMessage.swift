@@ -11,18 +11,11 @@ public enum DecodedMessage: Sendable {
     case heartbeat(Heartbeat)
     case shutdown(Shutdown)
     case error(WireErrorMessage)
+    case shardSetup(ShardSetup)
+    case shardCommand(ShardCommand)
+    case shardReport(ShardReport)
 
-    public var kind: MessageKind {
-        switch self {
-        case .hello: return .hello
-        case .welcome: return .welcome
-        case .weights: return .weights
-        case .gradientPush: return .gradientPush
-        case .heartbeat: return .heartbeat
-        case .shutdown: return .shutdown
-        case .error: return .error
-        }
-    }
+    public var kind: MessageKind { message.kind }
 
     /// Everything as values, tensors copied into `[WireTensor]` (tests and tools).
     public var message: Message {
@@ -34,6 +27,9 @@ public enum DecodedMessage: Sendable {
         case .heartbeat(let heartbeat): return .heartbeat(heartbeat)
         case .shutdown(let shutdown): return .shutdown(shutdown)
         case .error(let error): return .error(error)
+        case .shardSetup(let setup): return .shardSetup(setup)
+        case .shardCommand(let command): return .shardCommand(command)
+        case .shardReport(let report): return .shardReport(report)
         }
     }
 }
@@ -43,6 +39,8 @@ public struct DecodedWeights: Sendable {
     public let step: UInt64
     public let resetState: Bool
     public let tensors: DecodedTensorList
+    /// From a shard: where its one "slab" tensor starts in the slab.
+    public let offset: UInt64
 
     /// Checks the tensors against `layout` and copies them into `parameters` (memcpy per
     /// tensor). On error `parameters` is untouched.
@@ -51,7 +49,7 @@ public struct DecodedWeights: Sendable {
     }
 
     public var message: Weights {
-        Weights(step: step, resetState: resetState, tensors: tensors.wireTensors())
+        Weights(step: step, resetState: resetState, tensors: tensors.wireTensors(), offset: offset)
     }
 }
 
@@ -68,6 +66,8 @@ public struct DecodedGradientPush: Sendable {
     public let parts: UInt32
     public let chunkBegin: UInt32
     public let chunkEnd: UInt32
+    /// To a shard: where its one "slab" tensor starts in the slab.
+    public let offset: UInt64
     public let tensors: DecodedTensorList
     public let state: [WireTensor]
 
@@ -87,7 +87,8 @@ public struct DecodedGradientPush: Sendable {
     public var message: GradientPush {
         GradientPush(step: step, tokenCount: tokenCount, lossSum: lossSum, tensors: tensors.wireTensors(),
                      state: state, computeSeconds: computeSeconds, communicateSeconds: communicateSeconds,
-                     waitSeconds: waitSeconds, part: part, parts: parts, chunkBegin: chunkBegin, chunkEnd: chunkEnd)
+                     waitSeconds: waitSeconds, part: part, parts: parts, chunkBegin: chunkBegin, chunkEnd: chunkEnd,
+                     offset: offset)
     }
 }
 
@@ -201,6 +202,23 @@ public struct DecodedTensorList: @unchecked Sendable {
         try forEachTensor(matching: layout, slices: slices) { slice, received in
             UnsafeMutableRawPointer(base + slice.offset)
                 .copyMemory(from: received.baseAddress!, byteCount: slice.count * MemoryLayout<Float>.size)
+        }
+    }
+
+    /// A shard's range: checks that the list is one tensor "slab" of shape [values.count] and
+    /// copies it into `values` (one memcpy). On error `values` is untouched.
+    public func copySlab(into values: UnsafeMutableBufferPointer<Float>) throws {
+        try withExtendedLifetime(owner) {
+            guard count == 1 else { throw WireError.tensorCountMismatch(received: count, expected: 1) }
+            let received = tensor(0)
+            let name = String(cString: received.name)
+            guard name == "slab" else { throw WireError.tensorNameMismatch(index: 0, received: name, expected: "slab") }
+            guard shape(of: received) == [values.count] else {
+                throw WireError.tensorShapeMismatch(name: name, received: shape(of: received), expected: [values.count])
+            }
+            if values.count > 0 {
+                UnsafeMutableRawPointer(values.baseAddress!).copyMemory(from: received.data.data!, byteCount: received.data.len)
+            }
         }
     }
 

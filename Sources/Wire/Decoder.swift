@@ -30,19 +30,22 @@ extension WireCodec {
             return .hello(Hello(corpusDigest: string(body.corpus_digest),
                                 vocabularyDigest: string(body.vocabulary_digest),
                                 host: string(body.host),
-                                pid: body.pid, threads: body.threads, joinToken: string(body.join_token)))
+                                pid: body.pid, threads: body.threads, joinToken: string(body.join_token),
+                                rank: body.rank))
         case RECUR__ENVELOPE__BODY_WELCOME:
             let body = envelope.welcome.pointee
             let state = try DecodedTensorList(owner: owner, count: body.n_state, tensors: body.state, limits: limits)
             return .welcome(Welcome(rank: body.rank, workerCount: body.worker_count,
                                     runConfig: string(body.run_config), streamBegin: body.stream_begin,
                                     streamEnd: body.stream_end, step: body.step,
-                                    state: state.wireTensors()))
+                                    state: state.wireTensors(),
+                                    shardEndpoints: (0..<body.n_shard_endpoints).map { string(body.shard_endpoints[$0]) },
+                                    shardBounds: Array(UnsafeBufferPointer(start: body.shard_bounds, count: body.n_shard_bounds))))
         case RECUR__ENVELOPE__BODY_WEIGHTS:
             let body = envelope.weights.pointee
             let tensors = try DecodedTensorList(owner: owner, count: body.n_tensors, tensors: body.tensors, limits: limits)
             return .weights(DecodedWeights(step: body.step, resetState: body.reset_state != 0,
-                                           tensors: tensors))
+                                           tensors: tensors, offset: body.offset))
         case RECUR__ENVELOPE__BODY_GRADIENT_PUSH:
             let body = envelope.gradient_push.pointee
             let tensors = try DecodedTensorList(owner: owner, count: body.n_tensors, tensors: body.tensors, limits: limits)
@@ -51,7 +54,7 @@ extension WireCodec {
                 step: body.step, tokenCount: body.token_count, lossSum: body.loss_sum,
                 computeSeconds: body.compute_seconds, communicateSeconds: body.communicate_seconds,
                 waitSeconds: body.wait_seconds, part: body.part, parts: max(body.parts, 1),
-                chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end,
+                chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end, offset: body.offset,
                 tensors: tensors, state: state.wireTensors()))
         case RECUR__ENVELOPE__BODY_HEARTBEAT:
             let body = envelope.heartbeat.pointee
@@ -60,6 +63,29 @@ extension WireCodec {
             return .shutdown(Shutdown(reason: string(envelope.shutdown.pointee.reason)))
         case RECUR__ENVELOPE__BODY_ERROR:
             return .error(WireErrorMessage(message: string(envelope.error.pointee.message)))
+        case RECUR__ENVELOPE__BODY_SHARD_SETUP:
+            let body = envelope.shard_setup.pointee
+            guard let parameters = try tensorValues(owner: owner, body.parameters, limits: limits) else {
+                throw WireError.missingField("shard_setup.parameters")
+            }
+            let state = try DecodedTensorList(owner: owner, count: body.n_optimizer_state, tensors: body.optimizer_state, limits: limits)
+            return .shardSetup(ShardSetup(runConfig: string(body.run_config), shard: body.shard, shardCount: body.shard_count,
+                                          step: body.step, workerCount: body.worker_count, parameters: parameters,
+                                          optimizerState: state.wireTensors(), optimizerSteps: body.optimizer_steps,
+                                          joinToken: string(body.join_token)))
+        case RECUR__ENVELOPE__BODY_SHARD_COMMAND:
+            let body = envelope.shard_command.pointee
+            guard let kind = ShardCommand.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_command.kind", value: body.kind) }
+            return .shardCommand(ShardCommand(kind: kind, step: body.step, norm: body.norm,
+                                              broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0))
+        case RECUR__ENVELOPE__BODY_SHARD_REPORT:
+            let body = envelope.shard_report.pointee
+            guard let kind = ShardReport.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_report.kind", value: body.kind) }
+            let state = try DecodedTensorList(owner: owner, count: body.n_optimizer_state, tensors: body.optimizer_state, limits: limits)
+            return .shardReport(ShardReport(kind: kind, step: body.step,
+                                            blockSquares: Array(UnsafeBufferPointer(start: body.block_squares, count: body.n_block_squares)),
+                                            parameters: try tensorValues(owner: owner, body.parameters, limits: limits),
+                                            optimizerState: state.wireTensors(), optimizerSteps: body.optimizer_steps))
         default:
             throw WireError.missingBody
         }
@@ -116,6 +142,16 @@ extension WireCodec {
             default:
                 throw WireError.malformed(byteCount: bytes.count)
             }
+        }
+    }
+
+    /// An optional single Tensor field, checked like a list's, as a value; nil when unset.
+    private static func tensorValues(owner: UnpackedEnvelope, _ tensor: UnsafeMutablePointer<Recur__Tensor>?,
+                                     limits: DecodeLimits) throws -> WireTensor? {
+        guard tensor != nil else { return nil }
+        var pointer = tensor
+        return try withUnsafeMutablePointer(to: &pointer) { list in
+            try DecodedTensorList(owner: owner, count: 1, tensors: list, limits: limits).wireTensors()[0]
         }
     }
 

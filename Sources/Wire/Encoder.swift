@@ -6,7 +6,7 @@ import Recurrent
 /// `[WireTensor]` or a parameter slab; both reach the same packer.
 public enum WireCodec {
     /// Carried by every envelope; a peer with another version is refused.
-    public static let protocolVersion: UInt32 = 2
+    public static let protocolVersion: UInt32 = 3
 
     /// Encodes `message` into `buffer`, replacing its contents.
     public static func encode(_ message: Message, into buffer: inout MessageBuffer) {
@@ -17,7 +17,7 @@ public enum WireCodec {
             withTensorViews(welcome.state) { packWelcome(welcome, state: $0, into: &buffer) }
         case .weights(let weights):
             withTensorViews(weights.tensors) { tensors in
-                packWeights(step: weights.step, resetState: weights.resetState,
+                packWeights(step: weights.step, resetState: weights.resetState, offset: weights.offset,
                             tensors: tensors, into: &buffer)
             }
         case .gradientPush(let push):
@@ -32,6 +32,12 @@ public enum WireCodec {
             packShutdown(shutdown, into: &buffer)
         case .error(let error):
             packError(error, into: &buffer)
+        case .shardSetup(let setup):
+            packShardSetup(setup, into: &buffer)
+        case .shardCommand(let command):
+            packShardCommand(command, into: &buffer)
+        case .shardReport(let report):
+            packShardReport(report, into: &buffer)
         }
     }
 
@@ -48,8 +54,30 @@ public enum WireCodec {
     public static func encodeWeights(step: UInt64, resetState: Bool,
                                      parameters: UnsafeBufferPointer<Float>, layout: ParameterLayout,
                                      into buffer: inout MessageBuffer) {
-        packWeights(step: step, resetState: resetState,
+        packWeights(step: step, resetState: resetState, offset: 0,
                     tensors: tensorViews(layout: layout, values: parameters), into: &buffer)
+    }
+
+    /// A shard's weights for `step`: one tensor "slab" holding `values`, slab elements from
+    /// `offset` on.
+    public static func encodeSlabWeights(step: UInt64, resetState: Bool, offset: Int,
+                                         values: UnsafeBufferPointer<Float>, into buffer: inout MessageBuffer) {
+        packWeights(step: step, resetState: resetState, offset: UInt64(offset),
+                    tensors: [slabView(values)], into: &buffer)
+    }
+
+    /// One node's gradient for one shard: the range `offset ..< offset + values.count` of the
+    /// node's sum as one tensor "slab" (no loss, no state: those go to the coordinator).
+    public static func encodeSlabGradientPush(step: UInt64, tokenCount: UInt64, chunks: Range<Int>, offset: Int,
+                                              values: UnsafeBufferPointer<Float>, into buffer: inout MessageBuffer) {
+        let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: 0, tensors: [], computeSeconds: 0,
+                                  communicateSeconds: 0, chunkBegin: UInt32(chunks.lowerBound),
+                                  chunkEnd: UInt32(chunks.upperBound), offset: UInt64(offset))
+        packGradientPush(header, tensors: [slabView(values)], state: [], into: &buffer)
+    }
+
+    private static func slabView(_ values: UnsafeBufferPointer<Float>) -> TensorView {
+        TensorView(name: "slab", shape: [values.count], bytes: UnsafeRawBufferPointer(values))
     }
 
     /// A gradient push straight from the gradient slab (laid out as `layout`, summed over the
@@ -80,6 +108,7 @@ public enum WireCodec {
         withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host, hello.joinToken]) { s in
             var body = Recur__Hello()
             recur__hello__init(&body)
+            body.rank = hello.rank
             body.corpus_digest = s[0]
             body.vocabulary_digest = s[1]
             body.host = s[2]
@@ -94,31 +123,42 @@ public enum WireCodec {
 
     private static func packWelcome(_ welcome: Welcome, state: [TensorView],
                                     into buffer: inout MessageBuffer) {
-        withCStrings([welcome.runConfig]) { s in
+        withCStrings([welcome.runConfig] + welcome.shardEndpoints) { s in
+            var endpoints: [UnsafeMutablePointer<CChar>?] = Array(s.dropFirst())
+            var bounds = welcome.shardBounds
             withCTensors(state) { stateCount, stateTensors in
-                var body = Recur__Welcome()
-                recur__welcome__init(&body)
-                body.rank = welcome.rank
-                body.worker_count = welcome.workerCount
-                body.run_config = s[0]
-                body.stream_begin = welcome.streamBegin
-                body.stream_end = welcome.streamEnd
-                body.step = welcome.step
-                body.n_state = stateCount
-                body.state = stateTensors
-                withUnsafeMutablePointer(to: &body) { p in
-                    packEnvelope(RECUR__ENVELOPE__BODY_WELCOME, into: &buffer) { $0.welcome = p }
+                endpoints.withUnsafeMutableBufferPointer { endpoints in
+                    bounds.withUnsafeMutableBufferPointer { bounds in
+                        var body = Recur__Welcome()
+                        recur__welcome__init(&body)
+                        body.rank = welcome.rank
+                        body.worker_count = welcome.workerCount
+                        body.run_config = s[0]
+                        body.stream_begin = welcome.streamBegin
+                        body.stream_end = welcome.streamEnd
+                        body.step = welcome.step
+                        body.n_state = stateCount
+                        body.state = stateTensors
+                        body.n_shard_endpoints = endpoints.count
+                        body.shard_endpoints = endpoints.baseAddress
+                        body.n_shard_bounds = bounds.count
+                        body.shard_bounds = bounds.baseAddress
+                        withUnsafeMutablePointer(to: &body) { p in
+                            packEnvelope(RECUR__ENVELOPE__BODY_WELCOME, into: &buffer) { $0.welcome = p }
+                        }
+                    }
                 }
             }
         }
     }
 
-    private static func packWeights(step: UInt64, resetState: Bool,
+    private static func packWeights(step: UInt64, resetState: Bool, offset: UInt64,
                                     tensors: [TensorView], into buffer: inout MessageBuffer) {
         withCTensors(tensors) { tensorCount, cTensors in
             var body = Recur__Weights()
             recur__weights__init(&body)
             body.step = step
+            body.offset = offset
             body.reset_state = resetState ? 1 : 0
             body.n_tensors = tensorCount
             body.tensors = cTensors
@@ -149,6 +189,7 @@ public enum WireCodec {
                 body.parts = push.parts
                 body.chunk_begin = push.chunkBegin
                 body.chunk_end = push.chunkEnd
+                body.offset = push.offset
                 withUnsafeMutablePointer(to: &body) { p in
                     packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
                 }
@@ -184,6 +225,68 @@ public enum WireCodec {
             body.message = s[0]
             withUnsafeMutablePointer(to: &body) { p in
                 packEnvelope(RECUR__ENVELOPE__BODY_ERROR, into: &buffer) { $0.error = p }
+            }
+        }
+    }
+
+    private static func packShardSetup(_ setup: ShardSetup, into buffer: inout MessageBuffer) {
+        withCStrings([setup.runConfig, setup.joinToken]) { s in
+            withTensorViews([setup.parameters] + setup.optimizerState) { views in
+                withCTensors(views) { _, tensors in
+                    var body = Recur__ShardSetup()
+                    recur__shard_setup__init(&body)
+                    body.run_config = s[0]
+                    body.join_token = s[1]
+                    body.shard = setup.shard
+                    body.shard_count = setup.shardCount
+                    body.step = setup.step
+                    body.worker_count = setup.workerCount
+                    body.parameters = tensors![0]
+                    body.n_optimizer_state = views.count - 1
+                    body.optimizer_state = views.count > 1 ? tensors! + 1 : nil
+                    body.optimizer_steps = setup.optimizerSteps
+                    withUnsafeMutablePointer(to: &body) { p in
+                        packEnvelope(RECUR__ENVELOPE__BODY_SHARD_SETUP, into: &buffer) { $0.shard_setup = p }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func packShardCommand(_ command: ShardCommand, into buffer: inout MessageBuffer) {
+        var body = Recur__ShardCommand()
+        recur__shard_command__init(&body)
+        body.kind = command.kind.rawValue
+        body.step = command.step
+        body.norm = command.norm
+        body.broadcast_next = command.broadcastNext ? 1 : 0
+        body.reset_state = command.resetState ? 1 : 0
+        withUnsafeMutablePointer(to: &body) { p in
+            packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
+        }
+    }
+
+    private static func packShardReport(_ report: ShardReport, into buffer: inout MessageBuffer) {
+        let tensors = (report.parameters.map { [$0] } ?? []) + report.optimizerState
+        withTensorViews(tensors) { views in
+            withCTensors(views) { _, cTensors in
+                var squares = report.blockSquares
+                squares.withUnsafeMutableBufferPointer { squares in
+                    var body = Recur__ShardReport()
+                    recur__shard_report__init(&body)
+                    body.kind = report.kind.rawValue
+                    body.step = report.step
+                    body.n_block_squares = squares.count
+                    body.block_squares = squares.baseAddress
+                    let first = report.parameters == nil ? 0 : 1
+                    if first == 1 { body.parameters = cTensors![0] }
+                    body.n_optimizer_state = views.count - first
+                    body.optimizer_state = views.count > first ? cTensors! + first : nil
+                    body.optimizer_steps = report.optimizerSteps
+                    withUnsafeMutablePointer(to: &body) { p in
+                        packEnvelope(RECUR__ENVELOPE__BODY_SHARD_REPORT, into: &buffer) { $0.shard_report = p }
+                    }
+                }
             }
         }
     }

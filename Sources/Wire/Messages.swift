@@ -6,6 +6,9 @@ public enum MessageKind: String, CaseIterable, Sendable {
     case hello, welcome, weights
     case gradientPush = "gradient_push"
     case heartbeat, shutdown, error
+    case shardSetup = "shard_setup"
+    case shardCommand = "shard_command"
+    case shardReport = "shard_report"
 
     /// The word for "… for step 7, expected step 8".
     var noun: String {
@@ -28,10 +31,13 @@ public struct Hello: Equatable, Sendable {
     public var threads: UInt32
     /// The job's secret when it runs without CurveZMQ (`recur serve` prints it); else empty.
     public var joinToken: String
+    /// To a parameter shard: the rank the worker's Welcome gave it.
+    public var rank: UInt32
 
     public init(corpusDigest: String, vocabularyDigest: String, host: String, pid: UInt32, threads: UInt32,
-                joinToken: String = "") {
+                joinToken: String = "", rank: UInt32 = 0) {
         self.joinToken = joinToken
+        self.rank = rank
         self.corpusDigest = corpusDigest
         self.vocabularyDigest = vocabularyDigest
         self.host = host
@@ -53,9 +59,16 @@ public struct Welcome: Equatable, Sendable {
     public var step: UInt64
     /// Carried hidden state of this worker's streams (resume); empty otherwise.
     public var state: [WireTensor]
+    /// Sharded parameter servers: where shard k listens; shard k owns slab elements
+    /// `shardBounds[k] ..< shardBounds[k + 1]`. Both empty with one server.
+    public var shardEndpoints: [String]
+    public var shardBounds: [UInt64]
 
     public init(rank: UInt32, workerCount: UInt32, runConfig: String, streamBegin: UInt32,
-                streamEnd: UInt32, step: UInt64, state: [WireTensor] = []) {
+                streamEnd: UInt32, step: UInt64, state: [WireTensor] = [],
+                shardEndpoints: [String] = [], shardBounds: [UInt64] = []) {
+        self.shardEndpoints = shardEndpoints
+        self.shardBounds = shardBounds
         self.rank = rank
         self.workerCount = workerCount
         self.runConfig = runConfig
@@ -72,10 +85,13 @@ public struct Weights: Equatable, Sendable {
     public var step: UInt64
     /// Zero the carried state before this step (epoch start).
     public var resetState: Bool
-    /// In `ParameterLayout` order.
+    /// In `ParameterLayout` order; from a shard, one tensor "slab" of its range.
     public var tensors: [WireTensor]
+    /// From a shard: the slab element the "slab" tensor starts at.
+    public var offset: UInt64
 
-    public init(step: UInt64, resetState: Bool, tensors: [WireTensor]) {
+    public init(step: UInt64, resetState: Bool, tensors: [WireTensor], offset: UInt64 = 0) {
+        self.offset = offset
         self.step = step
         self.resetState = resetState
         self.tensors = tensors
@@ -104,10 +120,14 @@ public struct GradientPush: Equatable, Sendable {
     /// The reduction-tree node summed: chunks `chunkBegin ..< chunkEnd`.
     public var chunkBegin: UInt32
     public var chunkEnd: UInt32
+    /// To a shard: the slab element its one tensor "slab" starts at.
+    public var offset: UInt64
 
     public init(step: UInt64, tokenCount: UInt64, lossSum: Double, tensors: [WireTensor],
                 state: [WireTensor] = [], computeSeconds: Double, communicateSeconds: Double,
-                waitSeconds: Double = 0, part: UInt32 = 0, parts: UInt32 = 1, chunkBegin: UInt32 = 0, chunkEnd: UInt32 = 0) {
+                waitSeconds: Double = 0, part: UInt32 = 0, parts: UInt32 = 1, chunkBegin: UInt32 = 0, chunkEnd: UInt32 = 0,
+                offset: UInt64 = 0) {
+        self.offset = offset
         self.chunkBegin = chunkBegin
         self.chunkEnd = chunkEnd
         self.step = step
@@ -146,6 +166,87 @@ public struct WireErrorMessage: Equatable, Sendable {
     public init(message: String) { self.message = message }
 }
 
+/// Coordinator -> parameter shard, first message: the run, the shard's place, and its range's
+/// weights and optimizer state as of `step` (values: sent once per run and at resume).
+public struct ShardSetup: Equatable, Sendable {
+    public var runConfig: String
+    public var shard: UInt32
+    public var shardCount: UInt32
+    public var step: UInt64
+    public var workerCount: UInt32
+    /// "slab": the range's weights.
+    public var parameters: WireTensor
+    /// The range of each optimizer buffer, named as in checkpoints.
+    public var optimizerState: [WireTensor]
+    public var optimizerSteps: UInt64
+    public var joinToken: String
+
+    public init(runConfig: String, shard: UInt32, shardCount: UInt32, step: UInt64, workerCount: UInt32,
+                parameters: WireTensor, optimizerState: [WireTensor], optimizerSteps: UInt64, joinToken: String = "") {
+        self.runConfig = runConfig
+        self.shard = shard
+        self.shardCount = shardCount
+        self.step = step
+        self.workerCount = workerCount
+        self.parameters = parameters
+        self.optimizerState = optimizerState
+        self.optimizerSteps = optimizerSteps
+        self.joinToken = joinToken
+    }
+}
+
+/// Coordinator -> shard.
+public struct ShardCommand: Equatable, Sendable {
+    public enum Kind: UInt32, Sendable {
+        /// Send the weights for `step` to every worker.
+        case broadcast = 1
+        /// Clip by `norm`, take optimizer step `step`; then broadcast step + 1 if asked.
+        case apply = 2
+        /// Answer with the range's weights and optimizer state.
+        case sendState = 3
+    }
+    public var kind: Kind
+    public var step: UInt64
+    public var norm: Double
+    public var broadcastNext: Bool
+    /// The broadcast step starts an epoch (workers zero their carried state).
+    public var resetState: Bool
+
+    public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false) {
+        self.kind = kind
+        self.step = step
+        self.norm = norm
+        self.broadcastNext = broadcastNext
+        self.resetState = resetState
+    }
+}
+
+/// Shard -> coordinator.
+public struct ShardReport: Equatable, Sendable {
+    public enum Kind: UInt32, Sendable {
+        case ready = 1
+        /// Σg² of each of the shard's norm blocks for `step`.
+        case blockSquares = 2
+        case state = 3
+    }
+    public var kind: Kind
+    public var step: UInt64
+    public var blockSquares: [Double]
+    public var parameters: WireTensor?
+    public var optimizerState: [WireTensor]
+    public var optimizerSteps: UInt64
+
+    public init(kind: Kind, step: UInt64, blockSquares: [Double] = [], parameters: WireTensor? = nil,
+                optimizerState: [WireTensor] = [], optimizerSteps: UInt64 = 0) {
+        self.kind = kind
+        self.step = step
+        self.blockSquares = blockSquares
+        self.parameters = parameters
+        self.optimizerState = optimizerState
+        self.optimizerSteps = optimizerSteps
+    }
+}
+
 /// One Envelope body.
 public enum Message: Equatable, Sendable {
     case hello(Hello)
@@ -155,6 +256,9 @@ public enum Message: Equatable, Sendable {
     case heartbeat(Heartbeat)
     case shutdown(Shutdown)
     case error(WireErrorMessage)
+    case shardSetup(ShardSetup)
+    case shardCommand(ShardCommand)
+    case shardReport(ShardReport)
 
     public var kind: MessageKind {
         switch self {
@@ -165,6 +269,9 @@ public enum Message: Equatable, Sendable {
         case .heartbeat: return .heartbeat
         case .shutdown: return .shutdown
         case .error: return .error
+        case .shardSetup: return .shardSetup
+        case .shardCommand: return .shardCommand
+        case .shardReport: return .shardReport
         }
     }
 }

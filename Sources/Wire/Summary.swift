@@ -13,6 +13,9 @@ extension Message: CustomStringConvertible {
         case .heartbeat(let heartbeat): return heartbeat.summary
         case .shutdown(let shutdown): return shutdown.summary
         case .error(let error): return error.summary
+        case .shardSetup(let setup): return setup.summary
+        case .shardCommand(let command): return command.summary
+        case .shardReport(let report): return report.summary
         }
     }
 }
@@ -29,6 +32,9 @@ extension DecodedMessage: CustomStringConvertible {
         case .heartbeat(let heartbeat): return heartbeat.summary
         case .shutdown(let shutdown): return shutdown.summary
         case .error(let error): return error.summary
+        case .shardSetup(let setup): return setup.summary
+        case .shardCommand(let command): return command.summary
+        case .shardReport(let report): return report.summary
         }
     }
 }
@@ -133,4 +139,22 @@ func byteText(_ byteCount: Int) -> String {
     }
     let tenths = (byteCount * 10 + scale / 2) / scale
     return "\(tenths / 10).\(tenths % 10) \(units[unit])"
+}
+
+extension ShardSetup {
+    public var summary: String {
+        "shard_setup: shard \(shard) of \(shardCount), step \(step), \(workerCount) worker(s), "
+            + "\(parameters.values.count) parameters, \(optimizerState.count) optimizer buffer(s)"
+    }
+}
+
+extension ShardCommand {
+    public var summary: String { "shard_command: \(kind) step \(step)" }
+}
+
+extension ShardReport {
+    public var summary: String {
+        "shard_report: \(kind) step \(step), \(blockSquares.count) block(s)"
+            + (parameters.map { ", \($0.values.count) parameters" } ?? "")
+    }
 }

@@ -31,6 +31,10 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A worker whose corpus, vocabulary or model differs from the coordinator's; one entry per
     /// differing field, e.g. `corpus_digest 1f2e3d4c… (coordinator 9a8b7c6d…)`.
     case fingerprintMismatch(differences: [String])
+    /// A required message field is unset (`message.field`).
+    case missingField(String)
+    /// An enumeration field (`message.field`) with a value this version does not know.
+    case unknownKind(field: String, value: UInt32)
 
     public var description: String {
         switch self {
@@ -44,6 +48,10 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
             return "protocol version \(received), expected \(expected)"
         case .missingBody:
             return "message has no body (missing or unknown message type)"
+        case .missingField(let field):
+            return "field \(field) is missing"
+        case .unknownKind(let field, let value):
+            return "field \(field) has unknown value \(value)"
         case .nulInString(let field):
             return "string field \(field) contains a NUL byte"
         case .tensorShapeInvalid(let name, let shape):

@@ -8,6 +8,8 @@ import Training
 final class ElasticTests: ClusterTestCase {
     private let model = ["--hidden", "64", "--layers", "2", "--batch", "16", "--seq", "16", "--chunk", "2",
                          "--sample-length", "0"]
+    /// `serve` prints no sample.
+    private var serveModel: [String] { Array(model.dropLast(2)) }
 
     private func reference(steps: Int) throws -> Data {
         let directory = try temporaryDirectory()
@@ -35,6 +37,28 @@ final class ElasticTests: ClusterTestCase {
         XCTAssertEqual(bytes, try reference(steps: steps), "a lost worker changed the weights")
     }
 
+    /// `recur serve --workers 4 --min-workers 4` with four workers; a fifth `recur work`
+    /// started after step 40 joins at a step boundary, takes its share of the chunks, and the
+    /// final weights equal the `--workers 1` run's.
+    func testAFifthWorkerJoiningAfterStep40KeepsTheBytes() throws {
+        let steps = 300
+        let directory = try temporaryDirectory()
+        let endpoint = try freeLoopbackEndpoint()
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "4", "--min-workers", "4", "--steps", "\(steps)",
+                                "--checkpoint-dir", directory.path, "--heartbeat-timeout", "5"] + serveModel)
+        let workers = try (0..<4).map { _ in
+            try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "5"])
+        }
+        XCTAssertNotNil(serve.stdout.waitForLine(containing: ["step 40/\(steps)"], timeout: 90), serve.transcript)
+        let fifth = try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "5"])
+        XCTAssertEqual(serve.waitForExit(timeout: 120), 0, serve.transcript)
+        XCTAssertNotNil(serve.stdout.line(containing: ["joins the running job", "(5 worker(s))"]), serve.transcript)
+        for worker in workers + [fifth] { XCTAssertEqual(worker.waitForExit(timeout: 20), 0, worker.transcript) }
+        XCTAssertNotNil(fifth.stdout.line(containing: ["of 5: streams"]), fifth.transcript)
+        let bytes = try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(bytes, try reference(steps: steps), "a joining worker changed the weights")
+    }
+
     /// `recur serve` killed after step 25 (`--checkpoint-every 10`) and started again with
     /// `--resume`: its two workers rejoin, and the final weights equal an uninterrupted run's.
     func testAKilledCoordinatorRestartedWithResumeIsRejoinedAndEndsWithTheSameBytes() throws {
@@ -42,7 +66,7 @@ final class ElasticTests: ClusterTestCase {
         let directory = try temporaryDirectory()
         let endpoint = try freeLoopbackEndpoint()
         let serveArguments = ["serve", "--bind", endpoint, "--workers", "2", "--steps", "\(steps)", "--checkpoint-every", "10",
-                              "--checkpoint-dir", directory.path, "--heartbeat-timeout", "2"] + model.filter { $0 != "--sample-length" && $0 != "0" }
+                              "--checkpoint-dir", directory.path, "--heartbeat-timeout", "2"] + serveModel
         let first = try launch(serveArguments)
         let workers = try (0..<2).map { _ in
             try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "2", "--reconnect-timeout", "30"])

@@ -23,6 +23,9 @@ typedef struct Recur__GradientPush Recur__GradientPush;
 typedef struct Recur__Heartbeat Recur__Heartbeat;
 typedef struct Recur__Shutdown Recur__Shutdown;
 typedef struct Recur__Error Recur__Error;
+typedef struct Recur__ShardSetup Recur__ShardSetup;
+typedef struct Recur__ShardCommand Recur__ShardCommand;
+typedef struct Recur__ShardReport Recur__ShardReport;
 typedef struct Recur__Envelope Recur__Envelope;
 
 
@@ -69,10 +72,14 @@ struct  Recur__Hello
    * the job's secret when it runs without CurveZMQ; else empty
    */
   char *join_token;
+  /*
+   * to a parameter shard: the rank its Welcome gave this worker
+   */
+  uint32_t rank;
 };
 #define RECUR__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -101,10 +108,18 @@ struct  Recur__Welcome
    */
   size_t n_state;
   Recur__Tensor **state;
+  /*
+   * Sharded parameter servers (--shards S > 1): where shard k listens, and the slab bounds,
+   * shard k owning elements [shard_bounds[k], shard_bounds[k+1]). Empty with one server.
+   */
+  size_t n_shard_endpoints;
+  char **shard_endpoints;
+  size_t n_shard_bounds;
+  uint64_t *shard_bounds;
 };
 #define RECUR__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__welcome__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL }
+    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
@@ -120,10 +135,14 @@ struct  Recur__Weights
   protobuf_c_boolean reset_state;
   size_t n_tensors;
   Recur__Tensor **tensors;
+  /*
+   * from a shard: tensors = one tensor "slab", elements from offset
+   */
+  uint64_t offset;
 };
 #define RECUR__WEIGHTS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__weights__descriptor) \
-    , 0, 0, 0,NULL }
+    , 0, 0, 0,NULL, 0 }
 
 
 /*
@@ -169,10 +188,14 @@ struct  Recur__GradientPush
    */
   uint32_t chunk_begin;
   uint32_t chunk_end;
+  /*
+   * to a shard: tensors = one tensor "slab" of its range, from offset
+   */
+  uint64_t offset;
 };
 #define RECUR__GRADIENT_PUSH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__gradient_push__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Recur__Heartbeat
@@ -206,6 +229,102 @@ struct  Recur__Error
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * Coordinator -> parameter shard, first message: the run, which range the shard owns, and
+ * that range's weights and optimizer state as of `step`.
+ */
+struct  Recur__ShardSetup
+{
+  ProtobufCMessage base;
+  /*
+   * canonical JSON of the whole training config
+   */
+  char *run_config;
+  /*
+   * k of shard_count; the range follows from the config (SlabPartition)
+   */
+  uint32_t shard;
+  uint32_t shard_count;
+  uint64_t step;
+  /*
+   * workers that will say hello to the shard
+   */
+  uint32_t worker_count;
+  /*
+   * "slab", the range's weights
+   */
+  Recur__Tensor *parameters;
+  /*
+   * the range of each optimizer buffer, named as in checkpoints
+   */
+  size_t n_optimizer_state;
+  Recur__Tensor **optimizer_state;
+  uint64_t optimizer_steps;
+  /*
+   * the job's secret without CurveZMQ (workers' hellos must carry it)
+   */
+  char *join_token;
+};
+#define RECUR__SHARD_SETUP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&recur__shard_setup__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Coordinator -> shard.
+ */
+struct  Recur__ShardCommand
+{
+  ProtobufCMessage base;
+  /*
+   * 1 broadcast weights for `step`; 2 apply `step` with `norm`; 3 send state
+   */
+  uint32_t kind;
+  uint64_t step;
+  /*
+   * the global gradient norm of `step` (kind 2)
+   */
+  double norm;
+  /*
+   * kind 2: broadcast the weights for step + 1 afterwards
+   */
+  protobuf_c_boolean broadcast_next;
+  /*
+   * the broadcast step starts an epoch
+   */
+  protobuf_c_boolean reset_state;
+};
+#define RECUR__SHARD_COMMAND__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&recur__shard_command__descriptor) \
+    , 0, 0, 0, 0, 0 }
+
+
+/*
+ * Shard -> coordinator.
+ */
+struct  Recur__ShardReport
+{
+  ProtobufCMessage base;
+  /*
+   * 1 ready (setup done); 2 block sums of squares of `step`; 3 state
+   */
+  uint32_t kind;
+  uint64_t step;
+  size_t n_block_squares;
+  double *block_squares;
+  /*
+   * kind 3
+   */
+  Recur__Tensor *parameters;
+  size_t n_optimizer_state;
+  Recur__Tensor **optimizer_state;
+  uint64_t optimizer_steps;
+};
+#define RECUR__SHARD_REPORT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&recur__shard_report__descriptor) \
+    , 0, 0, 0,NULL, NULL, 0,NULL, 0 }
+
+
 typedef enum {
   RECUR__ENVELOPE__BODY__NOT_SET = 0,
   RECUR__ENVELOPE__BODY_HELLO = 2,
@@ -214,7 +333,10 @@ typedef enum {
   RECUR__ENVELOPE__BODY_GRADIENT_PUSH = 5,
   RECUR__ENVELOPE__BODY_HEARTBEAT = 6,
   RECUR__ENVELOPE__BODY_SHUTDOWN = 7,
-  RECUR__ENVELOPE__BODY_ERROR = 8
+  RECUR__ENVELOPE__BODY_ERROR = 8,
+  RECUR__ENVELOPE__BODY_SHARD_SETUP = 9,
+  RECUR__ENVELOPE__BODY_SHARD_COMMAND = 10,
+  RECUR__ENVELOPE__BODY_SHARD_REPORT = 11
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(RECUR__ENVELOPE__BODY__CASE)
 } Recur__Envelope__BodyCase;
 
@@ -231,6 +353,9 @@ struct  Recur__Envelope
     Recur__Heartbeat *heartbeat;
     Recur__Shutdown *shutdown;
     Recur__Error *error;
+    Recur__ShardSetup *shard_setup;
+    Recur__ShardCommand *shard_command;
+    Recur__ShardReport *shard_report;
   };
 };
 #define RECUR__ENVELOPE__INIT \
@@ -390,6 +515,63 @@ Recur__Error *
 void   recur__error__free_unpacked
                      (Recur__Error *message,
                       ProtobufCAllocator *allocator);
+/* Recur__ShardSetup methods */
+void   recur__shard_setup__init
+                     (Recur__ShardSetup         *message);
+size_t recur__shard_setup__get_packed_size
+                     (const Recur__ShardSetup   *message);
+size_t recur__shard_setup__pack
+                     (const Recur__ShardSetup   *message,
+                      uint8_t             *out);
+size_t recur__shard_setup__pack_to_buffer
+                     (const Recur__ShardSetup   *message,
+                      ProtobufCBuffer     *buffer);
+Recur__ShardSetup *
+       recur__shard_setup__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   recur__shard_setup__free_unpacked
+                     (Recur__ShardSetup *message,
+                      ProtobufCAllocator *allocator);
+/* Recur__ShardCommand methods */
+void   recur__shard_command__init
+                     (Recur__ShardCommand         *message);
+size_t recur__shard_command__get_packed_size
+                     (const Recur__ShardCommand   *message);
+size_t recur__shard_command__pack
+                     (const Recur__ShardCommand   *message,
+                      uint8_t             *out);
+size_t recur__shard_command__pack_to_buffer
+                     (const Recur__ShardCommand   *message,
+                      ProtobufCBuffer     *buffer);
+Recur__ShardCommand *
+       recur__shard_command__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   recur__shard_command__free_unpacked
+                     (Recur__ShardCommand *message,
+                      ProtobufCAllocator *allocator);
+/* Recur__ShardReport methods */
+void   recur__shard_report__init
+                     (Recur__ShardReport         *message);
+size_t recur__shard_report__get_packed_size
+                     (const Recur__ShardReport   *message);
+size_t recur__shard_report__pack
+                     (const Recur__ShardReport   *message,
+                      uint8_t             *out);
+size_t recur__shard_report__pack_to_buffer
+                     (const Recur__ShardReport   *message,
+                      ProtobufCBuffer     *buffer);
+Recur__ShardReport *
+       recur__shard_report__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   recur__shard_report__free_unpacked
+                     (Recur__ShardReport *message,
+                      ProtobufCAllocator *allocator);
 /* Recur__Envelope methods */
 void   recur__envelope__init
                      (Recur__Envelope         *message);
@@ -435,6 +617,15 @@ typedef void (*Recur__Shutdown_Closure)
 typedef void (*Recur__Error_Closure)
                  (const Recur__Error *message,
                   void *closure_data);
+typedef void (*Recur__ShardSetup_Closure)
+                 (const Recur__ShardSetup *message,
+                  void *closure_data);
+typedef void (*Recur__ShardCommand_Closure)
+                 (const Recur__ShardCommand *message,
+                  void *closure_data);
+typedef void (*Recur__ShardReport_Closure)
+                 (const Recur__ShardReport *message,
+                  void *closure_data);
 typedef void (*Recur__Envelope_Closure)
                  (const Recur__Envelope *message,
                   void *closure_data);
@@ -452,6 +643,9 @@ extern const ProtobufCMessageDescriptor recur__gradient_push__descriptor;
 extern const ProtobufCMessageDescriptor recur__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor recur__shutdown__descriptor;
 extern const ProtobufCMessageDescriptor recur__error__descriptor;
+extern const ProtobufCMessageDescriptor recur__shard_setup__descriptor;
+extern const ProtobufCMessageDescriptor recur__shard_command__descriptor;
+extern const ProtobufCMessageDescriptor recur__shard_report__descriptor;
 extern const ProtobufCMessageDescriptor recur__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -56,7 +56,13 @@ public final class Coordinator: GradientSource {
     public func start(step: Int, state: CarriedState) throws {
         let deadline = monotonicSeconds() + options.joinTimeout
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
+        var lastJoin = monotonicSeconds()
         while joined.count < options.workers {
+            if options.minWorkers != nil, joined.count >= options.requiredWorkers,
+               monotonicSeconds() - lastJoin >= options.joinSettle {
+                log("starting with \(joined.count) of \(options.workers) worker(s) (at least \(options.requiredWorkers) required); the others join at a step boundary")
+                break
+            }
             try stop.check()
             guard monotonicSeconds() < deadline else {
                 throw ClusterError.joinTimeout(joined: joined.count, expected: options.workers, seconds: options.joinTimeout)
@@ -84,6 +90,7 @@ public final class Coordinator: GradientSource {
                 continue
             }
             joined.append((identity, hello))
+            lastJoin = monotonicSeconds()
             log("worker \(joined.count - 1) (host \(hello.host), pid \(hello.pid)) joined with \(hello.threads) thread(s) (\(joined.count)/\(options.workers))")
         }
         try assign(step: step, state: state)

@@ -9,6 +9,10 @@ public struct CoordinatorOptions: Sendable {
     /// others and the step is computed again (nil: all `workers`, no loss tolerated).
     public var minWorkers: Int?
     var requiredWorkers: Int { min(workers, max(1, minWorkers ?? workers)) }
+    /// In an elastic job (`minWorkers` set): once enough workers have joined, the run starts
+    /// when no other has said hello for this long (a restarted coordinator does not wait its
+    /// join timeout for a worker that died); later workers join at a step boundary.
+    public var joinSettle: Double = 5
     /// Without CurveZMQ: the secret a worker's hello must carry to join (nil: no check, as
     /// with CurveZMQ, whose allow-list admits workers).
     public var joinToken: String?
