@@ -24,7 +24,7 @@ public final class GradientEngine {
     /// Dropout of the run (nil = none); masks are keyed by global step and stream.
     public let dropout: Dropout?
 
-    private let train: [Int32]
+    private let train: TokenStore
     private let workspaces: [RecurrentNetwork<Float>]
     /// Chunks (indices into the block) each thread's workspace covers.
     private let threadChunks: [Range<Int>]
@@ -42,7 +42,7 @@ public final class GradientEngine {
     ///   - streams: the owned block of global streams; a whole number of chunks.
     ///   - dropout: the run's dropout (`TrainingConfig.dropoutMasks`); `computeGradient` then
     ///     needs the global step.
-    public init(config: ModelConfig, train: [Int32], streamLayout: StreamLayout,
+    public init(config: ModelConfig, train: TokenStore, streamLayout: StreamLayout,
                 streams: Range<Int>, chunkStreams: Int, threads: Int, dropout: Dropout? = nil) {
         precondition(streams.count % chunkStreams == 0 && streams.lowerBound % chunkStreams == 0,
                      "stream block must be whole chunks")
@@ -122,11 +122,9 @@ public final class GradientEngine {
         DispatchQueue.concurrentPerform(iterations: K) { thread in
             let net = work.workspaces[thread], chunks = work.threadChunks[thread]
             let local = chunks.lowerBound * n
-            work.train.withUnsafeBufferPointer { tokens in
-                work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: tokens,
-                                       streams: (first + local)..<(first + local + net.streamCount),
-                                       stepInEpoch: stepInEpoch)
-            }
+            work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: work.train,
+                                   streams: (first + local)..<(first + local + net.streamCount),
+                                   stepInEpoch: stepInEpoch)
             net.dropoutPosition = step.map { Dropout.Position(step: $0, firstStream: first + local) }
             net.forward(parameters: parameters, initialState: work.initial.view(from: local))
             for chunk in chunks {
@@ -171,7 +169,7 @@ private struct EngineWork: @unchecked Sendable {
     let loss: UnsafeMutablePointer<Double>
     let initial: RecurrentState<Float>
     let final: RecurrentState<Float>
-    let train: [Int32]
+    let train: TokenStore
     let streamLayout: StreamLayout
     let chunkStreams: Int
 

@@ -17,6 +17,10 @@ public struct RunOptions: Sendable {
     public var keep = 0
     /// Stop after this many evaluations in a row without a new best validation loss (0 = never).
     public var earlyStop = 0
+    /// Score at most this many characters of the validation split, its first ones (0 = all).
+    /// The default keeps evaluations of big corpora to seconds; smaller splits are whole.
+    public var evalCharacters = RunOptions.defaultEvalCharacters
+    public static let defaultEvalCharacters = 1_000_000
 
     public init() {}
 }
@@ -43,8 +47,8 @@ public final class TrainingSession {
     public var config: TrainingConfig { plan.config }
     public var model: ModelConfig { plan.model }
     public var layout: ParameterLayout { plan.layout }
-    public var train: [Int32] { plan.train }
-    public var validation: [Int32] { plan.validation }
+    public var train: TokenStore { plan.train }
+    public var validation: TokenStore { plan.validation }
     public var streamLayout: StreamLayout { plan.streamLayout }
 
     public init(config: TrainingConfig, corpus: Corpus, options: RunOptions) throws {
@@ -124,10 +128,16 @@ public final class TrainingSession {
     public var position: (epoch: Int, stepInEpoch: Int) { streamLayout.position(globalStep: step) }
     public var tokensPerStep: Int { plan.tokensPerStep }
 
-    /// Validation loss of the current weights.
+    /// The validation characters an evaluation scores: the split, capped by `evalCharacters`.
+    public var evaluatedCharacters: Int {
+        options.evalCharacters > 0 ? min(validation.count, options.evalCharacters) : validation.count
+    }
+
+    /// Validation loss of the current weights (over `evaluatedCharacters`).
     public func evaluate() -> Evaluator.Result? {
-        Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
-                           tokens: validation, window: config.window, streams: options.evalStreams)
+        let tokens = validation.slice(0..<evaluatedCharacters)
+        return Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
+                                  tokens: tokens, window: config.window, streams: options.evalStreams)
     }
 
     /// Writes the checkpoint of the current step with the carried state `state` (L, N, H) to
@@ -148,6 +158,7 @@ public final class TrainingSession {
     public func startInfo(mode: String) -> StartInfo {
         StartInfo(corpusName: corpus.name, corpusCharacters: corpus.count, vocabularySize: model.vocabularySize,
                   trainCharacters: train.count, validationCharacters: validation.count,
+                  evaluatedCharacters: evaluatedCharacters,
                   parameterCount: layout.count, stepsPerEpoch: streamLayout.stepsPerEpoch,
                   firstStep: step, steps: config.steps, mode: mode, blasCore: BLASInfo.coreName)
     }

@@ -69,7 +69,7 @@ struct BenchCommand: ParsableCommand {
             threadCount = source.engine.threads
         } else {
             // Worker output goes to stderr: stdout carries only the JSON line.
-            try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data,
+            try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data, tokenCache: data.tokenCache,
                                  heartbeatTimeout: 30, stop: StopRequest(), report: collect,
                                  log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
         }

@@ -134,6 +134,8 @@ struct WorkCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "The coordinator's corpus file on this node (default: the built-in corpus).")
     var data: String?
+    @Option(name: .customLong("token-cache"), help: "Directory of token files (as for train; default: $XDG_CACHE_HOME/recur or ~/.cache/recur; \"\" = none).")
+    var tokenCache: String?
     @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, wait this many seconds for one at the same address (a restarted `recur serve --resume`) and join it again (0 = exit at once).")
     var reconnectTimeout = 60.0
     @OptionGroup var transport: TransportFlags
@@ -148,7 +150,7 @@ struct WorkCommand: ParsableCommand {
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
+        let corpus = try data.map { try Corpus.load(path: $0, cache: TokenCacheFlag.cache(tokenCache)) } ?? Corpus.builtin()
         var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.reconnectTimeout = reconnectTimeout

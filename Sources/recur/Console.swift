@@ -49,7 +49,8 @@ final class Console {
             totalSteps = s.steps
             firstStep = s.firstStep
             started = DispatchTime.now().uptimeNanoseconds
-            line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)")
+            let scored = s.evaluatedCharacters < s.validationCharacters ? " (evaluations score the first \(s.evaluatedCharacters), --eval-chars)" : ""
+            line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)\(scored)")
             line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
         case .step(let r):
             log(LoggedStep(record: r, time: elapsed))

@@ -55,13 +55,30 @@ struct DataFlags: ParsableArguments {
     var batch: Int?
     @Option(name: .customLong("val-fraction"), help: "Fraction of the corpus (its end) held out for validation (default: \(Defaults.config.validationFraction)).")
     var valFraction: Double?
+    @Option(name: .customLong("token-cache"), help: "Directory of token files: a corpus over 16 MB is encoded once and then memory-mapped, shared by local workers (default: $XDG_CACHE_HOME/recur or ~/.cache/recur; \"\" = none).")
+    var tokenCache: String?
+
+    /// The token cache of --token-cache, else the default directory.
+    var cache: TokenCache? { TokenCacheFlag.cache(tokenCache) }
 
     var resolvedSeq: Int { seq ?? Defaults.config.window }
     var resolvedBatch: Int { batch ?? Defaults.config.streams }
 
     func loadCorpus() throws -> Corpus {
         guard let data else { return Corpus.builtin() }
-        return try Corpus.load(path: data)
+        return try Corpus.load(path: data, cache: cache)
+    }
+}
+
+/// `--token-cache DIR` of train, serve, bench and work; the default directory is read from
+/// the environment here, in the executable.
+enum TokenCacheFlag {
+    static func cache(_ flag: String?) -> TokenCache? {
+        if let flag { return flag.isEmpty ? nil : TokenCache(directory: URL(fileURLWithPath: flag)) }
+        let environment = ProcessInfo.processInfo.environment
+        let base = environment["XDG_CACHE_HOME"].map { URL(fileURLWithPath: $0) }
+            ?? environment["HOME"].map { URL(fileURLWithPath: $0).appendingPathComponent(".cache") }
+        return base.map { TokenCache(directory: $0.appendingPathComponent("recur")) }
     }
 }
 
@@ -162,6 +179,8 @@ struct OutputFlags: ParsableArguments {
     var evalEvery = Defaults.run.evalEvery
     @Option(name: .customLong("eval-streams"), help: "Evaluate the validation split as E contiguous streams (1 = exact per-character loss).")
     var evalStreams = Defaults.run.evalStreams
+    @Option(name: .customLong("eval-chars"), help: "Score at most this many characters of the validation split, its first ones (0 = all).")
+    var evalChars = Defaults.run.evalCharacters
     @Option(name: .customLong("log-jsonl"), help: "Append one JSON record per step and per evaluation to this file (a new run truncates it).")
     var logJsonl: String?
     @Option(name: .customLong("print-every"), help: "Without a terminal, print the progress line every this many steps (default: \(Defaults.printEvery)).")
@@ -174,6 +193,7 @@ struct OutputFlags: ParsableArguments {
     func validateValues() throws {
         if evalEvery < 0 { throw ValidationError("--eval-every must be ≥ 0, got \(evalEvery)") }
         if evalStreams < 1 { throw ValidationError("--eval-streams must be at least 1, got \(evalStreams)") }
+        if evalChars < 0 { throw ValidationError("--eval-chars must be ≥ 0 (0 = all), got \(evalChars)") }
         if printEvery < 1 { throw ValidationError("--print-every must be at least 1, got \(printEvery)") }
         if sampleEvery < 0 { throw ValidationError("--sample-every must be ≥ 0, got \(sampleEvery)") }
     }

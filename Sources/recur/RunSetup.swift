@@ -49,7 +49,7 @@ struct RunSetup {
         }
         let path = data.data ?? savedPath
         dataPath = path.map { URL(fileURLWithPath: $0).path }
-        corpus = try dataPath.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
+        corpus = try dataPath.map { try Self.load($0, cache: data.cache, log: log) } ?? Corpus.builtin()
         config = try base.applying(model: model, data: data, optimization: optimization, chunk: chunk, corpus: corpus)
         if let source {
             let fixed = source.saved == nil ? Self.fixedByWeights : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
@@ -60,6 +60,18 @@ struct RunSetup {
                     : "\(field.flag) \(now) differs from the run in \(source.path) (\(field.flag) \(was)); a resumed run keeps its model, data layout, optimizer and seed (--init-from starts a new run from its weights)")
             }
         }
+    }
+
+    /// Reads and encodes a corpus file, saying what it does when that takes a while (files of
+    /// more than 16 MB).
+    static func load(_ path: String, cache: TokenCache?, log: (String) -> Void) throws -> Corpus {
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let announce = bytes > 16 << 20
+        if announce { log(String(format: "reading and encoding %@ (%.0f MB)…", path, Double(bytes) / 1e6)) }
+        let start = Date()
+        let corpus = try Corpus.load(path: path, cache: cache, log: log)
+        if announce { log(String(format: "encoded %d chars, vocabulary %d, in %.1f s", corpus.count, corpus.vocabulary.count, Date().timeIntervalSince(start))) }
+        return corpus
     }
 
     /// The finished run of `--resume` with no more steps to take.

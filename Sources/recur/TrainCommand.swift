@@ -44,6 +44,7 @@ struct TrainCommand: ParsableCommand {
             try TrainingLoop(session: session, source: source, stop: stop, report: run.report(session)).run()
         } else {
             try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
+                                 tokenCache: data.tokenCache,
                                  heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers, stop: stop,
                                  report: run.report(session), log: run.console.line)
         }
@@ -88,6 +89,7 @@ struct TrainingRun {
         options.threads = threads
         options.evalEvery = output.evalEvery
         options.evalStreams = output.evalStreams
+        options.evalCharacters = output.evalChars
         options.checkpointDirectory = checkpoints.directory
         options.checkpointEvery = checkpoints.checkpointEvery
         options.resume = checkpoints.resume

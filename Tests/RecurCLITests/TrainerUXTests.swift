@@ -315,3 +315,17 @@ extension TrainerUXTests {
                            mentions: ["--dropout 0.5"], status: 64)
     }
 }
+
+extension TrainerUXTests {
+    /// --eval-chars caps what an evaluation scores (its first characters), and says so.
+    func testEvalCharsCapsTheValidation() throws {
+        let result = try train(["--steps", "2", "--eval-chars", "100"])
+        XCTAssertEqual(result.status, 0, result.all)
+        XCTAssertTrue(result.standardOutput.contains("evaluations score the first 100, --eval-chars"), result.all)
+        XCTAssertTrue(result.standardOutput.contains("step 2 validation loss"), result.all)
+        XCTAssertTrue(result.standardOutput.contains("over 99 chars"), result.all)
+        let whole = try train(["--steps", "2", "--eval-chars", "0"], checkpoint: "whole")
+        XCTAssertFalse(whole.standardOutput.contains("over 99 chars"), whole.all)
+        XCTAssertFalse(whole.standardOutput.contains("--eval-chars"), whole.all)
+    }
+}
