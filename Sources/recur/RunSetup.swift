@@ -67,10 +67,10 @@ struct RunSetup {
     static func load(_ path: String, cache: TokenCache?, log: (String) -> Void) throws -> Corpus {
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         let announce = bytes > 16 << 20
-        if announce { log(String(format: "reading and encoding %@ (%.0f MB)…", path, Double(bytes) / 1e6)) }
+        if announce { log(String(format: "reading %@ (%.0f MB)…", path, Double(bytes) / 1e6)) }
         let start = Date()
         let corpus = try Corpus.load(path: path, cache: cache, log: log)
-        if announce { log(String(format: "encoded %d chars, vocabulary %d, in %.1f s", corpus.count, corpus.vocabulary.count, Date().timeIntervalSince(start))) }
+        if announce { log(String(format: "corpus ready: %d chars, vocabulary %d, in %.1f s", corpus.count, corpus.vocabulary.count, Date().timeIntervalSince(start))) }
         return corpus
     }
 
