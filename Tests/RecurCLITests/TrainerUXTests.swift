@@ -329,3 +329,27 @@ extension TrainerUXTests {
         XCTAssertFalse(whole.standardOutput.contains("--eval-chars"), whole.all)
     }
 }
+
+extension TrainerUXTests {
+    /// --init-from DIR takes the model, data and optimizer of the checkpoint with no other
+    /// flag, and starts a new run (step 1) from its weights.
+    func testInitFromTakesTheCheckpointsConfig() throws {
+        XCTAssertEqual(try train(["--steps", "3"]).status, 0)
+        let result = try run(["train", "--init-from", scratch.child("ckpt").path, "--steps", "2", "--workers", "1",
+                              "--sample-length", "0", "--checkpoint", scratch.child("new").path])
+        XCTAssertEqual(result.status, 0, result.all)
+        XCTAssertTrue(result.standardOutput.contains("steps 1…2"), result.all)
+        let old = try run(["summary", "--checkpoint", scratch.child("ckpt").path]).standardOutput
+        let new = try run(["summary", "--checkpoint", scratch.child("new").path]).standardOutput
+        XCTAssertEqual(old.split(separator: "\n").dropLast(), new.split(separator: "\n").dropLast(), "same model table")
+    }
+
+    /// --verbose prints the epoch (and the worker split) under each printed progress line.
+    func testVerboseAddsDetailLines() throws {
+        let result = try train(["--steps", "4", "--verbose", "--print-every", "2"])
+        XCTAssertEqual(result.status, 0, result.all)
+        let lines = result.standardOutput.split(separator: "\n")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("step ") && $0.contains(" | loss ") }.count, 3, result.all)
+        XCTAssertEqual(lines.filter { $0 == "  epoch 0" }.count, 3, result.all)
+    }
+}
