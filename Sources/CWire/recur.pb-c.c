@@ -1269,7 +1269,7 @@ const ProtobufCMessageDescriptor recur__error__descriptor =
   (ProtobufCMessageInit) recur__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[9] =
+static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[10] =
 {
   {
     "run_config",
@@ -1379,6 +1379,18 @@ static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "vocabulary_size",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, vocabulary_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_setup__field_indices_by_name[] = {
   8,   /* field[8] = join_token */
@@ -1389,12 +1401,13 @@ static const unsigned recur__shard_setup__field_indices_by_name[] = {
   1,   /* field[1] = shard */
   2,   /* field[2] = shard_count */
   3,   /* field[3] = step */
+  9,   /* field[9] = vocabulary_size */
   4,   /* field[4] = worker_count */
 };
 static const ProtobufCIntRange recur__shard_setup__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
 {
@@ -1404,7 +1417,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   "Recur__ShardSetup",
   "recur",
   sizeof(Recur__ShardSetup),
-  9,
+  10,
   recur__shard_setup__field_descriptors,
   recur__shard_setup__field_indices_by_name,
   1,  recur__shard_setup__number_ranges,

@@ -245,6 +245,7 @@ public enum WireCodec {
                     body.n_optimizer_state = views.count - 1
                     body.optimizer_state = views.count > 1 ? tensors! + 1 : nil
                     body.optimizer_steps = setup.optimizerSteps
+                    body.vocabulary_size = setup.vocabularySize
                     withUnsafeMutablePointer(to: &body) { p in
                         packEnvelope(RECUR__ENVELOPE__BODY_SHARD_SETUP, into: &buffer) { $0.shard_setup = p }
                     }

@@ -180,9 +180,13 @@ public struct ShardSetup: Equatable, Sendable {
     public var optimizerState: [WireTensor]
     public var optimizerSteps: UInt64
     public var joinToken: String
+    /// V: with the config it fixes the parameter table, and so the shard's range.
+    public var vocabularySize: UInt32
 
     public init(runConfig: String, shard: UInt32, shardCount: UInt32, step: UInt64, workerCount: UInt32,
-                parameters: WireTensor, optimizerState: [WireTensor], optimizerSteps: UInt64, joinToken: String = "") {
+                parameters: WireTensor, optimizerState: [WireTensor], optimizerSteps: UInt64, joinToken: String = "",
+                vocabularySize: UInt32) {
+        self.vocabularySize = vocabularySize
         self.runConfig = runConfig
         self.shard = shard
         self.shardCount = shardCount

@@ -3,6 +3,7 @@ import Cluster
 import Foundation
 import Recurrent
 import Training
+import Wire
 
 /// Flags of both roles for the transport: liveness and CurveZMQ key files.
 struct TransportFlags: ParsableArguments {
@@ -47,6 +48,7 @@ struct ServeCommand: ParsableCommand {
     var workers = 1
     @Option(help: "Streams per gradient chunk, the fixed unit of parallel work (default: batch/4); --workers must not exceed the chunks.")
     var chunk: Int?
+    @OptionGroup var sharding: ShardFlags
     @OptionGroup(title: "Model") var model: ModelFlags
     @OptionGroup(title: "Data") var data: DataFlags
     @OptionGroup(title: "Optimization") var optimization: OptimizationFlags
@@ -62,6 +64,10 @@ struct ServeCommand: ParsableCommand {
     var joinTimeout = 300.0
     @Option(name: .customLong("min-workers"), help: "Go on without a lost worker while at least this many remain: its chunks move to the others and the step is computed again, bit for bit (default: all, no loss tolerated).")
     var minWorkers: Int?
+    @Option(name: .customLong("shard-endpoints"), help: "With --shards S > 1: the S endpoints where `recur shard` processes listen, comma-separated, in shard order. They use this coordinator's key pair, and the allow-list must hold its public key.")
+    var shardEndpoints: String?
+
+    var shardList: [String] { shardEndpoints.map { $0.split(separator: ",").map(String.init) } ?? [] }
 
     func validate() throws {
         try optimization.validateValues()
@@ -70,12 +76,19 @@ struct ServeCommand: ParsableCommand {
         try sampling.validateValues()
         try transport.validateValues()
         if workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        try sharding.validateValues()
         try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
         if let minWorkers, !(1...workers).contains(minWorkers) {
             throw ValidationError("--min-workers must be between 1 and --workers (\(workers)), got \(minWorkers)")
         }
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
+        }
+        if sharding.shards > 1 || shardEndpoints != nil, shardList.count != sharding.shards {
+            throw ValidationError("--shards \(sharding.shards) needs as many --shard-endpoints, got \(shardList.count)")
+        }
+        if sharding.shards > 1, let minWorkers, minWorkers < workers {
+            throw ValidationError("--min-workers below --workers needs --shards 1 for now (a sharded run stops when a worker is lost)")
         }
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated workers")
@@ -113,8 +126,20 @@ struct ServeCommand: ParsableCommand {
         }
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
+        var shards: ShardConnection?
+        if sharding.shards > 1 {
+            // Shards run with this coordinator's key pair; it connects to them as a client with it.
+            let curve = try transport.key.map { path -> CurveClientSettings in
+                let own = try KeyFile.keyPair(path)
+                return CurveClientSettings(serverPublicKey: own.publicKey, publicKey: own.publicKey, secretKey: own.secretKey)
+            }
+            let timeout = transport.heartbeatTimeout
+            shards = ShardConnection(endpoints: shardList, connect: {
+                try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: server.context)
+            }, update: session.update)
+        }
         let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
-                                          stop: stop, log: log)
+                                          stop: stop, shards: shards, log: log)
         try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
         run.sample(session, label: "sample")
     }
@@ -168,9 +193,63 @@ struct WorkCommand: ParsableCommand {
             options.parentProcess = parent
         }
         let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
+        let timeout = transport.heartbeatTimeout
+        worker.connectToShard = { try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: client.context) }
         let stop = worker.stop
         Signals.forward { stop.request($0, exitCode: $1) }
         try worker.run()
+    }
+}
+
+struct ShardCommandLine: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shard",
+        abstract: "Run one parameter server of a sharded run (`serve --shards S --shard-endpoints …`).",
+        discussion: """
+        The coordinator connects and sends the shard its range of the weights; the workers \
+        connect and push that range of their gradients. With CurveZMQ the shard uses the \
+        coordinator's key pair (--key) and an allow-list holding the workers' and the \
+        coordinator's public keys; without, the job's join token (--token-file or \
+        RECUR_JOIN_TOKEN) admits them. Binding a non-loopback address needs keys unless \
+        --insecure is given.
+        """)
+
+    @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5571.")
+    var bind: String
+    @OptionGroup var transport: TransportFlags
+    @Option(name: .customLong("authorized-keys"), help: "File of the public keys allowed to connect: the workers' and the coordinator's.")
+    var authorizedKeys: String?
+    @Flag(help: "Allow a non-loopback bind without encryption and authentication.")
+    var insecure = false
+
+    func validate() throws {
+        try transport.validateValues()
+        if (transport.key == nil) != (authorizedKeys == nil) { throw ValidationError("--key and --authorized-keys go together") }
+        if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
+            throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated peers")
+        }
+    }
+
+    func run() throws {
+        var settings = ZMQServerSettings(bind: bind, maxMessageBytes: DecodeLimits.standard.maxMessageBytes)
+        settings.sendTimeout = transport.heartbeatTimeout
+        var options = ShardOptions()
+        options.heartbeatTimeout = transport.heartbeatTimeout
+        if let keyPath = transport.key, let allowPath = authorizedKeys {
+            let own = try KeyFile.keyPair(keyPath)
+            settings.curve = CurveServerSettings(secretKey: own.secretKey, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
+        } else {
+            guard let token = try JoinToken.given(file: transport.tokenFile) else {
+                throw ValidationError("without --key, the shard needs the job's join token: --token-file FILE or \(JoinToken.environmentVariable)")
+            }
+            options.joinToken = token
+        }
+        let log: (String) -> Void = { print($0); fflush(stdout) }
+        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
+        let shard = ShardServer(options: options, transport: server, log: log)
+        let stop = shard.stop
+        Signals.forward { stop.request($0, exitCode: $1) }
+        try shard.serve()
     }
 }
 

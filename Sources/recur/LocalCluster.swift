@@ -8,8 +8,8 @@ import Training
 /// run after a checkpoint.
 enum LocalCluster {
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?, tokenCache: String?,
-                    heartbeatTimeout: Double, minWorkers: Int? = nil, stop: StopRequest, report: @escaping (TrainingEvent) -> Void,
-                    log: @escaping (String) -> Void) throws {
+                    heartbeatTimeout: Double, minWorkers: Int? = nil, shards shardCount: Int = 1, stop: StopRequest,
+                    report: @escaping (TrainingEvent) -> Void, log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients. On Linux
         // the socket is abstract (no file), so even a killed run leaves nothing behind.
         #if os(Linux)
@@ -29,8 +29,25 @@ enum LocalCluster {
         options.minWorkers = minWorkers
         let token = JoinToken.generate()   // the socket is local, but other users may reach it
         options.joinToken = token
+        let environment = [JoinToken.environmentVariable: token, WorkCommand.parentVariable: "\(getpid())"]
+        // Sharded: S `recur shard` processes on abstract sockets named here.
+        let shardLauncher = LocalLauncher(output: log)
+        var shards: ShardConnection?
+        if shardCount > 1 {
+            let endpoints = (0..<shardCount).map { "ipc://" + socketPath + "-shard\($0)" }
+            shardLauncher.onUnexpectedExit = { _, pid, code in
+                if code != 0 { stop.request("shard process \(pid) exited with status \(code)") }
+            }
+            try shardLauncher.start(count: shardCount, executable: LocalLauncher.currentExecutable, environment: environment) {
+                ["shard", "--bind", endpoints[$0], "--heartbeat-timeout", "\(heartbeatTimeout)"]
+            }
+            shards = ShardConnection(endpoints: endpoints, connect: {
+                try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: transport.context)
+            }, update: session.update)
+        }
+        defer { shardLauncher.terminateAll() }
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                          transport: transport, stop: stop, log: log)
+                                          transport: transport, stop: stop, shards: shards, log: log)
         let launcher = LocalLauncher(output: log)
         let toleratesLoss = (minWorkers ?? workers) < workers
         launcher.onUnexpectedExit = { _, pid, code in
@@ -39,9 +56,7 @@ enum LocalCluster {
             else { stop.request("worker process \(pid) exited with status \(code)") }
         }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
-        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable,
-                           environment: [JoinToken.environmentVariable: token,
-                                         WorkCommand.parentVariable: "\(getpid())"]) { _ in
+        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable, environment: environment) { _ in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
              "--heartbeat-timeout", "\(heartbeatTimeout)"] + (data.map { ["--data", $0] } ?? [])
                 + (tokenCache.map { ["--token-cache", $0] } ?? [])

@@ -123,10 +123,12 @@ struct ParallelFlags: ParsableArguments {
     var heartbeatTimeout = 30.0
     @Option(name: .customLong("min-workers"), help: "With --workers W > 1: go on without a lost worker while at least this many remain, bit for bit (default: W, no loss tolerated).")
     var minWorkers: Int?
+    @OptionGroup var sharding: ShardFlags
 
     func validateValues() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        try sharding.validateValues()
         try TransportFlags.validateHeartbeatTimeout(heartbeatTimeout)
         if let minWorkers, !(1...split.workers).contains(minWorkers) {
             throw ValidationError("--min-workers must be between 1 and the worker count (\(split.workers)), got \(minWorkers)")
@@ -143,6 +145,16 @@ struct ParallelFlags: ParsableArguments {
         case let (nil, k?): return (max(1, cores / k), k)
         case (nil, nil): return (cores > 1 ? cores : 1, 1)
         }
+    }
+}
+
+/// Parameter servers, for train (local shard processes) and serve (`--shard-endpoints`).
+struct ShardFlags: ParsableArguments {
+    @Option(help: "Parameter servers: the weights are cut into this many ranges by bytes, each updated by its own `recur shard` process; any count gives the same weights (default 1: the coordinator).")
+    var shards = 1
+
+    func validateValues() throws {
+        if shards < 1 { throw ValidationError("--shards must be at least 1, got \(shards)") }
     }
 }
 

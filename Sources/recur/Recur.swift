@@ -15,7 +15,7 @@ struct Recur: ParsableCommand {
         73 unusable output path, 1 a run that failed, 128+N after signal N.
         Contracts and file formats: docs/DESIGN.md; examples: README.md.
         """,
-        subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, SampleCommand.self,
+        subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, ShardCommandLine.self, SampleCommand.self,
                       EvalCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
 
     /// Errors end in one line on stderr and the exit code of their kind; help and version

@@ -39,13 +39,14 @@ struct TrainCommand: ParsableCommand {
         let session = try run.session(setup, threads: threads)
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        if workers == 1 {
+        if workers == 1 && parallel.sharding.shards == 1 {
             let source = LocalGradientSource(plan: session.plan, threads: threads)
             try TrainingLoop(session: session, source: source, stop: stop, report: run.report(session)).run()
         } else {
             try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
                                  tokenCache: data.tokenCache,
-                                 heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers, stop: stop,
+                                 heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers,
+                                 shards: parallel.sharding.shards, stop: stop,
                                  report: run.report(session), log: run.console.line)
         }
         run.sample(session, label: "sample")

@@ -264,10 +264,14 @@ struct  Recur__ShardSetup
    * the job's secret without CurveZMQ (workers' hellos must carry it)
    */
   char *join_token;
+  /*
+   * V: with the config, fixes the parameter table and so the range
+   */
+  uint32_t vocabulary_size;
 };
 #define RECUR__SHARD_SETUP__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_setup__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*

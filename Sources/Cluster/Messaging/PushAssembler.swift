@@ -58,7 +58,10 @@ final class PushAssembler {
     /// The worker's streams: its carried state rows and token count (n·T).
     let streams: Range<Int>
     let expectedTokens: Int
-    /// (P) where the worker's gradient is assembled.
+    /// Sharded parameter servers hold the gradient: the push to the coordinator is one part
+    /// with no tensors (loss, tokens, state and timing only).
+    let gradientAtShards: Bool
+    /// (P, or 0 when sharded) where the worker's gradient is assembled.
     let gradient: UnsafeMutableBufferPointer<Float>
 
     private(set) var step: UInt64 = 0
@@ -70,11 +73,12 @@ final class PushAssembler {
     private(set) var lossSum = 0.0
     private(set) var timing = (compute: 0.0, communicate: 0.0, wait: 0.0)
 
-    init(layout: ParameterLayout, streams: Range<Int>, window: Int) {
+    init(layout: ParameterLayout, streams: Range<Int>, window: Int, gradientAtShards: Bool = false) {
         self.layout = layout
         self.streams = streams
+        self.gradientAtShards = gradientAtShards
         expectedTokens = streams.count * window
-        gradient = .allocate(capacity: layout.count)
+        gradient = .allocate(capacity: gradientAtShards ? 0 : layout.count)
         gradient.initialize(repeating: 0)
         slicesReceived = Array(repeating: false, count: layout.slices.count)
     }
@@ -109,7 +113,10 @@ final class PushAssembler {
         }
         // A whole push is the whole table; a part's run starts at its first tensor.
         let run: Range<Int>
-        if push.parts == 1 {
+        if gradientAtShards {
+            guard push.parts == 1, push.tensors.count == 0 else { throw PushRejection.tensors(.tensorCountMismatch(received: push.tensors.count, expected: 0)) }
+            run = table.indices
+        } else if push.parts == 1 {
             run = table.indices
         } else {
             guard let first = push.tensors.names.first, let start = table.firstIndex(where: { $0.name == first }) else {
@@ -127,11 +134,11 @@ final class PushAssembler {
             if let problem = state.problem(with: push.state, streams: streams) { throw PushRejection.badState(problem) }
         }
         do {
-            try push.copyTensors(into: gradient, layout: layout, slices: run)
+            if !gradientAtShards { try push.copyTensors(into: gradient, layout: layout, slices: run) }
         } catch let error as WireError {
             throw PushRejection.tensors(error)
         }
-        if let bad = run.first(where: { !allFinite(gradient.baseAddress! + table[$0].offset, count: table[$0].count) }) {
+        if !gradientAtShards, let bad = run.first(where: { !allFinite(gradient.baseAddress! + table[$0].offset, count: table[$0].count) }) {
             throw PushRejection.gradientNotFinite(tensor: table[bad].name)   // the slab is overwritten by the next push
         }
         expectedParts = push.parts

@@ -8,7 +8,7 @@ import Wire
 /// of another protocol version with an Error, and encodes what leaves.
 final class ServerMessenger {
     let transport: ServerTransport
-    let limits: DecodeLimits
+    var limits: DecodeLimits
     let rejections: RejectionLog
     /// How log lines name a peer (its worker name once it joined).
     var describe: (PeerIdentity) -> String = ServerMessenger.anonymous
@@ -62,6 +62,13 @@ final class ServerMessenger {
         WireCodec.encodeWeights(step: UInt64(step), resetState: resetState,
                                 parameters: UnsafeBufferPointer(start: parameters, count: layout.count),
                                 layout: layout, into: &outgoing)
+        try outgoing.withUnsafeBytes { try transport.broadcast($0, to: peers) }
+    }
+
+    /// A parameter shard's weights for `step`: its range, encoded once and sent to every peer.
+    func broadcastSlab(step: UInt64, resetState: Bool, offset: Int, values: UnsafeBufferPointer<Float>,
+                       to peers: [PeerIdentity]) throws {
+        WireCodec.encodeSlabWeights(step: step, resetState: resetState, offset: offset, values: values, into: &outgoing)
         try outgoing.withUnsafeBytes { try transport.broadcast($0, to: peers) }
     }
 }

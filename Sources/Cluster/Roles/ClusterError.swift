@@ -13,6 +13,8 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     /// More workers than gradient chunks: some would get no work.
     case tooFewChunks(workers: Int, chunks: Int)
     case protocolViolation(String)
+    /// A parameter shard that closed, stopped answering or failed; the run cannot go on.
+    case shardLost(String)
     /// A local worker process could not be started.
     case launchFailed(String)
 
@@ -30,6 +32,7 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
         case .tooFewChunks(let workers, let chunks):
             return "\(workers) workers need at least as many gradient chunks, and the batch has \(chunks)"
         case .protocolViolation(let m): return m
+        case .shardLost(let m): return m
         case .launchFailed(let m): return m
         }
     }

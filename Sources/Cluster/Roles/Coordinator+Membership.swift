@@ -11,7 +11,8 @@ extension Coordinator {
     func assign(step: Int, state: CarriedState) throws {
         let blocks = StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
         workers = zip(joined.indices, blocks).map { rank, block in
-            WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan)
+            WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan,
+                       gradientAtShards: shards != nil)
         }
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
@@ -19,7 +20,8 @@ extension Coordinator {
             let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
                                   runConfig: plan.config.canonicalJSON(),
                                   streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
-                                  step: UInt64(step), state: state.wireTensors(streams: peer.streams))
+                                  step: UInt64(step), state: state.wireTensors(streams: peer.streams),
+                                  shardEndpoints: shards?.connection.endpoints ?? [], shardBounds: shards?.bounds ?? [])
             do {
                 try messenger.send(.welcome(welcome), to: peer.identity)
             } catch let error as TransportError {

@@ -26,15 +26,29 @@ public final class Coordinator: GradientSource {
     private var stragglers = StragglerWatch()
     /// The step being gathered or last gathered (heartbeats carry it).
     private var currentStep = 0
+    /// Sharded parameter servers (`--shards S`, S ≥ 2): they hold the weights and the
+    /// gradient; this coordinator sequences the steps, combines their norm blocks and keeps
+    /// membership, evaluation and checkpoints. Nil with one server (this process).
+    let shards: ShardLinks?
+    /// Sharded: the shards broadcast the next weights after each update; the first step of a
+    /// run (or of a resume) asks them to.
+    private var shardsMustBroadcast = true
+    /// Sharded: the step whose state the local update last fetched.
+    private var synchronizedStep: Int?
+    private var shardsAreSetUp = false
 
     /// The limits every message from a worker must keep: one gradient plus its state.
     public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }
 
     public init(plan: RunPlan, corpus: Corpus, options: CoordinatorOptions, transport: ServerTransport,
-                stop: StopRequest, log: @escaping (String) -> Void) throws {
+                stop: StopRequest, shards: ShardConnection? = nil, log: @escaping (String) -> Void) throws {
         guard options.workers >= 1, options.workers <= plan.chunkCount else {
             throw ClusterError.tooFewChunks(workers: options.workers, chunks: plan.chunkCount)
         }
+        if shards != nil, options.requiredWorkers < options.workers {
+            throw ClusterError.protocolViolation("--min-workers below the worker count needs one parameter server (--shards 1) for now")
+        }
+        self.shards = try shards.map { try ShardLinks($0, plan: plan, heartbeatTimeout: options.heartbeatTimeout, log: log) }
         self.plan = plan
         self.options = options
         self.stop = stop
@@ -47,13 +61,19 @@ public final class Coordinator: GradientSource {
     }
 
     public var endpoint: String { messenger.transport.endpoint }
-    public var mode: String { "coordinator \(endpoint), \(options.workers) worker(s)" }
+    public var mode: String {
+        "coordinator \(endpoint), \(options.workers) worker(s)" + (shards.map { ", \($0.count) parameter shards" } ?? "")
+    }
 
     // MARK: Join
 
     /// Waits for W workers with the right fingerprint, assigns chunks in join order and
     /// welcomes each with its streams and their carried state.
     public func start(step: Int, state: CarriedState) throws {
+        if let shards {
+            try shards.setUp(plan: plan, step: step, workerCount: options.workers, joinToken: options.joinToken, stop: stop)
+            shardsAreSetUp = true
+        }
         let deadline = monotonicSeconds() + options.joinTimeout
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
         var lastJoin = monotonicSeconds()
@@ -124,11 +144,18 @@ public final class Coordinator: GradientSource {
     private func gather(_ request: StepRequest, next: CarriedState) throws -> StepGradient {
         let s = request.step
         currentStep = s
-        do {
-            try messenger.broadcastWeights(step: s, resetState: request.stepInEpoch == 0, parameters: request.parameters,
-                                           layout: plan.layout, to: workers.map(\.identity))
-        } catch let error as TransportError {
-            throw workers.lost(error, step: s)
+        if let shards {
+            if shardsMustBroadcast {
+                try shards.send(ShardCommand(kind: .broadcast, step: UInt64(s), resetState: request.stepInEpoch == 0))
+                shardsMustBroadcast = false
+            }
+        } else {
+            do {
+                try messenger.broadcastWeights(step: s, resetState: request.stepInEpoch == 0, parameters: request.parameters,
+                                               layout: plan.layout, to: workers.map(\.identity))
+            } catch let error as TransportError {
+                throw workers.lost(error, step: s)
+            }
         }
         for peer in workers {
             peer.pushes.forEach { $0.expect(step: UInt64(s)) }
@@ -136,7 +163,9 @@ public final class Coordinator: GradientSource {
         }
         let gatherStart = monotonicSeconds()
         var pending = workers.count
-        while pending > 0 {
+        // Sharded: each shard's Σg² of its norm blocks for this step.
+        var squares: [[Double]?] = Array(repeating: nil, count: shards?.count ?? 0)
+        while pending > 0 || squares.contains(where: { $0 == nil }) {
             try stop.check()
             try checkHeartbeats(step: s, since: gatherStart)
             do {
@@ -145,7 +174,16 @@ public final class Coordinator: GradientSource {
             } catch let error as TransportError {
                 throw workers.lost(error, step: s)
             }
-            guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
+            let received: (PeerIdentity, DecodedMessage)?
+            if let shards {
+                try takeBlockSquares(from: shards, step: s, into: &squares)
+                if pending == 0 { try waitForInput(shards.transports, timeout: 0.2); continue }
+                try waitForInput([messenger.transport] + shards.transports, timeout: 0.2)
+                received = try messenger.receive(timeout: 0)
+            } else {
+                received = try messenger.receive(timeout: 0.2)
+            }
+            guard let (identity, message) = received else { continue }
             guard let peer = workers.first(where: { $0.identity == identity }) else {
                 admitOrReject(identity, message, step: s)
                 continue
@@ -176,15 +214,53 @@ public final class Coordinator: GradientSource {
         stragglers.observe(workers.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
         // Leaf order = rank order = chunk order.
         let pushes = workers.flatMap(\.pushes)
-        tree.sum(pushes.map { $0.gradient.baseAddress! }, count: plan.layout.count, threads: 1)
+        if shards == nil { tree.sum(pushes.map { $0.gradient.baseAddress! }, count: plan.layout.count, threads: 1) }
         let lossSum = tree.sum(pushes.map(\.lossSum))
         // wait = the slowest worker's lag behind the fastest; compute = the fastest worker's
         // compute + this sum (the loop adds its update and calls the rest communication).
         let arrivals = workers.map(\.arrival)
-        return StepGradient(lossSum: lossSum, gradientSum: pushes[0].gradient.baseAddress!,
-                            tokenCount: plan.tokensPerStep,
-                            computeSeconds: (workers.map(\.timing.computeSeconds).min() ?? 0) + (monotonicSeconds() - gathered),
-                            waitSeconds: arrivals.max()! - arrivals.min()!, workers: workers.map(\.timing))
+        var gradient = StepGradient(lossSum: lossSum, gradientSum: shards == nil ? pushes[0].gradient.baseAddress! : nil,
+                                    tokenCount: plan.tokensPerStep,
+                                    computeSeconds: (workers.map(\.timing.computeSeconds).min() ?? 0) + (monotonicSeconds() - gathered),
+                                    waitSeconds: arrivals.max()! - arrivals.min()!, workers: workers.map(\.timing))
+        gradient.blockSquares = squares.flatMap { $0 ?? [] }
+        return gradient
+    }
+
+    /// The shards' reports of their norm blocks for step `s`; anything else is dropped.
+    private func takeBlockSquares(from shards: ShardLinks, step s: Int, into squares: inout [[Double]?]) throws {
+        for (k, message) in try shards.poll() {
+            guard case .shardReport(let report) = message, report.kind == .blockSquares, report.step == UInt64(s),
+                  report.blockSquares.count == shards.partition.shardBlocks[k].count else {
+                log("ignored \(message.kind.rawValue) from \(shards.name(k)) while gathering step \(s + 1)")
+                continue
+            }
+            squares[k] = report.blockSquares
+        }
+    }
+
+    // MARK: Sharded update
+
+    /// Sharded: the global norm from every shard's blocks, in block order; each shard clips its
+    /// range by it, takes the optimizer step and broadcasts the next weights. A norm that is
+    /// not finite is sent nowhere: nothing changes and the loop stops the run.
+    public func apply(_ g: StepGradient, to update: ParameterUpdate, step: Int) throws -> ParameterUpdate.Report {
+        guard let shards else { return update.apply(gradientSum: g.gradientSum!, tokenCount: g.tokenCount, step: step) }
+        let norm = GradientClipping.norm(blockSquares: g.blockSquares)
+        let rate = update.schedule.rate(atStep: step)
+        guard norm.isFinite else { return .init(gradientNorm: norm, learningRate: rate) }
+        let next = step + 1
+        try shards.send(ShardCommand(kind: .apply, step: UInt64(step), norm: norm, broadcastNext: next < plan.config.steps,
+                                     resetState: plan.streamLayout.position(globalStep: next).stepInEpoch == 0))
+        return .init(gradientNorm: norm, learningRate: rate)
+    }
+
+    /// Sharded: fetches the weights and optimizer state of the last completed step from the
+    /// shards into `update` (once per step).
+    public func synchronize(_ update: ParameterUpdate) throws {
+        guard let shards, shardsAreSetUp, synchronizedStep != currentStep + 1 else { return }
+        try shards.fetchState(step: currentStep, stop: stop)
+        synchronizedStep = currentStep + 1
     }
 
     // MARK: Between steps, liveness, end
@@ -211,6 +287,7 @@ public final class Coordinator: GradientSource {
 
     public func finish(reason: String) {
         for peer in joined { try? messenger.send(.shutdown(Shutdown(reason: reason)), to: peer.identity) }
+        shards?.shutdown(reason: reason)
         messenger.rejections.flush()
         messenger.transport.close()
     }
@@ -218,6 +295,7 @@ public final class Coordinator: GradientSource {
     /// One heartbeat per interval to every joined worker; a worker that is gone throws
     /// `TransportError.peerGone` (a closed connection is noticed within an interval).
     func sendHeartbeatsIfDue(step: Int) throws {
+        shards?.sendHeartbeatsIfDue(step: step)
         guard monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
         lastHeartbeatSent = monotonicSeconds()
         for (rank, peer) in joined.enumerated() where !lostBetweenSteps.contains(where: { $0.identity == peer.identity }) {

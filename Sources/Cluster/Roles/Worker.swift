@@ -42,6 +42,8 @@ public final class Worker {
     private let messenger: ClientMessenger
     public private(set) var rank = -1
     private var lastHeartbeat = 0.0
+    /// How to reach a parameter shard of a sharded run (the Welcome names its endpoint).
+    public var connectToShard: ((String) throws -> ClientTransport)?
 
     public init(corpus: Corpus, options: WorkerOptions, transport: ClientTransport, log: @escaping (String) -> Void) {
         self.corpus = corpus
@@ -114,6 +116,14 @@ public final class Worker {
         let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.count)
         parameters.initialize(repeating: 0)
         defer { parameters.deallocate() }
+        var shards: WorkerShards?
+        if !welcome.shardEndpoints.isEmpty {
+            guard let connectToShard else { throw ClusterError.protocolViolation("welcome names parameter shards; this worker cannot reach shards") }
+            shards = try WorkerShards(welcome: welcome, layout: layout,
+                                      hello: Fingerprint.hello(corpus: corpus, threads: options.threads, joinToken: options.joinToken),
+                                      connect: connectToShard, log: log)
+            log("worker \(rank): \(shards!.messengers.count) parameter shards")
+        }
         var expectedStep = welcome.step
         var lastCommunicate = 0.0
         var lastPushSent: Double?
@@ -122,14 +132,20 @@ public final class Worker {
             try stop.check()
             try checkParent()
             try sendHeartbeat(step: expectedStep)   // also while idle: the coordinator may be checkpointing
-            guard let message = try messenger.receive(timeout: 0.2) else {
+            let incoming: (shard: Int?, DecodedMessage)?
+            if let shards {
+                incoming = try shards.receive(timeout: 0.2, control: messenger)
+            } else {
+                incoming = try messenger.receive(timeout: 0.2).map { (nil, $0) }
+            }
+            guard let (shard, message) = incoming else {
                 if monotonicSeconds() - lastHeard > options.heartbeatTimeout {
                     throw ClusterError.coordinatorLost(endpoint: options.endpoint, seconds: options.heartbeatTimeout,
                                                        encrypted: options.encrypted)
                 }
                 continue
             }
-            lastHeard = monotonicSeconds()
+            if shard == nil { lastHeard = monotonicSeconds() }
             switch message {
             case .heartbeat:
                 continue
@@ -148,21 +164,30 @@ public final class Worker {
                     log("worker \(rank): rejected weights for step \(oneBased(weights.step)), expected step \(oneBased(expectedStep))")
                     continue
                 }
-                do {
-                    try weights.copyTensors(into: parameters, layout: layout)
-                } catch {
-                    throw ClusterError.protocolViolation("weights for step \(oneBased(weights.step)) do not fit this model: \(error)")
+                var resetState = weights.resetState
+                if let shards {
+                    guard let shard else { throw ClusterError.protocolViolation("weights from the coordinator of a sharded run") }
+                    let taken = try shards.take(weights, from: shard, into: parameters)
+                    guard taken.complete else { continue }
+                    resetState = taken.resetState
+                } else {
+                    do {
+                        try weights.copyTensors(into: parameters, layout: layout)
+                    } catch {
+                        throw ClusterError.protocolViolation("weights for step \(oneBased(weights.step)) do not fit this model: \(error)")
+                    }
                 }
-                if weights.resetState { state.reset() }
+                if resetState { state.reset() }
                 let stepInEpoch = plan.streamLayout.position(globalStep: Int(weights.step)).stepInEpoch
                 let t1 = monotonicSeconds()
                 // One push per reduction-tree node the block covers. The top layer's and head's
                 // gradient leaves as part 0 of 2 while the lower layers are still in backward;
                 // the rest follows as the last part, with the node's loss, tokens and state.
-                let early = engine.earlySlices
+                let early = shards == nil ? engine.earlySlices : nil   // shards take whole ranges after backward
                 let parts = early == nil ? 1 : 2
                 try computeSendingEarlyPart(engine: engine, parameters: UnsafePointer(parameters.baseAddress!),
                                             stepInEpoch: stepInEpoch, state: state, step: weights.step) { slices in
+                    guard early != nil else { return }
                     for (i, node) in engine.nodes.enumerated() {
                         let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
                         try self.messenger.send { buffer in
@@ -173,6 +198,7 @@ public final class Worker {
                     }
                 }
                 let t2 = monotonicSeconds()
+                try shards?.push(step: weights.step, nodes: engine.nodes, gradient: { UnsafePointer(engine.gradient(ofNode: $0)) })
                 for (i, node) in engine.nodes.enumerated() {
                     let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
                     let rows = plan.streams(ofChunks: node), local = (rows.lowerBound - streams.lowerBound)..<(rows.upperBound - streams.lowerBound)
@@ -180,7 +206,7 @@ public final class Worker {
                         WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(rows.count * config.window),
                                                      lossSum: engine.nodeLoss[i], computeSeconds: t2 - t1,
                                                      communicateSeconds: lastCommunicate, waitSeconds: idle,
-                                                     slices: 0..<(early?.lowerBound ?? layout.slices.count), part: parts - 1,
+                                                     slices: 0..<(shards != nil ? 0 : early?.lowerBound ?? layout.slices.count), part: parts - 1,
                                                      parts: parts, chunks: node, gradient: gradient, layout: layout,
                                                      state: state.wireTensors(streams: local), into: &buffer)
                     }

@@ -22,7 +22,7 @@ final class WorkerPeer {
     let nodes: [Range<Int>]
     let pushes: [PushAssembler]
 
-    init(identity: PeerIdentity, rank: Int, hello: Hello, chunks: Range<Int>, plan: RunPlan) {
+    init(identity: PeerIdentity, rank: Int, hello: Hello, chunks: Range<Int>, plan: RunPlan, gradientAtShards: Bool = false) {
         self.identity = identity
         self.rank = rank
         host = hello.host
@@ -32,7 +32,10 @@ final class WorkerPeer {
         streams = plan.streams(ofChunks: chunks)
         lastSeen = monotonicSeconds()
         nodes = ReductionTree.nodes(covering: chunks, in: 0..<plan.chunkCount)
-        pushes = nodes.map { PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.window) }
+        pushes = nodes.map {
+            PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.window,
+                          gradientAtShards: gradientAtShards)
+        }
     }
 
     var isComplete: Bool { pushes.allSatisfy(\.isComplete) }

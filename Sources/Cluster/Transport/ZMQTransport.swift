@@ -43,9 +43,11 @@ public struct CurveClientSettings: Sendable {
 
 /// `ServerTransport` on a ROUTER socket (ROUTER_MANDATORY, no handover), with CurveZMQ and a
 /// ZAP allow-list when configured. Broadcasts share one buffer among all peers (zero-copy).
-public final class ZMQServerTransport: ServerTransport {
-    private let context: ZMQContext
-    private let socket: ZMQSocket
+public final class ZMQServerTransport: ServerTransport, Pollable {
+    /// Client sockets of this process that are polled with this one must share it (zmq_poll
+    /// serves the sockets of one context).
+    public let context: ZMQContext
+    let socket: ZMQSocket
     private var authenticator: ZAPAuthenticator?
     public let endpoint: String
     private let sendTimeout: Double
@@ -123,15 +125,16 @@ public final class ZMQServerTransport: ServerTransport {
 }
 
 /// `ClientTransport` on a DEALER socket with a unique identity (host:pid:random).
-public final class ZMQClientTransport: ClientTransport {
-    private let context: ZMQContext
-    private let socket: ZMQSocket
+public final class ZMQClientTransport: ClientTransport, Pollable {
+    public let context: ZMQContext
+    let socket: ZMQSocket
     private let sendTimeout: Double
     private var frames: [ZMQMessage] = []
 
-    public init(connect endpoint: String, sendTimeout: Double, curve: CurveClientSettings?) throws {
-        context = try ZMQContext()
-        socket = try ZMQSocket(context: context, kind: .dealer)
+    /// `context`: share the one of the sockets this one is polled with (see `ZMQServerTransport.context`).
+    public init(connect endpoint: String, sendTimeout: Double, curve: CurveClientSettings?, context: ZMQContext? = nil) throws {
+        if let context { self.context = context } else { self.context = try ZMQContext() }
+        socket = try ZMQSocket(context: self.context, kind: .dealer)
         self.sendTimeout = sendTimeout
         try socket.setIdentity("\(ProcessInfo.processInfo.hostName):\(getpid()):\(UInt32.random(in: 0...UInt32.max))")
         try socket.setLinger(.seconds(2))   // let the last push or error leave before exit

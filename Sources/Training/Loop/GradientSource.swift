@@ -20,15 +20,18 @@ public struct StepRequest {
 /// streams, reduced in the fixed chunk order, and the split of the step's time.
 public struct StepGradient {
     public var lossSum: Double
-    /// (P) valid until the next call; the loop scales it in place.
-    public var gradientSum: UnsafeMutablePointer<Float>
+    /// (P) valid until the next call; the loop scales it in place. Nil when the gradient
+    /// stayed on sharded parameter servers (they hand in `blockSquares` instead).
+    public var gradientSum: UnsafeMutablePointer<Float>?
+    /// Sharded: Σg² of every norm block after ÷ tokens, in block order.
+    public var blockSquares: [Double] = []
     public var tokenCount: Int
     /// Seconds, as in `StepRecord`; the loop counts the rest of the step as communication.
     public var computeSeconds: Double
     public var waitSeconds = 0.0
     public var workers: [WorkerTiming]?
 
-    public init(lossSum: Double, gradientSum: UnsafeMutablePointer<Float>, tokenCount: Int, computeSeconds: Double,
+    public init(lossSum: Double, gradientSum: UnsafeMutablePointer<Float>?, tokenCount: Int, computeSeconds: Double,
                 waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {
         self.lossSum = lossSum
         self.gradientSum = gradientSum
@@ -58,6 +61,22 @@ public protocol GradientSource: AnyObject {
 
     /// The run is over (`reason` says why): release workers. Called once, also after errors.
     func finish(reason: String)
+
+    /// Divides `g` by its tokens, clips it and takes the optimizer step for `step`. The
+    /// default does it on `update` here; sharded parameter servers do it on their ranges.
+    func apply(_ g: StepGradient, to update: ParameterUpdate, step: Int) throws -> ParameterUpdate.Report
+
+    /// Brings `update` (weights and optimizer state) up to date before the loop reads it
+    /// (evaluation, checkpoint). The default has nothing to do: the update is here.
+    func synchronize(_ update: ParameterUpdate) throws
+}
+
+extension GradientSource {
+    public func apply(_ g: StepGradient, to update: ParameterUpdate, step: Int) throws -> ParameterUpdate.Report {
+        update.apply(gradientSum: g.gradientSum!, tokenCount: g.tokenCount, step: step)
+    }
+
+    public func synchronize(_ update: ParameterUpdate) throws {}
 }
 
 /// Gradients from this process: a `GradientEngine` over all N streams on K threads.

@@ -76,6 +76,7 @@ public final class TrainingLoop {
                 }
                 if wantsCheckpoint, !session.isFinished { try checkpoint() }
             }
+            try source.synchronize(session.update)   // the weights the caller samples from
             if validation == nil, session.options.evaluateAtEnd, let result = try evaluate() {
                 validation = result
                 report(.evaluation(step: session.step, result: result))
@@ -125,7 +126,7 @@ public final class TrainingLoop {
         let limit = 3 * log(Double(session.model.vocabularySize)) + 1
         let diverged = TrainingError.diverged(step: session.step + 1, loss: loss, lastCheckpoint: session.lastCheckpoint)
         guard loss.isFinite, loss < limit, next.isFinite else { throw diverged }
-        let report = session.update.apply(gradientSum: g.gradientSum, tokenCount: g.tokenCount, step: session.step)
+        let report = try source.apply(g, to: session.update, step: session.step)
         guard report.gradientNorm.isFinite else { throw diverged }   // the update left the weights as they were
         session.step += 1
         return report
@@ -146,6 +147,7 @@ public final class TrainingLoop {
     private func keepNamed(_ result: Evaluator.Result) throws -> Bool {
         guard let history else { return false }
         let session = self.session, state = self.state
+        try source.synchronize(session.update)
         return try source.whileServing {
             try history.record(step: session.step, loss: result.natsPerCharacter) { url in
                 _ = try session.writeCheckpoint(state: state, to: url)
@@ -155,6 +157,7 @@ public final class TrainingLoop {
 
     private func evaluate() throws -> Evaluator.Result? {
         let session = self.session
+        try source.synchronize(session.update)
         return try source.whileServing { session.evaluate() }
     }
 
@@ -168,6 +171,7 @@ public final class TrainingLoop {
 
     private func writeCheckpoint() throws -> String? {
         let session = self.session, state = self.state
+        try source.synchronize(session.update)
         return try source.whileServing { try session.writeCheckpoint(state: state) }
     }
 

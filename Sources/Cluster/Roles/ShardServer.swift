@@ -1,0 +1,293 @@
+import Foundation
+import Recurrent
+import Training
+import Wire
+
+/// Settings of `recur shard`.
+public struct ShardOptions: Sendable {
+    /// The coordinator silent for this long ends the shard.
+    public var heartbeatTimeout: Double = 30
+    /// Without CurveZMQ: the job's secret, which the coordinator's setup and every worker's
+    /// hello must carry (nil: CurveZMQ's allow-list admits peers).
+    public var joinToken: String?
+
+    public init() {}
+
+    var heartbeatInterval: Double { min(1, heartbeatTimeout / 5) }
+}
+
+/// One parameter server of a sharded run (`--shards S`, ps-lite's server role). It owns one
+/// range of the parameter slab (`SlabPartition`) with its optimizer state. The coordinator
+/// connects first and sends `ShardSetup`; the W workers connect and say hello with their rank.
+/// Then for every step:
+///
+///     broadcast the range's weights → gather each worker's node sums for the range → add
+///     them in the fixed reduction tree → ÷ tokens → Σg² of each norm block to the
+///     coordinator → its global norm back → clip, optimizer step → broadcast the next weights
+///
+/// The arithmetic is `RangeUpdate`'s, element by element the same as in-process training.
+public final class ShardServer {
+    public let options: ShardOptions
+    public let stop = StopRequest()
+    private let log: (String) -> Void
+    private let messenger: ServerMessenger
+    private var coordinator: PeerIdentity?
+    private var run: Run?
+    /// Worker rank → identity, from their hellos.
+    private var workers: [Int: PeerIdentity] = [:]
+    private var lastHeardFromCoordinator = 0.0
+    private var lastHeartbeatSent = 0.0
+
+    /// What the setup fixed.
+    private final class Run {
+        let shard: Int
+        let update: RangeUpdate
+        let workerCount: Int
+        let chunkCount: Int
+        let tokensPerStep: Int
+        /// The step being gathered (the last broadcast), and its node sums so far.
+        var step: UInt64
+        var broadcastPending: ShardCommand?
+        var nodes: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>)] = []
+        /// The summed, prepared gradient of `step` once every node arrived.
+        var summed: UnsafeMutableBufferPointer<Float>?
+        var spare: [UnsafeMutableBufferPointer<Float>] = []
+
+        init(shard: Int, update: RangeUpdate, workerCount: Int, chunkCount: Int, tokensPerStep: Int, step: UInt64) {
+            self.shard = shard
+            self.update = update
+            self.workerCount = workerCount
+            self.chunkCount = chunkCount
+            self.tokensPerStep = tokensPerStep
+            self.step = step
+        }
+
+        deinit { (nodes.map(\.values) + spare).forEach { $0.deallocate() } }
+
+        func buffer() -> UnsafeMutableBufferPointer<Float> {
+            spare.popLast() ?? .allocate(capacity: update.range.count)
+        }
+
+        func recycle() {
+            spare += nodes.map(\.values)
+            nodes = []
+            summed = nil
+        }
+    }
+
+    public init(options: ShardOptions, transport: ServerTransport, log: @escaping (String) -> Void) {
+        self.options = options
+        self.log = log
+        // Until the setup names the model, the standard bound (1 GiB) applies.
+        messenger = ServerMessenger(transport: transport, limits: .standard, log: log)
+    }
+
+    public var endpoint: String { messenger.transport.endpoint }
+
+    /// Serves until the coordinator says the run is over (returns) or goes silent (throws).
+    public func serve() throws {
+        defer {
+            messenger.rejections.flush()
+            messenger.transport.close()
+        }
+        log("shard on \(endpoint): waiting for the coordinator")
+        while true {
+            try stop.check()
+            try sendHeartbeatIfDue()
+            if coordinator != nil, monotonicSeconds() - lastHeardFromCoordinator > options.heartbeatTimeout {
+                throw ClusterError.coordinatorLost(endpoint: "of this shard", seconds: options.heartbeatTimeout, encrypted: false)
+            }
+            guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
+            if identity == coordinator {
+                lastHeardFromCoordinator = monotonicSeconds()
+                if try !handleCoordinator(message) { return }
+            } else if coordinator == nil, case .shardSetup(let setup) = message {
+                try setUp(setup, from: identity)
+            } else if let rank = workers.first(where: { $0.value == identity })?.key {
+                try handleWorker(rank: rank, message)
+            } else if case .hello(let hello) = message, let run {
+                admit(hello, identity: identity, run: run)
+            } else {
+                messenger.reject(from: identity, "\(message.kind.rawValue) from a peer that is not part of this shard's run")
+            }
+        }
+    }
+
+    // MARK: Coordinator
+
+    private func setUp(_ setup: ShardSetup, from identity: PeerIdentity) throws {
+        if let token = options.joinToken, !sameBytes(setup.joinToken, token) {
+            messenger.reject(from: identity, "shard setup without this job's join token")
+            return
+        }
+        let config: TrainingConfig
+        do { config = try TrainingConfig.fromJSON(setup.runConfig) } catch {
+            throw ClusterError.protocolViolation("shard setup with an unreadable run config: \(error)")
+        }
+        let layout = ParameterLayout(config.model(vocabularySize: Int(setup.vocabularySize)))
+        let count = Int(setup.shardCount), shard = Int(setup.shard)
+        guard count >= 1, shard < count, count <= SlabPartition.maximumShards(layout) else {
+            throw ClusterError.protocolViolation("shard setup for shard \(shard) of \(count)")
+        }
+        let partition = SlabPartition(layout: layout, shards: count)
+        let range = partition.shards[shard]
+        guard setup.parameters.values.count == range.count, setup.workerCount >= 1 else {
+            throw ClusterError.protocolViolation("shard setup with \(setup.parameters.values.count) weights for a range of \(range.count)")
+        }
+        let update = RangeUpdate(range: range, blocks: Array(partition.blocks[partition.shardBlocks[shard]]),
+                                 optimizer: config.optimizer, schedule: config.schedule, clip: config.clip,
+                                 initial: setup.parameters.values[...])
+        do {
+            try update.optimizer.restore(stepCount: Int(setup.optimizerSteps),
+                                         buffers: setup.optimizerState.map { ($0.name, $0.values) })
+        } catch {
+            throw ClusterError.protocolViolation("shard setup: optimizer state: \(error)")
+        }
+        coordinator = identity
+        lastHeardFromCoordinator = monotonicSeconds()
+        messenger.limits = DecodeLimits.sharded(layout: layout)
+        run = Run(shard: shard, update: update, workerCount: Int(setup.workerCount),
+                  chunkCount: config.streams / config.chunkStreams, tokensPerStep: config.streams * config.window,
+                  step: setup.step)
+        log("shard \(shard) of \(count): elements \(range.lowerBound)..<\(range.upperBound) (\(range.count) values), from step \(setup.step + 1), \(setup.workerCount) worker(s)")
+        try messenger.send(.shardReport(ShardReport(kind: .ready, step: setup.step)), to: identity)
+    }
+
+    /// Returns false when the run is over.
+    private func handleCoordinator(_ message: DecodedMessage) throws -> Bool {
+        guard let run else { return true }
+        switch message {
+        case .heartbeat:
+            return true
+        case .shutdown(let shutdown):
+            log("shard \(run.shard): coordinator ended the run: \(shutdown.reason)")
+            return false
+        case .error(let error):
+            throw ClusterError.refused(error.message)
+        case .shardCommand(let command):
+            switch command.kind {
+            case .broadcast:
+                run.step = command.step
+                run.recycle()
+                run.broadcastPending = command
+                try broadcastIfReady()
+            case .apply:
+                guard command.step == run.step, let gradient = run.summed else {
+                    throw ClusterError.protocolViolation("apply for step \(command.step + 1) while this shard holds step \(run.step + 1)")
+                }
+                _ = run.update.apply(gradient, norm: command.norm, step: Int(command.step))
+                run.recycle()
+                if command.broadcastNext {
+                    run.step = command.step + 1
+                    run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step + 1, resetState: command.resetState)
+                    try broadcastIfReady()
+                }
+            case .sendState:
+                let update = run.update
+                let state = update.optimizer.stateBuffers.map {
+                    WireTensor(name: $0.name, shape: [$0.values.count], values: $0.values)
+                }
+                try messenger.send(.shardReport(ShardReport(
+                    kind: .state, step: command.step,
+                    parameters: WireTensor(name: "slab", shape: [update.range.count], values: Array(update.parameters)),
+                    optimizerState: state, optimizerSteps: UInt64(update.optimizer.stepCount))), to: coordinator!)
+            }
+            return true
+        default:
+            messenger.reject(from: coordinator!, "unexpected \(message.kind.rawValue) from the coordinator")
+            return true
+        }
+    }
+
+    // MARK: Workers
+
+    private func admit(_ hello: Hello, identity: PeerIdentity, run: Run) {
+        let rank = Int(hello.rank)
+        if let token = options.joinToken, !sameBytes(hello.joinToken, token) {
+            try? messenger.send(.error(WireErrorMessage(message: hello.joinToken.isEmpty ? "missing join token" : "wrong join token")), to: identity)
+            messenger.reject(from: identity, "hello without this job's join token")
+            return
+        }
+        guard rank < run.workerCount else {
+            messenger.reject(from: identity, "hello from rank \(rank) of a run of \(run.workerCount) worker(s)")
+            return
+        }
+        workers[rank] = identity
+        do { try broadcastIfReady() } catch { log("shard \(run.shard): \(error)") }
+    }
+
+    private func handleWorker(rank: Int, _ message: DecodedMessage) throws {
+        guard let run else { return }
+        switch message {
+        case .heartbeat:
+            return
+        case .gradientPush(let push):
+            do {
+                try accept(push, run: run)
+            } catch {
+                messenger.reject(from: workers[rank]!, "\(error)")
+            }
+        default:
+            messenger.reject(from: workers[rank]!, "unexpected \(message.kind.rawValue) from worker \(rank)")
+        }
+    }
+
+    /// One node's sum for this range: checked, copied, and once the nodes tile every chunk,
+    /// added in the fixed tree, divided by the tokens and reported as block sums of squares.
+    private func accept(_ push: DecodedGradientPush, run: Run) throws {
+        guard push.step == run.step, run.broadcastPending == nil, run.summed == nil else {
+            throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: run.step))
+        }
+        let chunks = Int(push.chunkBegin)..<Int(push.chunkEnd)
+        guard !chunks.isEmpty, chunks.upperBound <= run.chunkCount,
+              !run.nodes.contains(where: { $0.chunks.overlaps(chunks) }) else {
+            throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
+        }
+        guard push.offset == UInt64(run.update.range.lowerBound) else {
+            throw PushRejection.badState("gradient for elements from \(push.offset), this shard holds \(run.update.range.lowerBound)..<\(run.update.range.upperBound)")
+        }
+        let values = run.buffer()
+        do {
+            try push.tensors.copySlab(into: values)
+        } catch let error as WireError {
+            run.spare.append(values)
+            throw PushRejection.tensors(error)
+        }
+        guard allFinite(values.baseAddress!, count: values.count) else {
+            run.spare.append(values)
+            throw PushRejection.gradientNotFinite(tensor: "slab")
+        }
+        run.nodes.append((chunks, values))
+        guard run.nodes.map(\.chunks.count).reduce(0, +) == run.chunkCount else { return }
+        run.nodes.sort { $0.chunks.lowerBound < $1.chunks.lowerBound }
+        let tree = ReductionTree(leaves: run.nodes.map(\.chunks), over: 0..<run.chunkCount)
+        tree.sum(run.nodes.map { $0.values.baseAddress! }, count: values.count, threads: 1)
+        let summed = run.nodes[0].values
+        run.summed = summed
+        let squares = run.update.prepare(summed, tokenCount: run.tokensPerStep)
+        try messenger.send(.shardReport(ShardReport(kind: .blockSquares, step: run.step, blockSquares: squares)), to: coordinator!)
+    }
+
+    private func broadcastIfReady() throws {
+        guard let run, let command = run.broadcastPending, workers.count == run.workerCount else { return }
+        run.broadcastPending = nil
+        try messenger.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
+                                    values: UnsafeBufferPointer(run.update.parameters),
+                                    to: (0..<run.workerCount).map { workers[$0]! })
+    }
+
+    private func sendHeartbeatIfDue() throws {
+        guard let coordinator, monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
+        lastHeartbeatSent = monotonicSeconds()
+        try? messenger.send(.heartbeat(Heartbeat(rank: UInt32(run?.shard ?? 0), step: run?.step ?? 0)), to: coordinator, waiting: false)
+    }
+}
+
+extension DecodeLimits {
+    /// A sharded run's bound: a range may hold the whole slab (S = 1 … P), and a setup or state
+    /// report carries the range's weights and up to two optimizer buffers.
+    static func sharded(layout: ParameterLayout, extraValues: Int = 0) -> DecodeLimits {
+        DecodeLimits(maxMessageBytes: (3 * layout.count + extraValues) * MemoryLayout<Float>.size + (1 << 16),
+                     maxTensorElements: max(layout.count, extraValues, 1))
+    }
+}

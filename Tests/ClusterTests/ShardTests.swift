@@ -1,0 +1,69 @@
+import Foundation
+import XCTest
+import Cluster
+import Training
+
+/// Sharded parameter servers (`--shards S`): the weights after N steps are the same bytes for
+/// every S and W as in-process training; a checkpoint has one format whatever S; a shard that
+/// dies ends the run.
+final class ShardTests: ClusterTestCase {
+    private let model = ["--hidden", "64", "--layers", "2", "--batch", "16", "--seq", "16", "--chunk", "2",
+                         "--sample-length", "0"]
+
+    private func train(workers: Int, shards: Int, steps: Int, directory: URL, extra: [String] = []) throws -> Data {
+        let run = try launch(["train", "--workers", "\(workers)", "--threads", "1", "--shards", "\(shards)", "--steps", "\(steps)",
+                              "--checkpoint-dir", directory.path] + model + extra)
+        XCTAssertEqual(run.waitForExit(timeout: 120), 0, run.transcript)
+        if shards > 1 { XCTAssertNotNil(run.stdout.line(containing: ["\(shards) parameter shards ready"]), run.transcript) }
+        return try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
+    }
+
+    /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps: every checkpoint equals in-process training's.
+    func testEveryWorkerAndShardCountGivesTheInProcessBytes() throws {
+        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory())
+        for shards in [1, 2, 4] {
+            for workers in [1, 2, 4] where workers > 1 || shards > 1 {
+                let bytes = try train(workers: workers, shards: shards, steps: 20, directory: try temporaryDirectory())
+                XCTAssertEqual(bytes, reference, "--workers \(workers) --shards \(shards) changed the weights")
+            }
+        }
+    }
+
+    /// A checkpoint has one format whatever S: 10 steps with S = 4, then 10 more with S = 1
+    /// after --resume (and the other way round) equal 20 uninterrupted steps.
+    func testResumeAcrossShardCountsIsExact() throws {
+        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory())
+        for (first, second) in [(4, 1), (1, 4)] {
+            let directory = try temporaryDirectory()
+            _ = try train(workers: 2, shards: first, steps: 10, directory: directory)
+            let bytes = try train(workers: 2, shards: second, steps: 20, directory: directory, extra: ["--resume"])
+            XCTAssertEqual(bytes, reference, "--shards \(first) then --resume with --shards \(second) changed the weights")
+        }
+    }
+
+    /// A shard killed mid-run ends the run with an error naming it, within the heartbeat
+    /// bound; the last periodic checkpoint stays on disk.
+    func testAKilledShardEndsTheRun() throws {
+        let directory = try temporaryDirectory()
+        let run = try launch(["train", "--workers", "2", "--threads", "1", "--shards", "2", "--steps", "1000000",
+                              "--checkpoint-every", "10", "--checkpoint-dir", directory.path, "--heartbeat-timeout", "3"] + model)
+        XCTAssertNotNil(run.stdout.waitForLine(containing: ["step 20 checkpoint"], timeout: 60), run.transcript)
+        let shardLine = try XCTUnwrap(run.stdout.line(containing: ["shard 1 of 2: elements"]), run.transcript)
+        let pid = try XCTUnwrap(Self.pid(inPrefixOf: shardLine), shardLine)
+        kill(pid, SIGKILL)
+        let killed = Date()
+        let status = run.waitForExit(timeout: 60)
+        XCTAssertNotNil(status, run.transcript)
+        XCTAssertNotEqual(status, 0, run.transcript)
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 30, "the run outlived a dead shard by far more than the heartbeat bound")
+        XCTAssertTrue(run.transcript.contains("shard process \(pid) exited with status 137"), run.transcript)
+        let state = try String(contentsOf: directory.appendingPathComponent("state.json"), encoding: .utf8)
+        XCTAssertTrue(state.contains("\"step\":"), "no checkpoint left in \(directory.path)")
+    }
+
+    /// "[worker pid 123] shard 1 of 2: …" → 123 (local processes' log prefix).
+    static func pid(inPrefixOf line: String) -> pid_t? {
+        guard let range = line.range(of: "pid ") else { return nil }
+        return pid_t(line[range.upperBound...].prefix { $0.isNumber })
+    }
+}
