@@ -232,6 +232,8 @@ public struct ShardReport: Equatable, Sendable {
         /// Σg² of each of the shard's norm blocks for `step`.
         case blockSquares = 2
         case state = 3
+        /// Worker `step` (its rank, in this field) said hello to the shard.
+        case workerJoined = 4
     }
     public var kind: Kind
     public var step: UInt64

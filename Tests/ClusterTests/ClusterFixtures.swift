@@ -150,16 +150,22 @@ final class CoordinatorHarness: @unchecked Sendable {
 
     /// `onStep` runs on the coordinator's thread after each step is reported (a test may
     /// block it briefly to hold the run at a known step).
+    /// `shardEndpoints`: `recur shard` processes to run with (sharded parameter servers).
     init(session: TrainingSession, workers: Int, heartbeatTimeout: Double = 5, joinTimeout: Double = 30,
-         bind: String = "tcp://127.0.0.1:*", onStep: @escaping (Int) -> Void = { _ in }) throws {
+         bind: String = "tcp://127.0.0.1:*", shardEndpoints: [String] = [], onStep: @escaping (Int) -> Void = { _ in }) throws {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = joinTimeout
+        if !shardEndpoints.isEmpty { options.joinToken = ClusterTestCase.joinToken }
         var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
         settings.sendTimeout = heartbeatTimeout
         let logs = self.logs, steps = self.steps
+        let server = try ZMQServerTransport(settings)
+        let shards = shardEndpoints.isEmpty ? nil : ShardConnection(endpoints: shardEndpoints, connect: {
+            try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: server.context)
+        }, update: session.update)
         coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                      transport: try ZMQServerTransport(settings), stop: stopRequest, log: logs.append)
+                                      transport: server, stop: stopRequest, shards: shards, log: logs.append)
         loop = TrainingLoop(session: session, source: coordinator, stop: stopRequest, report: { event in
             switch event {
             case .step(let record):
@@ -209,13 +215,19 @@ final class WorkerHarness: @unchecked Sendable {
     let logs = LogLines()
     private var run: BackgroundRun<Void>?
 
-    init(endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus, heartbeatTimeout: Double = 5) throws {
+    /// `shardEndpoint` maps the endpoint a Welcome names to the one this worker dials (a test
+    /// makes a shard unreachable).
+    init(endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus, heartbeatTimeout: Double = 5,
+         shardEndpoint: @escaping (String) -> String = { $0 }) throws {
         var options = WorkerOptions(endpoint: endpoint, threads: threads)
         options.heartbeatTimeout = heartbeatTimeout
         options.reconnectTimeout = 0   // these tests watch a worker give up on a lost coordinator
-        worker = Worker(corpus: corpus, options: options,
-                        transport: try ZMQClientTransport(connect: endpoint, sendTimeout: heartbeatTimeout, curve: nil),
-                        log: logs.append)
+        options.joinToken = ClusterTestCase.joinToken
+        let client = try ZMQClientTransport(connect: endpoint, sendTimeout: heartbeatTimeout, curve: nil)
+        worker = Worker(corpus: corpus, options: options, transport: client, log: logs.append)
+        worker.connectToShard = {
+            try ZMQClientTransport(connect: shardEndpoint($0), sendTimeout: heartbeatTimeout, curve: nil, context: client.context)
+        }
     }
 
     func start() {
@@ -428,17 +440,19 @@ class ClusterTestCase: XCTestCase {
     }
 
     func startCoordinator(_ session: TrainingSession, workers count: Int, heartbeatTimeout: Double = 5,
-                          joinTimeout: Double = 30, onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
+                          joinTimeout: Double = 30, shardEndpoints: [String] = [],
+                          onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
         let harness = try CoordinatorHarness(session: session, workers: count, heartbeatTimeout: heartbeatTimeout,
-                                             joinTimeout: joinTimeout, onStep: onStep)
+                                             joinTimeout: joinTimeout, shardEndpoints: shardEndpoints, onStep: onStep)
         coordinators.append(harness)
         harness.start()
         return harness
     }
 
     func startWorker(_ endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus,
-                     heartbeatTimeout: Double = 5) throws -> WorkerHarness {
-        let harness = try WorkerHarness(endpoint: endpoint, threads: threads, corpus: corpus, heartbeatTimeout: heartbeatTimeout)
+                     heartbeatTimeout: Double = 5, shardEndpoint: @escaping (String) -> String = { $0 }) throws -> WorkerHarness {
+        let harness = try WorkerHarness(endpoint: endpoint, threads: threads, corpus: corpus, heartbeatTimeout: heartbeatTimeout,
+                                        shardEndpoint: shardEndpoint)
         workers.append(harness)
         harness.start()
         return harness

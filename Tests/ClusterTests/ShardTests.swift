@@ -18,12 +18,15 @@ final class ShardTests: ClusterTestCase {
         return try Data(contentsOf: directory.appendingPathComponent("model.safetensors"))
     }
 
-    /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps: every checkpoint equals in-process training's.
+    /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps with an evaluation and a checkpoint every 5
+    /// (mid-run state fetches while the shards already serve the next step): every checkpoint
+    /// equals in-process training's.
     func testEveryWorkerAndShardCountGivesTheInProcessBytes() throws {
-        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory())
+        let cadence = ["--checkpoint-every", "5", "--eval-every", "5"]
+        let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory(), extra: cadence)
         for shards in [1, 2, 4] {
             for workers in [1, 2, 4] where workers > 1 || shards > 1 {
-                let bytes = try train(workers: workers, shards: shards, steps: 20, directory: try temporaryDirectory())
+                let bytes = try train(workers: workers, shards: shards, steps: 20, directory: try temporaryDirectory(), extra: cadence)
                 XCTAssertEqual(bytes, reference, "--workers \(workers) --shards \(shards) changed the weights")
             }
         }
@@ -59,6 +62,30 @@ final class ShardTests: ClusterTestCase {
         XCTAssertTrue(run.transcript.contains("shard process \(pid) exited with status 137"), run.transcript)
         let state = try String(contentsOf: directory.appendingPathComponent("state.json"), encoding: .utf8)
         XCTAssertTrue(state.contains("\"step\":"), "no checkpoint left in \(directory.path)")
+    }
+
+    /// Two `recur shard` processes; one worker reaches both, the other only shard 0 (it dials a
+    /// port where nothing listens instead of shard 1). The coordinator refuses that worker and
+    /// ends the run naming it and the shard, within the heartbeat bound: no hang.
+    func testAWorkerThatReachesOnlySomeShardsIsRefused() throws {
+        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
+        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "3"]) }
+        let session = try TrainingSession(config: ClusterFixtures.tinyConfig(steps: 20), corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: try temporaryDirectory()))
+        let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 3, shardEndpoints: endpoints)
+        _ = try startWorker(coordinator.endpoint)
+        let nowhere = try freeLoopbackEndpoint()
+        let partial = try startWorker(coordinator.endpoint, shardEndpoint: { $0 == endpoints[1] ? nowhere : $0 })
+        let result = try XCTUnwrap(coordinator.wait(timeout: 30))
+        XCTAssertThrowsError(try result.get()) { error in
+            XCTAssertTrue("\(error)".contains("did not reach parameter shard 1 (\(endpoints[1]))"), "\(error)")
+        }
+        if case .failure(let error)? = partial.wait(timeout: 10) {
+            XCTAssertTrue("\(error)".contains("did not reach parameter shard 1"), "\(error)")
+        } else {
+            XCTFail("the worker that reached only shard 0 was not refused: \(partial.logs.text)")
+        }
+        for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
     }
 
     /// "[worker pid 123] shard 1 of 2: …" → 123 (local processes' log prefix).

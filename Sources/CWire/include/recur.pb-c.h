@@ -310,9 +310,12 @@ struct  Recur__ShardReport
 {
   ProtobufCMessage base;
   /*
-   * 1 ready (setup done); 2 block sums of squares of `step`; 3 state
+   * 1 ready (setup done); 2 block sums of squares of `step`; 3 state;
    */
   uint32_t kind;
+  /*
+   * 4 worker `step` (its rank) said hello
+   */
   uint64_t step;
   size_t n_block_squares;
   double *block_squares;

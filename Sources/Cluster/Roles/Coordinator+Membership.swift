@@ -28,6 +28,36 @@ extension Coordinator {
                 throw workers.lost(error, step: step)
             }
         }
+        try awaitShardHellos(step: step)
+    }
+
+    /// Sharded: every worker must reach every shard (each shard reports each hello) within the
+    /// heartbeat timeout. One that does not is refused, and the run ends naming the worker and
+    /// the shard: a step could never complete without it.
+    func awaitShardHellos(step: Int) throws {
+        guard let shards else { return }
+        var seen = Array(repeating: Set<Int>(), count: shards.count)
+        let deadline = monotonicSeconds() + options.heartbeatTimeout
+        while seen.contains(where: { $0.count < workers.count }) {
+            try sendHeartbeatsIfDue(step: step)
+            for (k, message) in try shards.poll() {
+                if case .shardReport(let report) = message, report.kind == .workerJoined { seen[k].insert(Int(report.step)) }
+            }
+            while let (identity, message) = try messenger.receive(timeout: 0) {
+                if let peer = workers.first(where: { $0.identity == identity }) {
+                    peer.lastSeen = monotonicSeconds()
+                } else {
+                    admitOrReject(identity, message, step: step)
+                }
+            }
+            if monotonicSeconds() > deadline, let k = seen.indices.first(where: { seen[$0].count < workers.count }),
+               let peer = workers.first(where: { !seen[k].contains($0.rank) }) {
+                let seconds = ClusterError.format(options.heartbeatTimeout)
+                try? messenger.send(.error(WireErrorMessage(message: "this worker did not reach parameter \(shards.name(k)) within \(seconds) s")), to: peer.identity)
+                throw ClusterError.workerFailed("\(peer.name) did not reach parameter \(shards.name(k)) within \(seconds) s and was refused: every worker must be able to connect to every shard endpoint")
+            }
+            try waitForInput([messenger.transport] + shards.transports, timeout: 0.05)
+        }
     }
 
     /// Drops a lost worker and gives its chunks to the others, or ends the run (with the

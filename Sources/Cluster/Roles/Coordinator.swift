@@ -165,6 +165,7 @@ public final class Coordinator: GradientSource {
         var pending = workers.count
         // Sharded: each shard's Σg² of its norm blocks for this step.
         var squares: [[Double]?] = Array(repeating: nil, count: shards?.count ?? 0)
+        var allPushed: Double?
         while pending > 0 || squares.contains(where: { $0 == nil }) {
             try stop.check()
             try checkHeartbeats(step: s, since: gatherStart)
@@ -177,7 +178,15 @@ public final class Coordinator: GradientSource {
             let received: (PeerIdentity, DecodedMessage)?
             if let shards {
                 try takeBlockSquares(from: shards, step: s, into: &squares)
-                if pending == 0 { try waitForInput(shards.transports, timeout: 0.2); continue }
+                if pending == 0 {
+                    let pushed = allPushed ?? monotonicSeconds()
+                    allPushed = pushed
+                    if monotonicSeconds() - pushed > options.heartbeatTimeout, let k = squares.firstIndex(where: { $0 == nil }) {
+                        throw ClusterError.shardLost("\(shards.name(k)) sent no gradient norm for step \(s + 1) within \(ClusterError.format(options.heartbeatTimeout)) s of the last push")
+                    }
+                    try waitForInput(shards.transports, timeout: 0.2)
+                    continue
+                }
                 try waitForInput([messenger.transport] + shards.transports, timeout: 0.2)
                 received = try messenger.receive(timeout: 0)
             } else {

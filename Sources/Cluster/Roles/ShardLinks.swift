@@ -25,6 +25,9 @@ final class ShardLinks {
     let partition: SlabPartition
     let messengers: [ClientMessenger]
     private var lastHeard: [Double]
+    /// Messages a `gather` did not take (a step's report that arrived during a checkpoint's
+    /// state fetch); `poll` hands them out first.
+    private var held: [(Int, DecodedMessage)] = []
     private var lastHeartbeatSent = 0.0
     private let heartbeatTimeout: Double
     private let log: (String) -> Void
@@ -80,7 +83,8 @@ final class ShardLinks {
     /// only count as signs of life. Throws when a shard is silent past the heartbeat timeout
     /// or sent an error.
     func poll() throws -> [(Int, DecodedMessage)] {
-        var messages: [(Int, DecodedMessage)] = []
+        var messages = held
+        held = []
         for (k, messenger) in messengers.enumerated() {
             while let message = try messenger.receive(timeout: 0) {
                 lastHeard[k] = monotonicSeconds()
@@ -113,7 +117,14 @@ final class ShardLinks {
         while true {
             try stop.check()
             sendHeartbeatsIfDue(step: 0)
-            for (k, message) in try poll() where try take(k, message) { return }
+            let messages = try poll()
+            for (index, (k, message)) in messages.enumerated() {
+                if try take(k, message) {
+                    held += messages[(index + 1)...]
+                    return
+                }
+                held.append((k, message))
+            }
             try waitForInput(transports, timeout: 0.2)
         }
     }

@@ -10,6 +10,9 @@ public struct ShardOptions: Sendable {
     /// Without CurveZMQ: the job's secret, which the coordinator's setup and every worker's
     /// hello must carry (nil: CurveZMQ's allow-list admits peers).
     public var joinToken: String?
+    /// After losing its coordinator, how long to wait for a new setup (a restarted
+    /// `recur serve --resume`) before exiting.
+    public var reconnectTimeout: Double = 60
 
     public init() {}
 
@@ -94,14 +97,16 @@ public final class ShardServer {
         while true {
             try stop.check()
             try sendHeartbeatIfDue()
-            if coordinator != nil, monotonicSeconds() - lastHeardFromCoordinator > options.heartbeatTimeout {
-                throw ClusterError.coordinatorLost(endpoint: "of this shard", seconds: options.heartbeatTimeout, encrypted: false)
+            let silence = monotonicSeconds() - lastHeardFromCoordinator
+            if coordinator != nil, silence > options.heartbeatTimeout + options.reconnectTimeout {
+                throw ClusterError.coordinatorLost(endpoint: "of this shard", seconds: silence, encrypted: false)
             }
             guard let (identity, message) = try messenger.receive(timeout: 0.2) else { continue }
-            if identity == coordinator {
+            if identity == coordinator, !(message.kind == .shardSetup) {
                 lastHeardFromCoordinator = monotonicSeconds()
                 if try !handleCoordinator(message) { return }
-            } else if coordinator == nil, case .shardSetup(let setup) = message {
+            } else if case .shardSetup(let setup) = message {
+                // The first coordinator, or a restarted one (`serve --resume`): a new run.
                 try setUp(setup, from: identity)
             } else if let rank = workers.first(where: { $0.value == identity })?.key {
                 try handleWorker(rank: rank, message)
@@ -144,6 +149,7 @@ public final class ShardServer {
             throw ClusterError.protocolViolation("shard setup: optimizer state: \(error)")
         }
         coordinator = identity
+        workers = [:]
         lastHeardFromCoordinator = monotonicSeconds()
         messenger.limits = DecodeLimits.sharded(layout: layout)
         run = Run(shard: shard, update: update, workerCount: Int(setup.workerCount),
@@ -213,6 +219,7 @@ public final class ShardServer {
             return
         }
         workers[rank] = identity
+        try? messenger.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator!)
         do { try broadcastIfReady() } catch { log("shard \(run.shard): \(error)") }
     }
 
