@@ -112,10 +112,12 @@ final class ShardLinks {
         for messenger in messengers { try? messenger.send(.heartbeat(Heartbeat(rank: 0, step: UInt64(step)))) }
     }
 
-    /// Waits for shard messages until `take` says it has all it needs.
-    func gather(stop: StopRequest, what: String, _ take: (Int, DecodedMessage) throws -> Bool) throws {
+    /// Waits for shard messages until `take` says it has all it needs. A stop request ends the
+    /// wait, except while fetching the state for a checkpoint (`finishing`): a stopping run
+    /// still writes its last checkpoint; a dead shard ends the wait within the heartbeat timeout.
+    func gather(stop: StopRequest, what: String, finishing: Bool = false, _ take: (Int, DecodedMessage) throws -> Bool) throws {
         while true {
-            try stop.check()
+            if !finishing { try stop.check() }
             sendHeartbeatsIfDue(step: 0)
             let messages = try poll()
             for (index, (k, message)) in messages.enumerated() {
@@ -136,7 +138,7 @@ final class ShardLinks {
         var buffers = update.optimizer.stateBuffers
         var steps = Set<UInt64>()
         var received = Set<Int>()
-        try gather(stop: stop, what: "the shards' state") { k, message in
+        try gather(stop: stop, what: "the shards' state", finishing: true) { k, message in
             guard case .shardReport(let report) = message, report.kind == .state else { return false }
             let range = partition.shards[k]
             guard let parameters = report.parameters, parameters.values.count == range.count,

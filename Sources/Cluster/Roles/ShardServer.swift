@@ -94,8 +94,16 @@ public final class ShardServer {
             messenger.transport.close()
         }
         log("shard on \(endpoint): waiting for the coordinator")
+        var stopAsked: Double?
         while true {
-            try stop.check()
+            // A signal usually reaches the whole job at once: the shard keeps serving its
+            // coordinator, which fetches the state for its last checkpoint and then says
+            // Shutdown, for at most a heartbeat timeout.
+            if let stopped = stop.pending {
+                let asked = stopAsked ?? monotonicSeconds()
+                stopAsked = asked
+                if coordinator == nil || monotonicSeconds() - asked > options.heartbeatTimeout { throw stopped }
+            }
             try sendHeartbeatIfDue()
             let silence = monotonicSeconds() - lastHeardFromCoordinator
             if coordinator != nil, silence > options.heartbeatTimeout + options.reconnectTimeout {
@@ -275,12 +283,25 @@ public final class ShardServer {
         try messenger.send(.shardReport(ShardReport(kind: .blockSquares, step: run.step, blockSquares: squares)), to: coordinator!)
     }
 
+    /// Sends the pending step's weights to every worker. A worker that is gone is dropped
+    /// (the others still get the weights): whether the run goes on is the coordinator's call.
     private func broadcastIfReady() throws {
         guard let run, let command = run.broadcastPending, workers.count == run.workerCount else { return }
         run.broadcastPending = nil
-        try messenger.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
-                                    values: UnsafeBufferPointer(run.update.parameters),
-                                    to: (0..<run.workerCount).map { workers[$0]! })
+        var peers = (0..<run.workerCount).map { workers[$0]! }
+        while !peers.isEmpty {
+            do {
+                try messenger.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
+                                            values: UnsafeBufferPointer(run.update.parameters), to: peers)
+                return
+            } catch TransportError.peerGone(let gone), TransportError.sendTimedOut(let gone, _) {
+                let rank = workers.first { $0.value == gone }?.key
+                log("shard \(run.shard): worker \(rank.map(String.init) ?? "?") is gone or not reading; the coordinator decides whether the run goes on")
+                workers = workers.filter { $0.value != gone }
+                guard let index = peers.firstIndex(of: gone) else { return }
+                peers = Array(peers[(index + 1)...])   // those before it have their copy
+            }
+        }
     }
 
     private func sendHeartbeatIfDue() throws {
