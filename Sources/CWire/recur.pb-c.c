@@ -1424,7 +1424,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   (ProtobufCMessageInit) recur__shard_setup__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[5] =
+static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[6] =
 {
   {
     "kind",
@@ -1486,6 +1486,18 @@ static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[5]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "worker_count",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, worker_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_command__field_indices_by_name[] = {
   3,   /* field[3] = broadcast_next */
@@ -1493,11 +1505,12 @@ static const unsigned recur__shard_command__field_indices_by_name[] = {
   2,   /* field[2] = norm */
   4,   /* field[4] = reset_state */
   1,   /* field[1] = step */
+  5,   /* field[5] = worker_count */
 };
 static const ProtobufCIntRange recur__shard_command__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor recur__shard_command__descriptor =
 {
@@ -1507,7 +1520,7 @@ const ProtobufCMessageDescriptor recur__shard_command__descriptor =
   "Recur__ShardCommand",
   "recur",
   sizeof(Recur__ShardCommand),
-  5,
+  6,
   recur__shard_command__field_descriptors,
   recur__shard_command__field_indices_by_name,
   1,  recur__shard_command__number_ranges,

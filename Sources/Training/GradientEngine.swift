@@ -93,9 +93,13 @@ public final class GradientEngine {
     /// The run of the parameter table (the top layer and the head) whose gradient is final
     /// before the lower layers' backward starts: `computeGradient(early:)` hands it out then,
     /// so a worker can send it while the rest computes. nil for one layer.
-    public var earlySlices: Range<Int>? {
-        guard config.layerCount > 1 else { return nil }
-        return layout.slices(ofLayer: config.layerCount - 1).lowerBound..<layout.slices.count
+    public var earlySlices: Range<Int>? { Self.earlySlices(of: layout) }
+
+    /// The early run of `layout`'s table (see `earlySlices`), for anything that stands in
+    /// for the engine (`EmulatedCompute`).
+    public static func earlySlices(of layout: ParameterLayout) -> Range<Int>? {
+        guard layout.config.layerCount > 1 else { return nil }
+        return layout.slices(ofLayer: layout.config.layerCount - 1).lowerBound..<layout.slices.count
     }
 
     public var tokensPerStep: Int { streams.count * streamLayout.window }

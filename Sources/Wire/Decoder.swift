@@ -77,7 +77,8 @@ extension WireCodec {
             let body = envelope.shard_command.pointee
             guard let kind = ShardCommand.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_command.kind", value: body.kind) }
             return .shardCommand(ShardCommand(kind: kind, step: body.step, norm: body.norm,
-                                              broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0))
+                                              broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0,
+                                              workerCount: body.worker_count))
         case RECUR__ENVELOPE__BODY_SHARD_REPORT:
             let body = envelope.shard_report.pointee
             guard let kind = ShardReport.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_report.kind", value: body.kind) }

@@ -262,6 +262,7 @@ public enum WireCodec {
         body.norm = command.norm
         body.broadcast_next = command.broadcastNext ? 1 : 0
         body.reset_state = command.resetState ? 1 : 0
+        body.worker_count = command.workerCount
         withUnsafeMutablePointer(to: &body) { p in
             packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
         }

@@ -208,6 +208,9 @@ public struct ShardCommand: Equatable, Sendable {
         case apply = 2
         /// Answer with the range's weights and optimizer state.
         case sendState = 3
+        /// A new assignment (a worker was lost or joined): forget the workers, wait for
+        /// `workerCount` hellos, then broadcast the weights for `step`; answer `ready`.
+        case reassign = 4
     }
     public var kind: Kind
     public var step: UInt64
@@ -215,8 +218,11 @@ public struct ShardCommand: Equatable, Sendable {
     public var broadcastNext: Bool
     /// The broadcast step starts an epoch (workers zero their carried state).
     public var resetState: Bool
+    public var workerCount: UInt32
 
-    public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false) {
+    public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false,
+                workerCount: UInt32 = 0) {
+        self.workerCount = workerCount
         self.kind = kind
         self.step = step
         self.norm = norm

@@ -23,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "Worker processes (1 = in-process).")
     var workers = 1
+    @Option(help: "Parameter servers (`recur shard` processes; 1 = the coordinator alone).")
+    var shards = 1
     @Option(help: "Streams per gradient chunk (default: batch/4).")
     var chunk: Int?
     @Flag(help: "Microbenchmark of the recurrent kernel on one thread.")
@@ -32,6 +34,7 @@ struct BenchCommand: ParsableCommand {
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be ≥ 1 and --warmup ≥ 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+        guard shards >= 1 else { throw ValidationError("--shards must be at least 1, got \(shards)") }
     }
 
     func run() throws {
@@ -63,28 +66,28 @@ struct BenchCommand: ParsableCommand {
             if case .step(let r) = event { records.append(r) }
         }
         var threadCount = options.threads
-        if workers == 1 {
+        if workers == 1 && shards == 1 {
             let source = LocalGradientSource(plan: session.plan, threads: options.threads)
             try TrainingLoop(session: session, source: source, report: collect).run()
             threadCount = source.engine.threads
         } else {
             // Worker output goes to stderr: stdout carries only the JSON line.
             try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data, tokenCache: data.tokenCache,
-                                 heartbeatTimeout: 30, stop: StopRequest(), report: collect,
+                                 heartbeatTimeout: 30, shards: shards, stop: StopRequest(), report: collect,
                                  log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
         }
         try printJSON(Self.result(records: Array(records.dropFirst(warmup)), config: config, session: session,
-                                  threads: threadCount, workers: workers))
+                                  threads: threadCount, workers: workers, shards: shards))
     }
 
     static func result(records: [StepRecord], config: TrainingConfig, session: TrainingSession,
-                       threads: Int, workers: Int) -> [String: Any] {
+                       threads: Int, workers: Int, shards: Int) -> [String: Any] {
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let tokensPerSecond = median(records.map(\.tokensPerSecond))
         return [
             "benchmark": "train", "cell": config.cell.rawValue, "layers": config.layers, "hidden": config.hidden,
             "vocab": session.model.vocabularySize, "seq": config.window, "batch": config.streams,
-            "chunk": config.chunkStreams, "workers": workers, "threads": threads, "timed_steps": records.count,
+            "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
             "tokens_per_sec": tokensPerSecond,
             "step_seconds": median(records.map(\.stepSeconds)),
             "compute_seconds": median(records.map(\.computeSeconds)),

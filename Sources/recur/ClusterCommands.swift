@@ -87,9 +87,7 @@ struct ServeCommand: ParsableCommand {
         if sharding.shards > 1 || shardEndpoints != nil, shardList.count != sharding.shards {
             throw ValidationError("--shards \(sharding.shards) needs as many --shard-endpoints, got \(shardList.count)")
         }
-        if sharding.shards > 1, let minWorkers, minWorkers < workers {
-            throw ValidationError("--min-workers below --workers needs --shards 1 for now (a sharded run stops when a worker is lost)")
-        }
+
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated workers")
         }
@@ -166,10 +164,20 @@ struct WorkCommand: ParsableCommand {
     @OptionGroup var transport: TransportFlags
     @Option(name: .customLong("server-key"), help: "The coordinator's public key file (needed with --key).")
     var serverKey: String?
+    @Option(name: .customLong("emulate-compute"),
+            help: ArgumentHelp("Benchmarks only: instead of forward and backward, wait MS milliseconds per step and push a fixed pseudo-gradient of the model's size; encoding, sending, the coordinator's update and the broadcast stay real. Figures of such a run are emulated.",
+                               valueName: "ms"))
+    var emulateCompute: Double?
+
+    /// An emulated step lasts at most an hour: a longer one is a typo (seconds for ms).
+    static let emulateComputeLimit = 3_600_000.0
 
     func validate() throws {
         try transport.validateValues()
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let ms = emulateCompute, !(ms > 0 && ms <= Self.emulateComputeLimit) {   // also refuses nan
+            throw ValidationError("--emulate-compute must be a positive number of milliseconds up to one hour (3600000), got \(ms)")
+        }
         if (transport.key == nil) != (serverKey == nil) { throw ValidationError("--key and --server-key go together") }
     }
 
@@ -179,6 +187,7 @@ struct WorkCommand: ParsableCommand {
         var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.reconnectTimeout = reconnectTimeout
+        options.emulatedComputeMilliseconds = emulateCompute
         var curve: CurveClientSettings?
         if let keyPath = transport.key, let serverPath = serverKey {
             let own = try KeyFile.keyPair(keyPath)
@@ -193,6 +202,9 @@ struct WorkCommand: ParsableCommand {
             options.parentProcess = parent
         }
         let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
+        if let ms = emulateCompute {
+            print("compute is emulated: each step waits \(ms) ms and pushes a pseudo-gradient (benchmark figures of this run are emulated)")
+        }
         let timeout = transport.heartbeatTimeout
         worker.connectToShard = { try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: client.context) }
         let stop = worker.stop

@@ -22,10 +22,20 @@ final class ElasticTests: ClusterTestCase {
     /// `recur train --workers 4 --min-workers 3`: a worker killed after step 20 costs one
     /// recomputed step; the run ends 0 with the `--workers 1` bytes.
     func testALocalRunLosesAWorkerAndEndsWithTheSameBytes() throws {
+        try loseAWorker(shards: 1)
+    }
+
+    /// The same with two parameter shards: they drop the step's partial sums and broadcast its
+    /// weights again for the new assignment.
+    func testAShardedRunLosesAWorkerAndEndsWithTheSameBytes() throws {
+        try loseAWorker(shards: 2)
+    }
+
+    private func loseAWorker(shards: Int) throws {
         let steps = 300
         let directory = try temporaryDirectory()
         let train = try launch(["train", "--workers", "4", "--threads", "1", "--min-workers", "3", "--steps", "\(steps)",
-                                "--checkpoint-dir", directory.path, "--heartbeat-timeout", "5"] + model)
+                                "--shards", "\(shards)", "--checkpoint-dir", directory.path, "--heartbeat-timeout", "5"] + model)
         XCTAssertNotNil(train.stdout.waitForLine(containing: ["step 20/\(steps)"], timeout: 60), train.transcript)
         let pids = Self.joinedPids(in: train.stdout)
         pids.forEach(killInTearDown)

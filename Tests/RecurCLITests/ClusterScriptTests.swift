@@ -23,9 +23,9 @@ final class ClusterScriptTests: XCTestCase {
         return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
     }
 
-    /// Runs `bash script` from the repository with stdout and stderr in one file; stops it with
-    /// SIGTERM (the scripts clean up on TERM) after `seconds`.
-    func runScript(_ script: String, seconds: Double) throws -> Run {
+    /// Runs `bash script arguments…` from the repository with stdout and stderr in one file;
+    /// stops it with SIGTERM (the scripts clean up on TERM) after `seconds`.
+    func runScript(_ script: String, _ arguments: [String] = [], seconds: Double) throws -> Run {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("\(script.replacingOccurrences(of: "/", with: "-"))-\(getpid()).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: log.path])
@@ -36,7 +36,7 @@ final class ClusterScriptTests: XCTestCase {
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script]
+        process.arguments = [script] + arguments
         process.currentDirectoryURL = repository
         var environment = ProcessInfo.processInfo.environment
         if let builtBinary { environment["RECUR_BINARY"] = builtBinary }
@@ -94,5 +94,56 @@ final class ClusterScriptTests: XCTestCase {
         check(run, script: "test-slurm")
         XCTAssertTrue(run.output.contains("test-slurm: ok: train: Slurm reports COMPLETED, exit code 0:0"),
                       "the training job case did not run")
+    }
+
+    /// The many-node part of scripts/bench-scaling, tiny: W = 1 and 2 emulating workers (20 ms)
+    /// in their own namespaces on 10 Gbit/s shaped links, LSTM 1×16, 1 + 2 steps. Its
+    /// summary.json must hold one emulated record per W (and per S = W where recur has
+    /// --shards) with the fields the issue names, efficiency 1 at W = 1, and the bounds.
+    func testBenchScalingManyNodePart() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("recur-bench-many-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let run = try runScript("scripts/bench-scaling", [
+            "--only", "many", "--out", out.path, "--no-plots", "--idle-wait", "0", "--repeats", "0",
+            "--many-workers", "1,2", "--many-models", "1x16", "--many-batch", "4", "--many-link", "10gbit",
+            "--many-compute-ms", "20", "--many-steps", "2", "--many-warmup", "1", "--many-budget", "120",
+        ], seconds: 120)
+        let lines = run.output.split(separator: "\n").map(String.init)
+        if let skipped = lines.first(where: { $0.hasPrefix("SKIPPED:") }) {
+            print(skipped)
+            XCTAssertEqual(run.status, 0, "bench-scaling skipped but exited \(run.status)")
+            return
+        }
+        if run.timedOut || run.status != 0 { print(lines.suffix(40).joined(separator: "\n")) }
+        XCTAssertFalse(run.timedOut, "bench-scaling --only many did not finish in time")
+        XCTAssertEqual(run.status, 0, "bench-scaling --only many failed")
+
+        let data = try Data(contentsOf: out.appendingPathComponent("summary.json"))
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        let sharded = lines.contains { $0.contains("S = W runs skipped") } ? 0 : 1
+        XCTAssertEqual(rows.count, 2 + sharded, "one row per W and S: \(rows)")
+        for row in rows {
+            for field in ["W", "S", "model", "link_gbit", "emulated", "efficiency", "communicate_ms", "wait_ms",
+                          "bound_sharded_ms", "bound_single_ms", "step_ms", "compute_ms", "cpu_busy"] {
+                XCTAssertNotNil(row[field], "summary.json row lacks \(field): \(row)")
+            }
+            XCTAssertEqual(row["emulated"] as? Bool, true)
+            XCTAssertEqual(row["model"] as? String, "LSTM 1×16")
+            // JSON numbers come as NSNumber, whole or not.
+            func number(_ field: String) throws -> Double { try XCTUnwrap(row[field] as? NSNumber, field).doubleValue }
+            XCTAssertEqual(try number("link_gbit"), 10)
+            let w = Int(try number("W"))
+            let efficiency = try number("efficiency")
+            XCTAssertTrue(efficiency > 0 && efficiency.isFinite, "efficiency \(efficiency)")
+            if w == 1 { XCTAssertEqual(efficiency, 1, accuracy: 1e-9, "W = 1 is the reference") }
+            // M = 4·P bytes; the bounds are 2·W·M/B and 2·(W−1)/W·M/B at B = 10 Gbit/s.
+            let m = try number("message_bytes"), b = 10e9 / 8
+            XCTAssertEqual(try number("bound_single_ms"), 2 * Double(w) * m / b * 1e3, accuracy: 1e-3)
+            XCTAssertEqual(try number("bound_sharded_ms"), 2 * Double(w - 1) / Double(w) * m / b * 1e3, accuracy: 1e-3)
+            XCTAssertGreaterThanOrEqual(try number("compute_ms"), 20, "the emulated wait is in compute")
+        }
+        XCTAssertEqual(Set(rows.compactMap { ($0["W"] as? NSNumber)?.intValue }), [1, 2])
+        let table = try String(contentsOf: out.appendingPathComponent("many.md"), encoding: .utf8)
+        XCTAssertTrue(table.contains("LSTM 1×16 (emulated"), "the table labels its rows emulated:\n\(table)")
     }
 }

@@ -179,6 +179,26 @@ def cluster_tables(rows, disturbed):
     return lines, summary
 
 
+def shard_tables(rows, disturbed, cluster_summary):
+    """W = 2 with two parameter shards colocated with the workers (real compute) beside the
+    same link and W with one server."""
+    sharded = [r for r in rows if r["setting"] == "cluster-shards"]
+    if not sharded:
+        return []
+    summary = medians(sharded, ["link", "workers", "encrypted"], disturbed)
+    lines = ["", "### Namespace cluster, real compute: parameter shards colocated with the workers", "",
+             "| link | W | S | tokens/s (S) | tokens/s (S = 1) | S ÷ S = 1 | communicate + wait ms (S) | (S = 1) | runs used |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (link, workers, encrypted), m in summary.items():
+        one = cluster_summary.get((link, workers, encrypted))
+        shards = workers
+        ratio = m["tokens_per_sec"] / one["tokens_per_sec"] if one else None
+        lines.append(f"| {LINK_LABEL[link]}{', CurveZMQ' if encrypted else ''} | {workers} | {shards} | {m['tokens_per_sec']:,.0f} | "
+                     f"{one['tokens_per_sec'] if one else float('nan'):,.0f} | {fmt(ratio, 3)} | "
+                     f"{fmt(m['communicate_ms'] + m['wait_ms'])} | {fmt(one['communicate_ms'] + one['wait_ms']) if one else '–'} | {m['runs']} |")
+    return lines
+
+
 def plot(rows, local_by_model, cluster_summary, outdir):
     import matplotlib
     matplotlib.use("Agg")
@@ -332,7 +352,7 @@ def main(raw, outdir, disturbed):
             f"{count} of {len(rows)} runs had other programs on more than {disturbed}% of the CPUs; they are "
             "left out where the configuration has a quieter run (\"runs used\"). \"others' CPU share\": the most that "
             "other programs took during a used run (kernel network work not charged to a process counts there too).", ""]
-    text = "\n".join(head + local_lines + [""] + cluster_lines) + "\n"
+    text = "\n".join(head + local_lines + [""] + cluster_lines + shard_tables(rows, disturbed, cluster_summary)) + "\n"
     open(os.path.join(outdir, "table.md"), "w").write(text)
     print(text)
     try:

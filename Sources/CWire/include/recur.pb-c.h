@@ -281,9 +281,13 @@ struct  Recur__ShardCommand
 {
   ProtobufCMessage base;
   /*
-   * 1 broadcast weights for `step`; 2 apply `step` with `norm`; 3 send state
+   * 1 broadcast weights for `step`; 2 apply `step` with `norm`; 3 send state;
    */
   uint32_t kind;
+  /*
+   * 4 new assignment: `worker_count` workers say hello again, then
+   * broadcast the weights for `step` (a lost or a joining worker)
+   */
   uint64_t step;
   /*
    * the global gradient norm of `step` (kind 2)
@@ -297,10 +301,14 @@ struct  Recur__ShardCommand
    * the broadcast step starts an epoch
    */
   protobuf_c_boolean reset_state;
+  /*
+   * kind 4
+   */
+  uint32_t worker_count;
 };
 #define RECUR__SHARD_COMMAND__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_command__descriptor) \
-    , 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0 }
 
 
 /*

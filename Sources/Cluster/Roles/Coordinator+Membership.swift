@@ -16,6 +16,10 @@ extension Coordinator {
         }
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
+        // Shards drop what they gathered for this step and broadcast its weights again once
+        // the workers of this assignment said hello.
+        try shards?.reassign(workers: workers.count, step: step,
+                             resetState: plan.streamLayout.position(globalStep: step).stepInEpoch == 0, stop: stop)
         for peer in workers {
             let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
                                   runConfig: plan.config.canonicalJSON(),

@@ -13,7 +13,7 @@ public final class Coordinator: GradientSource {
     public let plan: RunPlan
     public let options: CoordinatorOptions
     let fingerprint: Hello
-    private let stop: StopRequest
+    let stop: StopRequest
     let log: (String) -> Void
     let messenger: ServerMessenger
     /// Workers that said hello, in join order, and (once all joined) their assignments.
@@ -30,9 +30,6 @@ public final class Coordinator: GradientSource {
     /// gradient; this coordinator sequences the steps, combines their norm blocks and keeps
     /// membership, evaluation and checkpoints. Nil with one server (this process).
     let shards: ShardLinks?
-    /// Sharded: the shards broadcast the next weights after each update; the first step of a
-    /// run (or of a resume) asks them to.
-    private var shardsMustBroadcast = true
     /// Sharded: the step whose state the local update last fetched.
     private var synchronizedStep: Int?
     private var shardsAreSetUp = false
@@ -44,9 +41,6 @@ public final class Coordinator: GradientSource {
                 stop: StopRequest, shards: ShardConnection? = nil, log: @escaping (String) -> Void) throws {
         guard options.workers >= 1, options.workers <= plan.chunkCount else {
             throw ClusterError.tooFewChunks(workers: options.workers, chunks: plan.chunkCount)
-        }
-        if shards != nil, options.requiredWorkers < options.workers {
-            throw ClusterError.protocolViolation("--min-workers below the worker count needs one parameter server (--shards 1) for now")
         }
         self.shards = try shards.map { try ShardLinks($0, plan: plan, heartbeatTimeout: options.heartbeatTimeout, log: log) }
         self.plan = plan
@@ -144,12 +138,9 @@ public final class Coordinator: GradientSource {
     private func gather(_ request: StepRequest, next: CarriedState) throws -> StepGradient {
         let s = request.step
         currentStep = s
-        if let shards {
-            if shardsMustBroadcast {
-                try shards.send(ShardCommand(kind: .broadcast, step: UInt64(s), resetState: request.stepInEpoch == 0))
-                shardsMustBroadcast = false
-            }
-        } else {
+        // Sharded: the shards broadcast the weights themselves, after each update and after
+        // each assignment (`assign`).
+        if shards == nil {
             do {
                 try messenger.broadcastWeights(step: s, resetState: request.stepInEpoch == 0, parameters: request.parameters,
                                                layout: plan.layout, to: workers.map(\.identity))

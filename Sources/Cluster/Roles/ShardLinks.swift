@@ -75,6 +75,19 @@ final class ShardLinks {
         log("\(count) parameter shards ready: " + (0..<count).map { "\(name($0)) elements \(partition.shards[$0])" }.joined(separator: ", "))
     }
 
+    /// A new assignment of `workers` workers from `step` on: every shard forgets its workers,
+    /// waits for their hellos and then broadcasts the weights of `step`. Waits for every shard's
+    /// answer, so that the workers' hellos (sent after their new Welcome) find them ready.
+    func reassign(workers: Int, step: Int, resetState: Bool, stop: StopRequest) throws {
+        try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(workers)))
+        var ready = Set<Int>()
+        try gather(stop: stop, what: "the shards' new assignment") { k, message in
+            guard case .shardReport(let report) = message, report.kind == .ready, report.step == UInt64(step) else { return false }
+            ready.insert(k)
+            return ready.count == count
+        }
+    }
+
     func send(_ command: ShardCommand) throws {
         for messenger in messengers { try messenger.send(.shardCommand(command)) }
     }

@@ -45,7 +45,7 @@ public final class ShardServer {
     private final class Run {
         let shard: Int
         let update: RangeUpdate
-        let workerCount: Int
+        var workerCount: Int
         let chunkCount: Int
         let tokensPerStep: Int
         /// The step being gathered (the last broadcast), and its node sums so far.
@@ -196,6 +196,14 @@ public final class ShardServer {
                     run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step + 1, resetState: command.resetState)
                     try broadcastIfReady()
                 }
+            case .reassign:
+                guard command.workerCount >= 1 else { throw ClusterError.protocolViolation("reassign to 0 workers") }
+                run.workerCount = Int(command.workerCount)
+                workers = [:]
+                run.step = command.step
+                run.recycle()
+                run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step, resetState: command.resetState)
+                try messenger.send(.shardReport(ShardReport(kind: .ready, step: command.step)), to: coordinator!)
             case .sendState:
                 let update = run.update
                 let state = update.optimizer.stateBuffers.map {

@@ -20,6 +20,9 @@ public struct WorkerOptions: Sendable {
     /// After losing its coordinator, how long to wait for one at the same address (a
     /// restarted `recur serve --resume`) and join it again; 0: exit at once.
     public var reconnectTimeout: Double = 60
+    /// `--emulate-compute`: each step waits this many milliseconds and pushes a pseudo-gradient
+    /// (`EmulatedCompute`) instead of computing; nil: real forward and backward.
+    public var emulatedComputeMilliseconds: Double?
 
     public init(endpoint: String, threads: Int) {
         self.endpoint = endpoint
@@ -100,8 +103,10 @@ public final class Worker {
             throw ClusterError.protocolViolation("welcome starts at step \(oneBased(welcome.step)) of a run of \(config.steps) steps")
         }
         messenger.limits = DecodeLimits(plan: plan)   // a later Welcome carries state too
-        let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
-                                    chunkStreams: config.chunkStreams, threads: options.threads, dropout: config.dropoutMasks)
+        let engine: any GradientComputing = options.emulatedComputeMilliseconds.map {
+            EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
+        } ?? GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
+                            chunkStreams: config.chunkStreams, threads: options.threads, dropout: config.dropoutMasks)
         let state = CarriedState(model: plan.model, streams: streams.count)
         let own = 0..<streams.count
         if !welcome.state.isEmpty {
@@ -223,7 +228,7 @@ public final class Worker {
 
     /// Runs `computeGradient` on its own thread; this thread sends heartbeats meanwhile and
     /// sends the early parts the moment the engine hands them over.
-    private func computeSendingEarlyPart(engine: GradientEngine, parameters: UnsafePointer<Float>, stepInEpoch: Int,
+    private func computeSendingEarlyPart(engine: any GradientComputing, parameters: UnsafePointer<Float>, stepInEpoch: Int,
                                          state: CarriedState, step: UInt64,
                                          sendEarly: (Range<Int>) throws -> Void) throws {
         let events = DispatchSemaphore(value: 0)
