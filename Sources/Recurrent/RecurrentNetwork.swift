@@ -13,7 +13,12 @@
 /// (1/P of them padding: junk on the forward side, exact zeros on the backward side), and
 /// only the h-side product stays inside the time loop.
 ///
-/// Memory per workspace ≈ 4·n·P·(L·(2+G+LSTM?2:0+GRU?1:0)·H + 2·G·H + V) bytes for Float.
+/// Memory per workspace ≈ 4·n·P·(L·(2+G+LSTM?2:0+GRU?1:0)·H + 2·G·H + V) bytes for Float,
+/// plus 4·n·P·2·L·H with dropout (the masks and the dropped outputs).
+///
+/// Dropout (`Dropout`) acts on each layer's output where the layer above or the head reads
+/// it: forward reads `output(l)` = hs[l] ⊙ mask[l] there, backward multiplies the gradient
+/// arriving from that consumer by the same mask before the layer's own BPTT.
 public final class RecurrentNetwork<S: KernelScalar> {
     public let config: ModelConfig
     public let layout: ParameterLayout
@@ -35,6 +40,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
     let tanhC: [UnsafeMutablePointer<S>]   // (n, T, H) LSTM tanh(c_t)
     let gates: [UnsafeMutablePointer<S>]   // (n·P, G·H) activated gates (RNN: pre-activation)
     let hiddenN: [UnsafeMutablePointer<S>] // (n, T, H) GRU W_hn·h' + b_hn
+    let masks: [UnsafeMutablePointer<S>]   // (n·P + 1, H) dropout masks aligned with hs (0 or 1/(1−p)); slot-0 rows 0
+    let dropped: [UnsafeMutablePointer<S>] // (n·P + 1, H) hs ⊙ mask, what the consumer reads
 
     let logits: UnsafeMutablePointer<S>    // (n·P, V) probabilities after forward
     let dGates: UnsafeMutablePointer<S>    // (n·P, G·H) pre-activation grads (GRU: x-side); slot T stays 0
@@ -63,9 +70,18 @@ public final class RecurrentNetwork<S: KernelScalar> {
         var inputWeight: Int, hiddenWeight: Int, inputBias: Int, hiddenBias: Int?
     }
 
-    public init(config: ModelConfig, streams n: Int, window T: Int) {
+    /// With `dropout`, a forward with `dropoutPosition` set drops units; without a position
+    /// (evaluation, sampling) it does not.
+    public let dropout: Dropout?
+    /// The global step and first stream of the next forward, which key the masks; nil = no
+    /// dropout (set before `forward`, kept for the matching `backward`).
+    public var dropoutPosition: Dropout.Position?
+    private var dropoutActive = false
+
+    public init(config: ModelConfig, streams n: Int, window T: Int, dropout: Dropout? = nil) {
         precondition(n > 0 && T > 0)
         self.config = config
+        self.dropout = dropout
         self.layout = ParameterLayout(config)
         self.streamCount = n
         self.window = T
@@ -88,6 +104,8 @@ public final class RecurrentNetwork<S: KernelScalar> {
         tanhC = cell == .lstm ? (0..<L).map { _ in buffer(n * T * H) } : []
         gates = (0..<L).map { _ in buffer(n * P * GH) }
         hiddenN = cell == .gru ? (0..<L).map { _ in buffer(n * T * H) } : []
+        masks = dropout == nil ? [] : (0..<L).map { _ in buffer(n * P * H + H) }
+        dropped = dropout == nil ? [] : (0..<L).map { _ in buffer(n * P * H + H) }
         logits = buffer(n * P * V)
         dGates = buffer(n * P * GH)
         dGatesH = cell == .gru ? buffer(n * P * GH) : nil
@@ -118,6 +136,32 @@ public final class RecurrentNetwork<S: KernelScalar> {
 
     deinit { for p in allocations { p.deallocate() } }
 
+    /// Layer l's output as its consumer (layer l+1 or the head) reads it, aligned with hs.
+    @inline(__always)
+    func output(_ l: Int) -> UnsafeMutablePointer<S> { dropoutActive ? dropped[l] : hs[l] }
+
+    /// Draws layer l's masks for every real slot and writes hs ⊙ mask.
+    private func applyDropout(layer l: Int) {
+        guard let dropout, let position = dropoutPosition else { return }
+        let n = streamCount, T = window, P = T + 1, H = config.hiddenSize
+        let h = hs[l], mask = masks[l], out = dropped[l]
+        for b in 0..<n {
+            for t in 0..<T {
+                let row = (b * P + t + 1) * H
+                dropout.fill(mask + row, count: H, step: position.step, stream: position.firstStream + b, layer: l, time: t)
+                for j in 0..<H { out[row + j] = h[row + j] * mask[row + j] }
+            }
+        }
+    }
+
+    /// The gradient arriving at layer l's output from its consumer, times layer l's mask.
+    private func maskGradient(layer l: Int) {
+        guard dropoutActive else { return }
+        let rows = streamCount * (window + 1) + 1, H = config.hiddenSize
+        let mask = masks[l]
+        for i in 0..<(rows * H) { dH[i] *= mask[i] }
+    }
+
     // MARK: Forward
 
     /// Runs the window from `initialState` (rows 0..<n of the view) and returns the summed
@@ -130,6 +174,7 @@ public final class RecurrentNetwork<S: KernelScalar> {
         let H = config.hiddenSize, V = config.vocabularySize, L = config.layerCount
         precondition(config.cell != .lstm || initialState.c != nil, "LSTM needs a cell state")
         let GH = config.cell.gateCount * H
+        dropoutActive = dropout != nil && dropoutPosition != nil
         if !weightsUnchanged {
             for l in 0..<L {
                 S.prepare(hiddenForward[l], weight: w + offsets[l].hiddenWeight, k: H, n: GH, transposed: true)
@@ -152,10 +197,11 @@ public final class RecurrentNetwork<S: KernelScalar> {
             case .lstm: lstmForward(layer: l, w)
             case .gru: gruForward(layer: l, w)
             }
+            if dropoutActive { applyDropout(layer: l) }
         }
 
-        // Head over every slot at once: logits row (b, t) from hs_top row (b, t+1).
-        S.rowProduct(m: n * P, n: V, k: H, a: hs[L - 1] + H, lda: H, prepared: headForward,
+        // Head over every slot at once: logits row (b, t) from the top output's row (b, t+1).
+        S.rowProduct(m: n * P, n: V, k: H, a: output(L - 1) + H, lda: H, prepared: headForward,
                      accumulate: false, c: logits, ldc: V)
         var total = 0.0
         for b in 0..<n {
@@ -190,7 +236,7 @@ public final class RecurrentNetwork<S: KernelScalar> {
                 }
             }
         } else {
-            S.rowProduct(m: n * P, n: GH, k: H, a: hs[l - 1] + H, lda: H, prepared: inputForward[l - 1],
+            S.rowProduct(m: n * P, n: GH, k: H, a: output(l - 1) + H, lda: H, prepared: inputForward[l - 1],
                          accumulate: false, c: g, ldc: GH)
             for r in 0..<(n * P) {
                 let row = g + r * GH
@@ -275,12 +321,13 @@ public final class RecurrentNetwork<S: KernelScalar> {
         for chunk in chunks {
             let r0 = chunk.streams.lowerBound * P, rows = chunk.streams.count * P
             S.gemm(transA: true, transB: false, m: V, n: H, k: rows, alpha: 1,
-                   a: logits + r0 * V, lda: V, b: hs[L - 1] + (r0 + 1) * H, ldb: H,
+                   a: logits + r0 * V, lda: V, b: output(L - 1) + (r0 + 1) * H, ldb: H,
                    beta: 1, c: chunk.gradient + headWeight, ldc: H)
             addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
         }
         S.rowProduct(m: n * P, n: H, k: V, a: logits, lda: V, prepared: headBackward,
                      accumulate: false, c: dH + H, ldc: H)
+        maskGradient(layer: L - 1)
     }
 
     /// BPTT through layer l (after layer l+1, or the head for the top layer).
@@ -308,6 +355,7 @@ public final class RecurrentNetwork<S: KernelScalar> {
             // Gradient w.r.t. the layer's input = the outputs of the layer below.
             S.rowProduct(m: n * P, n: H, k: GH, a: dGates, lda: GH, prepared: inputBackward[l - 1],
                          accumulate: false, c: dH + H, ldc: H)
+            maskGradient(layer: l - 1)
         }
     }
 
@@ -328,7 +376,7 @@ public final class RecurrentNetwork<S: KernelScalar> {
         }
         if l > 0 {
             S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
-                   a: dGates + r0 * GH, lda: GH, b: hs[l - 1] + (r0 + 1) * H, ldb: H,
+                   a: dGates + r0 * GH, lda: GH, b: output(l - 1) + (r0 + 1) * H, ldb: H,
                    beta: 1, c: grad + o.inputWeight, ldc: H)
         } else {
             // One-hot input: scatter gate grads into rows of W_ih^T, then add transposed.

@@ -12,14 +12,17 @@ public struct CoreResult<S: KernelScalar> {
 
 public enum CoreRunner {
     /// One forward + backward over the whole problem with the given gradient chunks
-    /// (default: one chunk of all streams). `parameters` overrides the problem's.
+    /// (default: one chunk of all streams). `parameters` overrides the problem's. With
+    /// `dropout` and `position`, the masks of that position (fixed: the same for every call).
     public static func run<S: KernelScalar>(_ problem: CellProblem, as _: S.Type,
                                             parameters: [S]? = nil,
                                             h0: [S]? = nil, c0: [S]? = nil,
                                             chunkStreams: [Range<Int>]? = nil,
+                                            dropout: Dropout? = nil, position: Dropout.Position? = nil,
                                             backward: Bool = true) -> CoreResult<S> {
         let config = problem.config, N = problem.streams, T = problem.window
-        let net = RecurrentNetwork<S>(config: config, streams: N, window: T)
+        let net = RecurrentNetwork<S>(config: config, streams: N, window: T, dropout: dropout)
+        net.dropoutPosition = position
         for s in 0..<N {
             for t in 0..<T {
                 net.inputs[s * T + t] = Int32(problem.inputs[s][t])

@@ -26,7 +26,7 @@ public struct FixtureRandom: RandomNumberGenerator {
 /// A small model problem: parameters, token windows and initial state, all in Double.
 public struct CellProblem {
     public let config: ModelConfig
-    public let streams: Int
+    public private(set) var streams: Int
     public let window: Int
     public var parameters: [Double]
     public var inputs: [[Int]]      // [stream][t]
@@ -47,6 +47,21 @@ public struct CellProblem {
         let stateCount = config.layerCount * streams * config.hiddenSize
         h0 = (0..<stateCount).map { _ in rng.uniform(0.5) }
         c0 = (0..<stateCount).map { _ in config.cell == .lstm ? rng.uniform(0.5) : 0 }
+    }
+
+    /// The problem of the streams in `range` alone: their inputs, targets and initial state.
+    public func subset(streams range: Range<Int>) -> CellProblem {
+        var piece = self
+        let N = streams, H = config.hiddenSize
+        piece.streams = range.count
+        piece.inputs = Array(inputs[range])
+        piece.targets = Array(targets[range])
+        func rows(_ flat: [Double]) -> [Double] {
+            (0..<config.layerCount).flatMap { l in flat[(l * N + range.lowerBound) * H..<(l * N + range.upperBound) * H] }
+        }
+        piece.h0 = rows(h0)
+        piece.c0 = rows(c0)
+        return piece
     }
 
     /// Initial state as [layer][stream][unit] for the naive reference.

@@ -131,7 +131,7 @@ extension Checkpoint {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return Array(try encoder.encode(StateFile(step: t.step, corpus_digest: t.corpusDigest, random_state: t.randomState,
-                                                  training_config: t.config)))
+                                                  training_config: t.config, corpus_path: t.corpusPath)))
     }
 
     /// The metadata's sizes must be those of the tensors, checked before the layout (whose
@@ -194,7 +194,15 @@ extension Checkpoint {
         let c = model.cell.hasCellState ? try tensor("c", shape: shape, in: hidden, file: hiddenFile, path: path) : []
         return TrainingState(config: config, step: state.step, corpusDigest: state.corpus_digest,
                              randomState: state.random_state, optimizerStepCount: stepCount,
-                             optimizerBuffers: buffers, hiddenH: h, hiddenC: c)
+                             optimizerBuffers: buffers, hiddenH: h, hiddenC: c, corpusPath: state.corpus_path)
+    }
+
+    /// The run whose checkpoint `directory` holds, from its state.json alone (nil when there is
+    /// none or it cannot be read): enough to tell one run from another before writing over it.
+    public static func savedRun(in directory: URL) -> (config: TrainingConfig, step: Int, corpusDigest: String)? {
+        guard let bytes = try? AtomicDirectory.read(stateFile, in: directory, maximumBytes: maximumStateFileBytes),
+              let state = try? JSONDecoder().decode(StateFile.self, from: Data(bytes)) else { return nil }
+        return (state.training_config, state.step, state.corpus_digest)
     }
 
     /// state.json, checked against `model`: a valid training config of the same model, a step

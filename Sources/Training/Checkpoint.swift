@@ -31,10 +31,14 @@ public struct Checkpoint {
         public var optimizerBuffers: [(name: String, values: [Float])]
         public var hiddenH: [Float]     // (L, N, H)
         public var hiddenC: [Float]     // (L, N, H) LSTM, else empty
+        /// The corpus file the run trained on (absolute), nil for the built-in corpus: what
+        /// `--resume` reads when no --data is given.
+        public var corpusPath: String?
 
         public init(config: TrainingConfig, step: Int, corpusDigest: String, randomState: [UInt64],
                     optimizerStepCount: Int, optimizerBuffers: [(name: String, values: [Float])],
-                    hiddenH: [Float], hiddenC: [Float]) {
+                    hiddenH: [Float], hiddenC: [Float], corpusPath: String? = nil) {
+            self.corpusPath = corpusPath
             self.config = config
             self.step = step
             self.corpusDigest = corpusDigest
@@ -177,7 +181,7 @@ public struct Checkpoint {
         else if !same(read.parameters, parameters) { differing = "parameters" }
         else if (read.training == nil) != (training == nil) { differing = "training state presence" }
         else if let a = read.training, let b = training {
-            if a.config != b.config || a.step != b.step || a.corpusDigest != b.corpusDigest
+            if a.config != b.config || a.step != b.step || a.corpusDigest != b.corpusDigest || a.corpusPath != b.corpusPath
                 || a.randomState != b.randomState || a.optimizerStepCount != b.optimizerStepCount {
                 differing = "state.json or optimizer metadata"
             } else if a.optimizerBuffers.map(\.name) != b.optimizerBuffers.map(\.name)
@@ -216,6 +220,7 @@ public struct Checkpoint {
         var corpus_digest: String
         var random_state: [UInt64]
         var training_config: TrainingConfig
+        var corpus_path: String?
     }
 }
 

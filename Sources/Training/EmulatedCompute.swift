@@ -12,7 +12,8 @@ public protocol GradientComputing: AnyObject {
     var nodeLoss: [Double] { get }
     var earlySlices: Range<Int>? { get }
     func gradient(ofNode i: Int) -> UnsafeMutablePointer<Float>
-    func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
+    /// `step` is the global step (dropout masks are keyed by it).
+    func computeGradient(parameters: UnsafePointer<Float>, step: Int?, stepInEpoch: Int,
                          from initial: RecurrentState<Float>, into final: RecurrentState<Float>,
                          early: ((Range<Int>) -> Void)?) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>)
 }
@@ -87,7 +88,7 @@ public final class EmulatedCompute: GradientComputing {
 
     /// Same contract as `GradientEngine.computeGradient`; `parameters` and the state are not
     /// read, and `final` is not written (carried state stays as it was).
-    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
+    public func computeGradient(parameters: UnsafePointer<Float>, step: Int? = nil, stepInEpoch: Int,
                                 from initial: RecurrentState<Float>, into final: RecurrentState<Float>,
                                 early: ((Range<Int>) -> Void)?) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
         let start = DispatchTime.now().uptimeNanoseconds

@@ -15,8 +15,8 @@ public enum Evaluator {
     }
 
     /// nil when there is nothing to predict (fewer than two tokens).
-    public static func evaluate(model: ModelConfig, parameters: UnsafePointer<Float>, tokens: [Int32],
-                                window T: Int, streams: Int = 1) -> Result? {
+    public static func evaluate<Tokens: RandomAccessCollection>(model: ModelConfig, parameters: UnsafePointer<Float>, tokens: Tokens,
+                                window T: Int, streams: Int = 1) -> Result? where Tokens.Element == Int32, Tokens.Index == Int {
         let targetCount = tokens.count - 1
         guard targetCount >= 1 else { return nil }
         let E = max(1, min(streams, targetCount)), L = targetCount / E
@@ -30,8 +30,8 @@ public enum Evaluator {
             for s in 0..<segments {
                 for t in 0..<width {
                     let i = origin + s * segmentLength + begin + t
-                    net.inputs[s * width + t] = tokens[i]
-                    net.targets[s * width + t] = tokens[i + 1]
+                    net.inputs[s * width + t] = tokens[tokens.startIndex + i]
+                    net.targets[s * width + t] = tokens[tokens.startIndex + i + 1]
                 }
             }
             let loss = net.forward(parameters: parameters, initialState: state.view, weightsUnchanged: weightsUnchanged)

@@ -21,8 +21,10 @@ public final class GradientEngine {
     public let threads: Int
     public let layout: ParameterLayout
     public let streamLayout: StreamLayout
+    /// Dropout of the run (nil = none); masks are keyed by global step and stream.
+    public let dropout: Dropout?
 
-    private let train: [Int32]
+    private let train: TokenStore
     private let workspaces: [RecurrentNetwork<Float>]
     /// Chunks (indices into the block) each thread's workspace covers.
     private let threadChunks: [Range<Int>]
@@ -38,8 +40,10 @@ public final class GradientEngine {
     ///   - train: the training split as symbol ids.
     ///   - streamLayout: the global N-stream layout over `train`.
     ///   - streams: the owned block of global streams; a whole number of chunks.
-    public init(config: ModelConfig, train: [Int32], streamLayout: StreamLayout,
-                streams: Range<Int>, chunkStreams: Int, threads: Int) {
+    ///   - dropout: the run's dropout (`TrainingConfig.dropoutMasks`); `computeGradient` then
+    ///     needs the global step.
+    public init(config: ModelConfig, train: TokenStore, streamLayout: StreamLayout,
+                streams: Range<Int>, chunkStreams: Int, threads: Int, dropout: Dropout? = nil) {
         precondition(streams.count % chunkStreams == 0 && streams.lowerBound % chunkStreams == 0,
                      "stream block must be whole chunks")
         self.config = config
@@ -47,12 +51,13 @@ public final class GradientEngine {
         self.streamLayout = streamLayout
         self.streams = streams
         self.chunkStreams = chunkStreams
+        self.dropout = dropout
         let chunkCount = streams.count / chunkStreams
         self.threads = max(1, min(threads, chunkCount))
         layout = ParameterLayout(config)
         threadChunks = StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: self.threads)
         workspaces = threadChunks.map { block in
-            RecurrentNetwork<Float>(config: config, streams: block.count * chunkStreams, window: streamLayout.window)
+            RecurrentNetwork<Float>(config: config, streams: block.count * chunkStreams, window: streamLayout.window, dropout: dropout)
         }
         let count = layout.count
         chunkGradients = (0..<chunkCount).map { _ in
@@ -105,11 +110,13 @@ public final class GradientEngine {
     /// the summed gradient of the first node (the whole block when it is aligned; see
     /// `gradient(ofNode:)` and `nodeLoss` for every node), valid until the next call. With `early`, the gradient of
     /// `earlySlices` is summed first and `early` is called with it (on this thread) before
-    /// the lower layers run; those values stay untouched after.
-    public func computeGradient(parameters: UnsafePointer<Float>, stepInEpoch: Int,
+    /// the lower layers run; those values stay untouched after. `step` (global, 0-based) keys
+    /// the dropout masks and is required with dropout.
+    public func computeGradient(parameters: UnsafePointer<Float>, step: Int? = nil, stepInEpoch: Int,
                                 from initial: RecurrentState<Float>, into final: RecurrentState<Float>,
                                 early: ((Range<Int>) -> Void)? = nil) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
         precondition(initial.streamCount == streams.count && final.streamCount == streams.count)
+        precondition(dropout == nil || step != nil, "dropout needs the global step")
         let split = early == nil ? nil : earlySlices
         let count = layout.count, n = chunkStreams, K = threads, C = chunkCount
         let first = streams.lowerBound
@@ -119,11 +126,10 @@ public final class GradientEngine {
         DispatchQueue.concurrentPerform(iterations: K) { thread in
             let net = work.workspaces[thread], chunks = work.threadChunks[thread]
             let local = chunks.lowerBound * n
-            work.train.withUnsafeBufferPointer { tokens in
-                work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: tokens,
-                                       streams: (first + local)..<(first + local + net.streamCount),
-                                       stepInEpoch: stepInEpoch)
-            }
+            work.streamLayout.fill(inputs: net.inputs, targets: net.targets, train: work.train,
+                                   streams: (first + local)..<(first + local + net.streamCount),
+                                   stepInEpoch: stepInEpoch)
+            net.dropoutPosition = step.map { Dropout.Position(step: $0, firstStream: first + local) }
             net.forward(parameters: parameters, initialState: work.initial.view(from: local))
             for chunk in chunks {
                 work.gradients[chunk].update(repeating: 0, count: count)
@@ -167,7 +173,7 @@ private struct EngineWork: @unchecked Sendable {
     let loss: UnsafeMutablePointer<Double>
     let initial: RecurrentState<Float>
     let final: RecurrentState<Float>
-    let train: [Int32]
+    let train: TokenStore
     let streamLayout: StreamLayout
     let chunkStreams: Int
 

@@ -7,9 +7,9 @@ public struct RunPlan {
     public let config: TrainingConfig
     public let model: ModelConfig
     public let layout: ParameterLayout
-    /// The train and validation splits as symbol ids.
-    public let train: [Int32]
-    public let validation: [Int32]
+    /// The train and validation splits as symbol ids (views of the corpus's tokens).
+    public let train: TokenStore
+    public let validation: TokenStore
     public let streamLayout: StreamLayout
 
     /// Validates the config and that the corpus is long enough for one window of N streams.

@@ -28,8 +28,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Streams per gradient chunk, the fixed unit of parallel work (see `GradientEngine`):
     /// `defaultChunkStreams(streams:)` unless set.
     public var chunkStreams = TrainingConfig.defaultChunkStreams(streams: 64)
+    /// Dropout probability between stacked layers and before the head (`Dropout`); nil = none.
+    /// Optional so that configs without dropout keep their JSON (and checkpoints) as before.
+    public var dropout: Double?
 
     public init() {}
+
+    /// The masks of this run's dropout (seeded by `seed`), nil without dropout.
+    public var dropoutMasks: Dropout? {
+        guard let p = dropout, p > 0 else { return nil }
+        return Dropout(probability: p, seed: seed)
+    }
 
     /// The step-decay factor the CLI offers once `learningRateDecayEvery` is set.
     public static let defaultDecayFactor: Float = 0.5
@@ -76,6 +85,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try check(learningRateDecay > 0 && learningRateDecay <= 1, .learningRateDecay, learningRateDecay, "in (0, 1]")
         try check(chunkStreams >= 1 && streams % chunkStreams == 0, .chunkStreams, chunkStreams,
                   "a divisor of the batch \(streams)")
+        if let dropout { try check(dropout >= 0 && dropout < 1, .dropout, dropout, "in [0, 1)") }
     }
 
     /// Canonical JSON (sorted keys): equal configs give equal bytes.
@@ -96,9 +106,38 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
 /// A setting of a run, named for errors; the executable maps each to its flag.
 public enum ConfigField: String, Sendable, CaseIterable {
-    case layers, hidden, streams, window, steps, learningRate, clip, validationFraction
-    case learningRateDecayEvery, learningRateDecay, chunkStreams
+    case cell, layers, hidden, streams, window, steps, optimizer, learningRate, clip, validationFraction
+    case learningRateDecayEvery, learningRateDecay, chunkStreams, seed, dropout
     case checkpointDirectory, resume, initFrom, workers
+}
+
+extension TrainingConfig {
+    /// What may change when a run is resumed: the length and schedule of the rest of the run.
+    /// Everything else (model, data layout, optimizer kind, seed) keeps its saved value.
+    public static let resumableFields: Set<ConfigField> = [.steps, .learningRate, .learningRateDecayEvery, .learningRateDecay, .clip]
+
+    /// The value of a config field as the flag takes it ("lstm", "0.002"); nil for fields
+    /// that are not part of the config (checkpoint directory, workers, …).
+    public func value(of field: ConfigField) -> String? {
+        switch field {
+        case .cell: return cell.rawValue
+        case .layers: return "\(layers)"
+        case .hidden: return "\(hidden)"
+        case .streams: return "\(streams)"
+        case .window: return "\(window)"
+        case .steps: return "\(steps)"
+        case .optimizer: return optimizer.kind.rawValue
+        case .learningRate: return "\(optimizer.learningRate)"
+        case .clip: return "\(clip)"
+        case .validationFraction: return "\(validationFraction)"
+        case .learningRateDecayEvery: return "\(learningRateDecayEvery)"
+        case .learningRateDecay: return "\(learningRateDecay)"
+        case .chunkStreams: return "\(chunkStreams)"
+        case .seed: return "\(seed)"
+        case .dropout: return "\(dropout ?? 0)"
+        case .checkpointDirectory, .resume, .initFrom, .workers: return nil
+        }
+    }
 }
 
 /// Errors of the training layer a user can cause or meet.
@@ -113,6 +152,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     /// An output file (a log) that cannot be created or opened for writing.
     case unwritable(path: String)
     case checkpoint(String)
+    /// `--resume` names a directory without a training checkpoint.
+    case nothingToResume(path: String)
     case diverged(step: Int, loss: Double, lastCheckpoint: String?)
     case vocabulary(String)
 
@@ -124,6 +165,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case .notADirectory(let field, let path): return "\(field.rawValue) \(path) exists and is not a directory"
         case .unwritable(let path): return "cannot open \(path) for writing"
         case .checkpoint(let m): return m
+        case .nothingToResume(let path): return "nothing to resume: \(path) holds no training checkpoint"
         case .diverged(let step, let loss, let last):
             let keep = last.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written"
             return "training diverged at step \(step) (loss \(loss))\(keep)"

@@ -65,6 +65,8 @@ public struct StartInfo: Sendable {
     public var vocabularySize: Int
     public var trainCharacters: Int
     public var validationCharacters: Int
+    /// What an evaluation scores: the validation split or its first `--eval-chars`.
+    public var evaluatedCharacters: Int
     public var parameterCount: Int
     public var stepsPerEpoch: Int
     public var firstStep: Int

@@ -12,6 +12,15 @@ public struct RunOptions: Sendable {
     public var initFrom: URL?
     /// Score the validation split when the run ends (benchmarks turn it off).
     public var evaluateAtEnd = true
+    /// Named checkpoints after evaluations (`CheckpointHistory`): the best one and this many
+    /// recent others are kept.
+    public var keep = 0
+    /// Stop after this many evaluations in a row without a new best validation loss (0 = never).
+    public var earlyStop = 0
+    /// Score at most this many characters of the validation split, its first ones (0 = all).
+    /// The default keeps evaluations of big corpora to seconds; smaller splits are whole.
+    public var evalCharacters = RunOptions.defaultEvalCharacters
+    public static let defaultEvalCharacters = 1_000_000
 
     public init() {}
 }
@@ -38,8 +47,8 @@ public final class TrainingSession {
     public var config: TrainingConfig { plan.config }
     public var model: ModelConfig { plan.model }
     public var layout: ParameterLayout { plan.layout }
-    public var train: [Int32] { plan.train }
-    public var validation: [Int32] { plan.validation }
+    public var train: TokenStore { plan.train }
+    public var validation: TokenStore { plan.validation }
     public var streamLayout: StreamLayout { plan.streamLayout }
 
     public init(config: TrainingConfig, corpus: Corpus, options: RunOptions) throws {
@@ -65,13 +74,13 @@ public final class TrainingSession {
             }
             recovered = try Checkpoint.recover(directory)
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
-                throw TrainingError.checkpoint("nothing to resume: \(directory.path) holds no training checkpoint")
+                throw TrainingError.nothingToResume(path: directory.path)
             }
             let checkpoint = try Checkpoint.read(from: directory)
             guard let saved = checkpoint.training else { throw TrainingError.checkpoint("\(directory.path) has no training state") }
             try Self.requireCompatible(saved: saved.config, requested: config, path: directory.path)
             guard saved.corpusDigest == corpus.digest else {
-                throw TrainingError.checkpoint("checkpoint \(directory.path) was trained on another corpus (digest \(saved.corpusDigest.prefix(12))…, this one \(corpus.digest.prefix(12))…)")
+                throw TrainingError.checkpoint("checkpoint \(directory.path) was trained on another corpus (digest \(saved.corpusDigest.prefix(12))…, \(corpus.name) \(corpus.digest.prefix(12))…): give --data the run's corpus")
             }
             initial = checkpoint.parameters
             step = saved.step
@@ -103,16 +112,15 @@ public final class TrainingSession {
         restoredState = restored
     }
 
-    /// A resumed run must have the same config except the total step count.
+    /// A resumed run must have the same config except what may change between the parts of
+    /// a run: the total step count, the learning rate and its decay, the clip threshold.
+    /// The error lists the differing fields as `name saved ≠ requested`.
     static func requireCompatible(saved: TrainingConfig, requested: TrainingConfig, path: String) throws {
-        var a = saved, b = requested
-        a.steps = 0
-        b.steps = 0
-        guard a != b else { return }
-        let mirrorA = Mirror(reflecting: a), mirrorB = Mirror(reflecting: b)
-        let differences = zip(mirrorA.children, mirrorB.children).compactMap { x, y -> String? in
-            "\(x.value)" == "\(y.value)" ? nil : "\(x.label ?? "?") \(x.value) ≠ \(y.value)"
+        let differences = ConfigField.allCases.compactMap { field -> String? in
+            guard !TrainingConfig.resumableFields.contains(field), let a = saved.value(of: field), let b = requested.value(of: field), a != b else { return nil }
+            return "\(field.rawValue) \(a) ≠ \(b)"
         }
+        guard !differences.isEmpty else { return }
         throw TrainingError.checkpoint("checkpoint \(path) is of another run: \(differences.joined(separator: ", ")) (saved ≠ requested)")
     }
 
@@ -120,28 +128,37 @@ public final class TrainingSession {
     public var position: (epoch: Int, stepInEpoch: Int) { streamLayout.position(globalStep: step) }
     public var tokensPerStep: Int { plan.tokensPerStep }
 
-    /// Validation loss of the current weights.
-    public func evaluate() -> Evaluator.Result? {
-        Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
-                           tokens: validation, window: config.window, streams: options.evalStreams)
+    /// The validation characters an evaluation scores: the split, capped by `evalCharacters`.
+    public var evaluatedCharacters: Int {
+        options.evalCharacters > 0 ? min(validation.count, options.evalCharacters) : validation.count
     }
 
-    /// Writes the checkpoint of the current step with the carried state `state` (L, N, H).
-    func writeCheckpoint(state: CarriedState) throws -> String? {
-        guard let directory = options.checkpointDirectory else { return nil }
+    /// Validation loss of the current weights (over `evaluatedCharacters`).
+    public func evaluate() -> Evaluator.Result? {
+        let tokens = validation.slice(0..<evaluatedCharacters)
+        return Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
+                                  tokens: tokens, window: config.window, streams: options.evalStreams)
+    }
+
+    /// Writes the checkpoint of the current step with the carried state `state` (L, N, H) to
+    /// `target`, by default the run's checkpoint directory (which it then names as the last).
+    func writeCheckpoint(state: CarriedState, to target: URL? = nil) throws -> String? {
+        guard let directory = target ?? options.checkpointDirectory else { return nil }
         let training = Checkpoint.TrainingState(
             config: config, step: step, corpusDigest: corpus.digest, randomState: random.state,
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
-            hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [])
+            hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [],
+            corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path)
         let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: training)
         try checkpoint.write(to: directory)
-        lastCheckpoint = directory.path
+        if target == nil { lastCheckpoint = directory.path }
         return directory.path
     }
 
     public func startInfo(mode: String) -> StartInfo {
         StartInfo(corpusName: corpus.name, corpusCharacters: corpus.count, vocabularySize: model.vocabularySize,
                   trainCharacters: train.count, validationCharacters: validation.count,
+                  evaluatedCharacters: evaluatedCharacters,
                   parameterCount: layout.count, stepsPerEpoch: streamLayout.stepsPerEpoch,
                   firstStep: step, steps: config.steps, mode: mode, blasCore: BLASInfo.coreName)
     }

@@ -35,16 +35,15 @@ struct BenchCommand: ParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1, got \(shards)") }
-        try model.requireTrainingMemory(data: data, chunk: chunk)
     }
 
     func run() throws {
         BLASInfo.useSingleThread()
         let corpus = try data.loadCorpus()
         if kernel {
-            let config = ModelConfig(cell: model.cell, vocabularySize: corpus.vocabulary.count,
-                                     hiddenSize: model.hidden, layerCount: model.layers)
-            let r = KernelBenchmark.run(config: config, streams: data.batch, window: data.seq, iterations: steps)
+            let config = ModelConfig(cell: model.resolvedCell, vocabularySize: corpus.vocabulary.count,
+                                     hiddenSize: model.resolvedHidden, layerCount: model.resolvedLayers)
+            let r = KernelBenchmark.run(config: config, streams: data.resolvedBatch, window: data.resolvedSeq, iterations: steps)
             try printJSON([
                 "benchmark": "kernel", "cell": r.cell, "layers": r.layers, "hidden": r.hidden, "vocab": r.vocabulary,
                 "streams": r.streams, "seq": r.window, "threads": 1, "iterations": r.iterations,
@@ -53,10 +52,10 @@ struct BenchCommand: ParsableCommand {
             ])
             return
         }
-        var config = TrainingConfig(model: model, data: data)
+        var config = TrainingConfig().applying(model: model, data: data, chunk: chunk)
         config.steps = steps + warmup
-        if let chunk { config.chunkStreams = chunk }
         try config.validate()
+        try config.requireMemory(vocabularySize: corpus.vocabulary.count)
         var options = RunOptions()
         options.threads = threads ?? max(1, Machine.cores / workers)
         options.evaluateAtEnd = false
@@ -73,7 +72,7 @@ struct BenchCommand: ParsableCommand {
             threadCount = source.engine.threads
         } else {
             // Worker output goes to stderr: stdout carries only the JSON line.
-            try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data,
+            try LocalCluster.run(session: session, workers: workers, threads: options.threads, dataPath: data.data, tokenCache: data.tokenCache,
                                  heartbeatTimeout: 30, shards: shards, stop: StopRequest(), report: collect,
                                  log: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
         }

@@ -9,27 +9,18 @@ struct SampleCommand: ParsableCommand {
 
     @Option(help: "Checkpoint directory.")
     var checkpoint: String
-    @Option(help: "Characters to generate.")
-    var length = 500
-    @Option(help: "Sampling temperature (> 0; lower is more conservative).")
-    var temperature = 1.0
-    @Option(help: "Text to condition on; it is printed before the generated text.")
-    var prime = ""
+    @OptionGroup(title: "Sampling") var sampling: SamplingFlags
     @Option(help: "Random seed of the sampler.")
     var seed: UInt64 = 1
-    @Flag(help: "Always take the most likely next character.")
-    var argmax = false
 
     func validate() throws {
-        guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be positive, got \(temperature)") }
-        guard length >= 0 else { throw ValidationError("--length must be ≥ 0") }
-        try MemoryBudget.require(MemoryBudget.samplingBytes(parameterCount: 0, length: length), for: "--length \(length)")
+        try sampling.validateValues()
     }
 
     func run() throws {
         let c = try readCheckpoint(checkpoint)
-        let text = try Sampler(temperature: temperature, argmax: argmax, seed: seed)
-            .sample(model: c.model, vocabulary: c.vocabulary, parameters: c.parameters, prime: prime, length: length)
+        let text = try sampling.sampler(seed: seed).sample(model: c.model, vocabulary: c.vocabulary, parameters: c.parameters,
+                                                           prime: sampling.prime, length: sampling.sampleLength)
         print(text)
     }
 }
@@ -37,47 +28,80 @@ struct SampleCommand: ParsableCommand {
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Validation loss of a checkpoint on a text file (nats/char and bits/char).",
-        discussion: "The validation split is the end of the file, by --val-fraction (the training rule).")
+        abstract: "Loss of a checkpoint on a text file (nats/char and bits/char).",
+        discussion: """
+        Scores the validation split, the end of the file by --val-fraction (the training \
+        rule), or with --all the whole file. Characters outside the checkpoint's vocabulary \
+        are skipped and counted (a warning on stderr), or refused with --unknown error.
+        """)
+
+    enum UnknownCharacters: String, ExpressibleByArgument, CaseIterable { case skip, error }
 
     @Option(help: "Checkpoint directory.")
     var checkpoint: String
     @Option(help: "UTF-8 text file.")
     var data: String
-    @Option(name: .customLong("val-fraction"), help: "Fraction of the file (its end) scored (default: the checkpoint's, else 0.1).")
+    @Flag(help: "Score the whole file, not its validation split.")
+    var all = false
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the file (its end) scored (default: the checkpoint's, else \(Defaults.config.validationFraction)).")
     var valFraction: Double?
-    @Option(help: "Window T (default: the checkpoint's, else 64).")
+    @Option(help: "Window T (default: the checkpoint's, else \(Defaults.config.window)).")
     var seq: Int?
     @Option(name: .customLong("eval-streams"), help: "Score as E contiguous segments from zero state (faster; 1 = exact per-character loss).")
-    var evalStreams = 1
+    var evalStreams = Defaults.run.evalStreams
+    @Option(help: "Characters outside the checkpoint's vocabulary: skip (counted, with a warning) or error.")
+    var unknown = UnknownCharacters.skip
+
+    func validate() throws {
+        if all, valFraction != nil { throw ValidationError("--all and --val-fraction exclude each other") }
+        if let valFraction, !(valFraction > 0 && valFraction < 1) {
+            throw ValidationError("--val-fraction must be in (0, 1), got \(valFraction)")
+        }
+        if let seq, seq < 1 { throw ValidationError("--seq must be at least 1, got \(seq)") }
+        if evalStreams < 1 { throw ValidationError("--eval-streams must be at least 1, got \(evalStreams)") }
+    }
 
     func run() throws {
         let c = try readCheckpoint(checkpoint)
         let corpus = try Corpus.load(path: data)
-        let fraction = valFraction ?? c.training?.config.validationFraction ?? 0.1
-        guard fraction > 0, fraction < 1 else { throw ValidationError("--val-fraction must be in (0, 1)") }
-        let window = seq ?? c.training?.config.window ?? 64
-        guard window >= 1, evalStreams >= 1 else { throw ValidationError("--seq and --eval-streams must be at least 1") }
-        // Map the file's symbols to the checkpoint's ids; unknown symbols are an error
-        // that names them (the vocabulary's own encode error).
-        let unknown = corpus.vocabulary.scalars.filter { c.vocabulary.id(of: $0) == nil }
-        if !unknown.isEmpty {
+        let window = seq ?? c.training?.config.window ?? Defaults.config.window
+        let start = all ? 0 : Corpus.trainCount(total: corpus.count,
+                                                validationFraction: valFraction ?? c.training?.config.validationFraction ?? Defaults.config.validationFraction)
+        // The file's ids → the checkpoint's; symbols it does not know are -1.
+        let ids: [Int32] = corpus.vocabulary.scalars.map { c.vocabulary.id(of: $0) ?? -1 }
+        let unknownSymbols = corpus.vocabulary.scalars.filter { c.vocabulary.id(of: $0) == nil }
+        if !unknownSymbols.isEmpty, unknown == .error {
             var view = String.UnicodeScalarView()
-            view.append(contentsOf: unknown)
-            _ = try c.vocabulary.encode(String(view))
+            view.append(contentsOf: unknownSymbols)
+            _ = try c.vocabulary.encode(String(view))   // throws, naming them
         }
-        let ids = corpus.vocabulary.scalars.map { c.vocabulary.id(of: $0)! }
-        let split = Corpus.trainCount(total: corpus.count, validationFraction: fraction)
-        let validation = corpus.tokens[split...].map { ids[Int($0)] }
+        var tokens: [Int32] = []
+        tokens.reserveCapacity(corpus.count - start)
+        var skipped: [Unicode.Scalar: Int] = [:]
+        for token in corpus.tokens[start...] {
+            let id = ids[Int(token)]
+            if id >= 0 { tokens.append(id) } else { skipped[corpus.vocabulary.scalars[Int(token)], default: 0] += 1 }
+        }
+        if !skipped.isEmpty {
+            let named = skipped.sorted { $0.key.value < $1.key.value }.prefix(10)
+                .map { "\(Vocabulary.quoted($0.key)) ×\($0.value)" }.joined(separator: ", ")
+            warn("skipped \(skipped.values.reduce(0, +)) characters outside the checkpoint's vocabulary: \(named)\(skipped.count > 10 ? ", …" : "")")
+        }
         guard let r = c.parameters.withUnsafeBufferPointer({
-            Evaluator.evaluate(model: c.model, parameters: $0.baseAddress!, tokens: validation, window: window, streams: evalStreams)
-        }) else { throw ValidationError("the validation split of \(data) has fewer than 2 characters") }
-        print(String(format: "validation loss %.4f nats/char, %.4f bits/char over %d chars", r.natsPerCharacter, r.bitsPerCharacter, r.characters))
+            Evaluator.evaluate(model: c.model, parameters: $0.baseAddress!, tokens: tokens, window: window, streams: evalStreams)
+        }) else { throw TrainingError.vocabulary("\(all ? "" : "the validation split of ")\(data) has fewer than 2 known characters") }
+        let what = all ? "loss" : "validation loss"
+        print(String(format: "%@ %.4f nats/char, %.4f bits/char over %d chars", what, r.natsPerCharacter, r.bitsPerCharacter, r.characters))
     }
 }
 
-/// Reads a checkpoint for sample/eval, first repairing an interrupted write; what the repair
-/// did goes to stderr (stdout carries the result).
+/// One line on stderr that does not end the command.
+func warn(_ text: String) {
+    FileHandle.standardError.write(Data("recur: warning: \(text)\n".utf8))
+}
+
+/// Reads a checkpoint for sample/eval/summary, first repairing an interrupted write; what the
+/// repair did goes to stderr (stdout carries the result).
 func readCheckpoint(_ path: String) throws -> Checkpoint {
     let url = URL(fileURLWithPath: path)
     if let lines = try? Checkpoint.recover(url) {

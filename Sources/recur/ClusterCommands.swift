@@ -44,11 +44,18 @@ struct ServeCommand: ParsableCommand {
 
     @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5555.")
     var bind = "tcp://127.0.0.1:5555"
-    @OptionGroup var model: ModelFlags
-    @OptionGroup var data: DataFlags
-    @OptionGroup var optimization: OptimizationFlags
-    @OptionGroup var runFlags: RunFlags
-    @OptionGroup var transport: TransportFlags
+    @Option(help: "Workers (`recur work` processes, anywhere) that must join before the first step.")
+    var workers = 1
+    @Option(help: "Streams per gradient chunk, the fixed unit of parallel work (default: batch/4); --workers must not exceed the chunks.")
+    var chunk: Int?
+    @OptionGroup var sharding: ShardFlags
+    @OptionGroup(title: "Model") var model: ModelFlags
+    @OptionGroup(title: "Data") var data: DataFlags
+    @OptionGroup(title: "Optimization") var optimization: OptimizationFlags
+    @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointFlags
+    @OptionGroup(title: "Output") var output: OutputFlags
+    @OptionGroup(title: "Sampling") var sampling: SamplingFlags
+    @OptionGroup(title: "Transport") var transport: TransportFlags
     @Option(name: .customLong("authorized-keys"), help: "File of worker public keys allowed to join (one Z85 key per line or key file lines).")
     var authorizedKeys: String?
     @Flag(help: "Allow a non-loopback bind without encryption and authentication.")
@@ -64,18 +71,21 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         try optimization.validateValues()
-        try runFlags.validateValues()
+        try checkpoints.validateValues(evalEvery: output.evalEvery)
+        try output.validateValues()
+        try sampling.validateValues()
         try transport.validateValues()
+        if workers < 1 { throw ValidationError("--workers must be at least 1, got \(workers)") }
+        try sharding.validateValues()
         try TransportFlags.validateTimeout(joinTimeout, flag: "--join-timeout")
-        if let minWorkers, !(1...(runFlags.workers ?? 1)).contains(minWorkers) {
-            throw ValidationError("--min-workers must be between 1 and --workers (\(runFlags.workers ?? 1)), got \(minWorkers)")
+        if let minWorkers, !(1...workers).contains(minWorkers) {
+            throw ValidationError("--min-workers must be between 1 and --workers (\(workers)), got \(minWorkers)")
         }
-        try model.requireTrainingMemory(data: data, chunk: optimization.chunk, workersElsewhere: runFlags.workers ?? 1)
         if (transport.key == nil) != (authorizedKeys == nil) {
             throw ValidationError("--key and --authorized-keys go together")
         }
-        if runFlags.shards > 1 || shardEndpoints != nil, shardList.count != runFlags.shards {
-            throw ValidationError("--shards \(runFlags.shards) needs as many --shard-endpoints, got \(shardList.count)")
+        if sharding.shards > 1 || shardEndpoints != nil, shardList.count != sharding.shards {
+            throw ValidationError("--shards \(sharding.shards) needs as many --shard-endpoints, got \(shardList.count)")
         }
 
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
@@ -85,12 +95,12 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.loadCorpus()
-        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
-        let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: 1))
-        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
+        let run = try TrainingRun(checkpoints: checkpoints, output: output, sampling: sampling)
+        guard let setup = try run.setup(model: model, data: data, optimization: optimization, chunk: chunk) else { return }
+        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count, workersElsewhere: workers)
+        let session = try run.session(setup, threads: 1)
+        let console = run.console
         var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
-        let workers = runFlags.workers ?? 1
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = transport.heartbeatTimeout
         if let keyPath = transport.key, let allowPath = authorizedKeys {
@@ -115,7 +125,7 @@ struct ServeCommand: ParsableCommand {
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
         var shards: ShardConnection?
-        if runFlags.shards > 1 {
+        if sharding.shards > 1 {
             // Shards run with this coordinator's key pair; it connects to them as a client with it.
             let curve = try transport.key.map { path -> CurveClientSettings in
                 let own = try KeyFile.keyPair(path)
@@ -126,9 +136,10 @@ struct ServeCommand: ParsableCommand {
                 try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: server.context)
             }, update: session.update)
         }
-        let coordinator = try Coordinator(plan: session.plan, corpus: corpus, options: options, transport: server,
+        let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
                                           stop: stop, shards: shards, log: log)
-        try TrainingLoop(session: session, source: coordinator, stop: stop, report: console.report).run()
+        try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
+        run.sample(session, label: "sample")
     }
 }
 
@@ -146,6 +157,8 @@ struct WorkCommand: ParsableCommand {
     var threads: Int?
     @Option(help: "The coordinator's corpus file on this node (default: the built-in corpus).")
     var data: String?
+    @Option(name: .customLong("token-cache"), help: "Directory of token files (as for train; default: $XDG_CACHE_HOME/recur or ~/.cache/recur; \"\" = none).")
+    var tokenCache: String?
     @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, wait this many seconds for one at the same address (a restarted `recur serve --resume`) and join it again (0 = exit at once).")
     var reconnectTimeout = 60.0
     @OptionGroup var transport: TransportFlags
@@ -170,7 +183,7 @@ struct WorkCommand: ParsableCommand {
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()
+        let corpus = try data.map { try Corpus.load(path: $0, cache: TokenCacheFlag.cache(tokenCache)) } ?? Corpus.builtin()
         var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.reconnectTimeout = reconnectTimeout

@@ -3,11 +3,14 @@ import Foundation
 import Recurrent
 import Training
 
-/// Turns training events into console output: one updating progress line on a terminal,
-/// plain lines otherwise, and one JSONL record per step when asked.
+/// Turns training events into console output: one progress line of at most 100 columns
+/// (updating in place on a terminal, every --print-every steps otherwise), evaluation and
+/// checkpoint lines, and with --log-jsonl one JSON record per step and per evaluation.
+/// The worker split goes to the JSONL, and to the terminal with --verbose.
 final class Console {
     private let isTerminal = isatty(STDOUT_FILENO) != 0
     private let printEvery: Int
+    private let verbose: Bool
     private let jsonl: JSONLFile?
     private let prefix: String
     private var totalSteps = 0
@@ -15,9 +18,14 @@ final class Console {
     private var started = DispatchTime.now().uptimeNanoseconds
     private var progressShown = false
 
-    init(logJsonl: String?, append: Bool = false, printEvery: Int = 10, prefix: String = "") throws {
+    /// The widest progress line.
+    static let columns = 100
+
+    init(logJsonl: String?, append: Bool = false, printEvery: Int = Defaults.printEvery, verbose: Bool = false,
+         prefix: String = "") throws {
         jsonl = try logJsonl.map { try JSONLFile(path: $0, append: append) }
         self.printEvery = max(1, printEvery)
+        self.verbose = verbose
         self.prefix = prefix
     }
 
@@ -32,24 +40,22 @@ final class Console {
         fflush(stdout)
     }
 
+    /// Seconds since the run started (the `time` of JSONL records).
+    private var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+
     func report(_ event: TrainingEvent) {
         switch event {
         case .started(let s):
             totalSteps = s.steps
             firstStep = s.firstStep
             started = DispatchTime.now().uptimeNanoseconds
-            line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)")
+            let scored = s.evaluatedCharacters < s.validationCharacters ? " (evaluations score the first \(s.evaluatedCharacters), --eval-chars)" : ""
+            line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)\(scored)")
             line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
         case .step(let r):
-            if let jsonl {
-                do {
-                    try jsonl.write(r)
-                } catch {
-                    Self.stop(because: error)
-                }
-            }
-            let text = Self.format(r, total: totalSteps) + " | ETA " + eta(step: r.step)
-            if isTerminal {
+            log(LoggedStep(record: r, time: elapsed))
+            let text = Self.format(r, total: totalSteps, eta: eta(step: r.step))
+            if isTerminal && !verbose {
                 lock.lock()
                 print("\r\u{1B}[K" + prefix + text, terminator: "")
                 fflush(stdout)
@@ -57,8 +63,10 @@ final class Console {
                 lock.unlock()
             } else if r.step % printEvery == 0 || r.step == firstStep + 1 || r.step == totalSteps {
                 line(text)
+                if verbose { for detail in Self.details(r) { line(detail) } }
             }
         case .evaluation(let step, let result):
+            log(EvaluationRecord(step: step, result: result, time: elapsed))
             line(String(format: "step %d validation loss %.4f nats/char (%.4f bits/char) over %d chars",
                         step, result.natsPerCharacter, result.bitsPerCharacter, result.characters))
         case .checkpoint(let step, let path):
@@ -72,6 +80,15 @@ final class Console {
         }
     }
 
+    private func log<T: Encodable>(_ record: T) {
+        guard let jsonl else { return }
+        do {
+            try jsonl.write(record)
+        } catch {
+            Self.stop(because: error)
+        }
+    }
+
     /// The run cannot keep its promise of a log line per step (disk full, say): one line on
     /// stderr and exit 1. Checkpoints are written atomically, so the last one stays usable.
     static func stop(because error: Error) -> Never {
@@ -79,32 +96,100 @@ final class Console {
         exit(1)
     }
 
-    /// `step 12/500 | epoch 0 | loss 2.3456 | gnorm 1.234 | lr 2.0e-03 | 45123 tok/s | 90.1 ms (compute 88.0, communicate 0.0, wait 0.0)`
-    /// With workers, each one's compute/communicate/wait in ms follows: `| w0 60.1/0.6/3.1 …`.
-    static func format(_ r: StepRecord, total: Int) -> String {
-        var line = String(format: "step %d/%d | epoch %d | loss %.4f | gnorm %.3f | lr %.1e | %.0f tok/s | %.1f ms (compute %.1f, communicate %.1f, wait %.1f)",
-                          r.step, total, r.epoch, r.loss, r.gradientNorm, Double(r.learningRate), r.tokensPerSecond,
-                          r.stepSeconds * 1e3, r.computeSeconds * 1e3, r.communicateSeconds * 1e3, r.waitSeconds * 1e3)
-        if let workers = r.workers, !workers.isEmpty {
-            line += " |" + workers.map {
-                String(format: " w%d %.1f/%.1f/%.1f", $0.rank, $0.computeSeconds * 1e3, $0.communicateSeconds * 1e3, $0.waitSeconds * 1e3)
-            }.joined()
+    /// `step 12/500 | loss 2.3456 | gnorm 1.23 | lr 2.0e-03 | 45.1k tok/s | 90.1 ms | ETA 1m02s`,
+    /// and with workers the step's compute/communicate/wait split, ` (c/m/w 80.0/8.0/2.1)`, when
+    /// the line still fits `columns` (in-process, communicate and wait are zero). Never wider than
+    /// `columns`: numbers shrink their decimals as they grow.
+    static func format(_ r: StepRecord, total: Int, eta: String) -> String {
+        var text = "step \(r.step)/\(total) | loss \(String(format: "%.4f", r.loss)) | gnorm \(compact(r.gradientNorm))"
+            + " | lr \(String(format: "%.1e", Double(r.learningRate))) | \(compact(r.tokensPerSecond)) tok/s"
+            + " | \(milliseconds(r.stepSeconds)) ms"
+        let split = " (c/m/w \(milliseconds(r.computeSeconds))/\(milliseconds(r.communicateSeconds))/\(milliseconds(r.waitSeconds)))"
+        let end = " | ETA \(eta)"
+        if r.workers?.isEmpty == false, text.count + split.count + end.count <= columns { text += split }
+        text += end
+        return text.count <= columns ? text : String(text.prefix(columns))
+    }
+
+    /// --verbose: the epoch and each worker's compute/communicate/wait in ms, in lines of at
+    /// most `columns`.
+    static func details(_ r: StepRecord) -> [String] {
+        var lines = ["  epoch \(r.epoch)"]
+        for w in r.workers ?? [] {
+            let item = " | w\(w.rank) \(milliseconds(w.computeSeconds))/\(milliseconds(w.communicateSeconds))/\(milliseconds(w.waitSeconds))"
+            if lines[lines.count - 1].count + item.count > columns { lines.append(" ") }
+            lines[lines.count - 1] += item
         }
-        return line
+        return lines
+    }
+
+    /// 3–4 significant characters: 0.123, 12.3, 1234, 12.3k, 1.2M.
+    static func compact(_ x: Double) -> String {
+        guard x.isFinite else { return "\(x)" }
+        let a = abs(x)
+        if a < 10 { return String(format: "%.3f", x) }
+        if a < 100 { return String(format: "%.1f", x) }
+        if a < 10_000 { return String(format: "%.0f", x) }
+        if a < 10_000_000 { return String(format: "%.1fk", x / 1e3) }
+        if a < 10_000_000_000 { return String(format: "%.1fM", x / 1e6) }
+        return String(format: "%.2e", x)
+    }
+
+    /// Seconds as milliseconds with one decimal below 100 ms, whole above, seconds above 100 s.
+    static func milliseconds(_ seconds: Double) -> String {
+        let ms = seconds * 1e3
+        if ms < 100 { return String(format: "%.1f", ms) }
+        if ms < 100_000 { return String(format: "%.0f", ms) }
+        return String(format: "%.0fk", ms / 1e3)
     }
 
     private func eta(step: Int) -> String {
         let done = step - firstStep
         guard done > 0 else { return "?" }
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         return Self.duration(elapsed / Double(done) * Double(totalSteps - step))
     }
 
     static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds < 1e7 else { return ">100d" }
         let s = Int(seconds.rounded())
         if s < 60 { return String(format: "%.1fs", seconds) }
         if s < 3600 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
         return "\(s / 3600)h\(String(format: "%02d", (s % 3600) / 60))m"
+    }
+}
+
+/// A `--log-jsonl` step record: the loop's `StepRecord` fields, `kind` "step" and `time`
+/// (seconds since this process started the run).
+struct LoggedStep: Encodable {
+    var record: StepRecord
+    var time: Double
+
+    enum Keys: String, CodingKey { case kind, time }
+
+    func encode(to encoder: Encoder) throws {
+        try record.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode("step", forKey: .kind)
+        try container.encode(time, forKey: .time)
+    }
+}
+
+/// A `--log-jsonl` evaluation record: `{"kind":"evaluation","step":…,"validationLoss":nats,
+/// "validationBitsPerCharacter":…,"characters":…,"time":…}`.
+struct EvaluationRecord: Encodable {
+    var kind = "evaluation"
+    var step: Int
+    var validationLoss: Double
+    var validationBitsPerCharacter: Double
+    var characters: Int
+    var time: Double
+
+    init(step: Int, result: Evaluator.Result, time: Double) {
+        self.step = step
+        validationLoss = result.natsPerCharacter
+        validationBitsPerCharacter = result.bitsPerCharacter
+        characters = result.characters
+        self.time = time
     }
 }
 
@@ -115,6 +200,12 @@ final class JSONLFile {
     let path: String
     private let descriptor: Int32
     private let encoder = JSONEncoder()
+
+    struct OpenError: Error, CustomStringConvertible {
+        var path: String
+        var errno: Int32
+        var description: String { "--log-jsonl \(path): cannot open for writing: \(String(cString: strerror(errno)))" }
+    }
 
     struct WriteError: Error, CustomStringConvertible {
         var path: String
@@ -127,7 +218,7 @@ final class JSONLFile {
         var fd: Int32
         repeat { fd = open(path, flags, 0o644) } while fd < 0 && errno == EINTR
         guard fd >= 0 else {
-            throw ValidationError("cannot open --log-jsonl file \(path): \(String(cString: strerror(errno)))")
+            throw OpenError(path: path, errno: errno)
         }
         self.path = path
         descriptor = fd

@@ -7,7 +7,7 @@ import Training
 /// forwarded with a `[worker pid N]` prefix. A worker that exits, or a signal, stops the
 /// run after a checkpoint.
 enum LocalCluster {
-    static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?,
+    static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?, tokenCache: String?,
                     heartbeatTimeout: Double, minWorkers: Int? = nil, shards shardCount: Int = 1, stop: StopRequest,
                     report: @escaping (TrainingEvent) -> Void, log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients. On Linux
@@ -59,6 +59,7 @@ enum LocalCluster {
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable, environment: environment) { _ in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
              "--heartbeat-timeout", "\(heartbeatTimeout)"] + (data.map { ["--data", $0] } ?? [])
+                + (tokenCache.map { ["--token-cache", $0] } ?? [])
         }
         do {
             try TrainingLoop(session: session, source: coordinator, stop: stop, report: report).run()

@@ -12,15 +12,32 @@ struct SummaryCommand: ParsableCommand {
     var vocab: Int?
     @Option(help: "Corpus whose vocabulary sets V.")
     var data: String?
+    @Option(help: "Checkpoint directory: the table of its model (instead of --cell/--layers/--hidden/--vocab/--data).")
+    var checkpoint: String?
+
+    func validate() throws {
+        if checkpoint != nil, model.cell != nil || model.layers != nil || model.hidden != nil || vocab != nil || data != nil {
+            throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab and --data do not go with it")
+        }
+        if let vocab, vocab < 1 { throw ValidationError("--vocab must be at least 1, got \(vocab)") }
+        if model.resolvedLayers < 1 || model.resolvedHidden < 1 { throw ValidationError("--layers and --hidden must be at least 1") }
+    }
 
     func run() throws {
-        if let vocab, vocab < 1 { throw ValidationError("--vocab must be at least 1, got \(vocab)") }
-        guard model.layers >= 1, model.hidden >= 1 else { throw ValidationError("--layers and --hidden must be at least 1") }
+        if let checkpoint {
+            let c = try readCheckpoint(checkpoint)
+            print(ModelSummary.table(c.model))
+            if let t = c.training {
+                print("Trained: step \(t.step) of \(t.config.steps); \(t.config.canonicalJSON())")
+            }
+            return
+        }
+        let (cell, layers, hidden) = (model.resolvedCell, model.resolvedLayers, model.resolvedHidden)
         let V = try vocab ?? (data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()).vocabulary.count
-        try MemoryBudget.require(MemoryBudget.parameterCount(cell: model.cell, vocabularySize: V, hiddenSize: model.hidden,
-                                                             layers: model.layers).flatMap { MemoryBudget.multiply($0, 4) },
-                                 for: "--cell \(model.cell.rawValue) --layers \(model.layers) --hidden \(model.hidden) --vocab \(V)")
-        let config = ModelConfig(cell: model.cell, vocabularySize: V, hiddenSize: model.hidden, layerCount: model.layers)
+        try MemoryBudget.require(MemoryBudget.parameterCount(cell: cell, vocabularySize: V, hiddenSize: hidden,
+                                                             layers: layers).flatMap { MemoryBudget.multiply($0, 4) },
+                                 for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --vocab \(V)")
+        let config = ModelConfig(cell: cell, vocabularySize: V, hiddenSize: hidden, layerCount: layers)
         print(ModelSummary.table(config))
     }
 }

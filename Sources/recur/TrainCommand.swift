@@ -10,62 +10,117 @@ struct TrainCommand: ParsableCommand {
         discussion: """
         Defaults: a 2-layer LSTM of 256 units on the built-in corpus, Adam 2e-3, clip 5, \
         T=64, N=64, 500 steps, then a sample. --workers 1 trains in this process; more \
-        workers start a local coordinator and worker processes on loopback.
+        workers start a local coordinator and worker processes on a unix socket. \
+        `recur train --resume DIR --steps N` continues a run with its own config.
         """)
 
-    @OptionGroup var model: ModelFlags
-    @OptionGroup var data: DataFlags
-    @OptionGroup var optimization: OptimizationFlags
-    @OptionGroup var runFlags: RunFlags
-    @Option(name: .customLong("heartbeat-timeout"), help: "With --workers > 1: seconds of silence after which a worker counts as dead.")
-    var heartbeatTimeout = 30.0
-    @Option(name: .customLong("min-workers"), help: "With --workers W > 1: go on without a lost worker while at least this many remain, bit for bit (default: W, no loss tolerated).")
-    var minWorkers: Int?
+    @OptionGroup(title: "Model") var model: ModelFlags
+    @OptionGroup(title: "Data") var data: DataFlags
+    @OptionGroup(title: "Optimization") var optimization: OptimizationFlags
+    @OptionGroup(title: "Parallelism") var parallel: ParallelFlags
+    @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointFlags
+    @OptionGroup(title: "Output") var output: OutputFlags
+    @OptionGroup(title: "Sampling") var sampling: SamplingFlags
 
     func validate() throws {
         try optimization.validateValues()
-        try runFlags.validateValues()
-        try TransportFlags.validateHeartbeatTimeout(heartbeatTimeout)
-        try model.requireTrainingMemory(data: data, chunk: optimization.chunk)
-        if let minWorkers, !(1...parallelism.workers).contains(minWorkers) {
-            throw ValidationError("--min-workers must be between 1 and the worker count (\(parallelism.workers)), got \(minWorkers)")
-        }
-    }
-
-    /// Workers and threads: fill the machine. Default W = cores (one thread each) when
-    /// there is more than one core; with only --threads K given, W = cores / K.
-    var parallelism: (workers: Int, threads: Int) {
-        let cores = Machine.cores
-        switch (runFlags.workers, runFlags.threads) {
-        case let (w?, k?): return (w, k)
-        case let (w?, nil): return (w, max(1, cores / w))
-        case let (nil, k?): return (max(1, cores / k), k)
-        case (nil, nil): return (cores > 1 ? cores : 1, 1)
-        }
+        try parallel.validateValues()
+        try checkpoints.validateValues(evalEvery: output.evalEvery)
+        try output.validateValues()
+        try sampling.validateValues()
     }
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.loadCorpus()
-        let config = try TrainingConfig(model: model, data: data, optimization: optimization, corpus: corpus)
-        let (workers, threads) = parallelism
-        let session = try TrainingSession(config: config, corpus: corpus, options: runFlags.runOptions(threads: threads))
-        let console = try Console(logJsonl: runFlags.logJsonl, append: runFlags.resume)
+        let run = try TrainingRun(checkpoints: checkpoints, output: output, sampling: sampling)
+        guard let setup = try run.setup(model: model, data: data, optimization: optimization, chunk: parallel.chunk) else { return }
+        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count)
+        let (workers, threads) = parallel.split
+        let session = try run.session(setup, threads: threads)
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        if workers == 1 && runFlags.shards == 1 {
+        if workers == 1 && parallel.sharding.shards == 1 {
             let source = LocalGradientSource(plan: session.plan, threads: threads)
-            try TrainingLoop(session: session, source: source, stop: stop, report: console.report).run()
+            try TrainingLoop(session: session, source: source, stop: stop, report: run.report(session)).run()
         } else {
-            try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: data.data,
-                                 heartbeatTimeout: heartbeatTimeout, minWorkers: minWorkers, shards: runFlags.shards, stop: stop,
-                                 report: console.report, log: console.line)
+            try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
+                                 tokenCache: data.tokenCache,
+                                 heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers,
+                                 shards: parallel.sharding.shards, stop: stop,
+                                 report: run.report(session), log: run.console.line)
         }
-        if runFlags.sampleLength > 0 {
-            let text = try Sampler(temperature: 1, seed: config.seed).sample(
-                model: session.model, vocabulary: corpus.vocabulary, parameters: session.update.values,
-                prime: "", length: runFlags.sampleLength)
-            console.line("sample:\n\(text)")
+        run.sample(session, label: "sample")
+    }
+}
+
+/// The parts of `train` and `serve` around the loop: output paths checked before anything
+/// else, the console, the run's setup, samples.
+struct TrainingRun {
+    let checkpoints: CheckpointFlags
+    let output: OutputFlags
+    let sampling: SamplingFlags
+    let console: Console
+
+    /// Checks every output path (before the corpus is read), then opens the log.
+    init(checkpoints: CheckpointFlags, output: OutputFlags, sampling: SamplingFlags) throws {
+        self.checkpoints = checkpoints
+        self.output = output
+        self.sampling = sampling
+        if let directory = checkpoints.directory { try OutputPath.requireWritableDirectory(directory.path, flag: "--checkpoint") }
+        console = try Console(logJsonl: output.logJsonl, append: checkpoints.resume, printEvery: output.printEvery,
+                              verbose: output.verbose)
+    }
+
+    /// The run's config and corpus; nil (after saying so) when a resumed run has nothing to do.
+    func setup(model: ModelFlags, data: DataFlags, optimization: OptimizationFlags, chunk: Int?) throws -> RunSetup? {
+        let setup = try RunSetup(model: model, data: data, optimization: optimization, chunk: chunk,
+                                 checkpoints: checkpoints, log: console.line)
+        if setup.isFinished {
+            console.line("\(checkpoints.checkpoint) finished its run at step \(setup.completedSteps) of \(setup.config.steps): nothing to do (give --steps above \(setup.completedSteps) to train further)")
+            return nil
+        }
+        if !checkpoints.resume, !checkpoints.force, let directory = checkpoints.directory {
+            try CheckpointGuard.requireSameRun(directory, config: setup.config, corpus: setup.corpus)
+        }
+        return setup
+    }
+
+    func session(_ setup: RunSetup, threads: Int) throws -> TrainingSession {
+        var options = RunOptions()
+        options.threads = threads
+        options.evalEvery = output.evalEvery
+        options.evalStreams = output.evalStreams
+        options.evalCharacters = output.evalChars
+        options.checkpointDirectory = checkpoints.directory
+        options.checkpointEvery = checkpoints.checkpointEvery
+        options.resume = checkpoints.resume
+        options.keep = checkpoints.keep
+        options.earlyStop = checkpoints.earlyStop
+        options.initFrom = checkpoints.initFrom.map { URL(fileURLWithPath: $0) }
+        return try TrainingSession(config: setup.config, corpus: setup.corpus, options: options)
+    }
+
+    /// The console's report, plus a sample every --sample-every steps.
+    func report(_ session: TrainingSession) -> (TrainingEvent) -> Void {
+        let console = self.console, every = output.sampleEvery
+        return { event in
+            console.report(event)
+            if every > 0, case .step(let r) = event, r.step % every == 0, r.step < session.config.steps {
+                self.sample(session, label: "sample at step \(r.step)")
+            }
+        }
+    }
+
+    /// Prints --sample-length characters from the session's current weights (dropout off).
+    func sample(_ session: TrainingSession, label: String) {
+        guard sampling.sampleLength > 0 else { return }
+        do {
+            let text = try sampling.sampler(seed: session.config.seed).sample(
+                model: session.model, vocabulary: session.corpus.vocabulary, parameters: session.update.values,
+                prime: sampling.prime, length: sampling.sampleLength)
+            console.line("\(label):\n\(text)")
+        } catch {
+            console.line("no \(label): \(error)")
         }
     }
 }

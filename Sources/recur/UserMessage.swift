@@ -15,6 +15,8 @@ enum UserMessage {
             return "\(error); lower --lr or set --clip"
         case ClusterError.coordinatorLost(_, _, encrypted: true), ClusterError.coordinatorUnreachable(_, _, encrypted: true):
             return "\(error) (--server-key, --authorized-keys)"
+        case ClusterError.refused(let text) where text.contains("corpus_digest"):
+            return "\(error) (give --data the coordinator's corpus file)"
         case ClusterError.refused(let text) where text.contains("join token"):
             return "\(error) (in RECUR_JOIN_TOKEN or a --token-file)"
         case ClusterError.tooFewChunks(let workers, let chunks):
@@ -29,18 +31,22 @@ extension ConfigField {
     /// The command-line flag that sets this field.
     var flag: String {
         switch self {
+        case .cell: return "--cell"
         case .layers: return "--layers"
         case .hidden: return "--hidden"
         case .streams: return "--batch"
         case .window: return "--seq"
         case .steps: return "--steps"
+        case .optimizer: return "--optimizer"
         case .learningRate: return "--lr"
         case .clip: return "--clip"
         case .validationFraction: return "--val-fraction"
         case .learningRateDecayEvery: return "--lr-decay-every"
         case .learningRateDecay: return "--lr-decay"
         case .chunkStreams: return "--chunk"
-        case .checkpointDirectory: return "--checkpoint-dir"
+        case .seed: return "--seed"
+        case .dropout: return "--dropout"
+        case .checkpointDirectory: return "--checkpoint"
         case .resume: return "--resume"
         case .initFrom: return "--init-from"
         case .workers: return "--workers"

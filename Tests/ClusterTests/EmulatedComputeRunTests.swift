@@ -39,7 +39,7 @@ final class EmulatedComputeRunTests: ClusterTestCase {
         }
         let records = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }.filter { $0["step"] != nil }
+        }.filter { $0["step"] != nil && $0["kind"] as? String != "evaluation" }   // step records only
         let weights = try Data(contentsOf: directory.appendingPathComponent("ckpt/model.safetensors"))
         return (weights, records)
     }

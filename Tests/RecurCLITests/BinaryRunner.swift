@@ -16,6 +16,20 @@ class RecurBinaryTestCase: XCTestCase {
     }
 
     override func tearDown() { scratch = nil }
+
+    /// A failure a user caused: non-zero exit (`status` when given), exactly one line on
+    /// stderr, `recur: …`, naming each of `mentions`, and no trap.
+    func assertOneLineError(_ result: BinaryRunner.Result, mentions: [String], status: Int32? = nil,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertNotEqual(result.status, 0, result.all, file: file, line: line)
+        if let status { XCTAssertEqual(result.status, status, result.all, file: file, line: line) }
+        XCTAssertEqual(result.errorLines.count, 1, "exactly one stderr line expected; \(result.all)", file: file, line: line)
+        XCTAssertTrue(result.standardError.hasPrefix("recur: "), result.all, file: file, line: line)
+        for word in mentions {
+            XCTAssertTrue(result.standardError.contains(word), "stderr should mention \(word); \(result.all)", file: file, line: line)
+        }
+        XCTAssertFalse(result.standardError.contains("Fatal error"), result.all, file: file, line: line)
+    }
 }
 
 /// Runs the built `recur` executable (found by `ProcessRunner.recurExecutable`) and captures

@@ -10,17 +10,6 @@ final class CLITests: RecurBinaryTestCase {
         try recur.run(arguments, in: directory ?? scratch.url)
     }
 
-    /// A failure a user caused: non-zero exit, exactly one line on stderr, naming `mentions`.
-    func assertOneLineError(_ result: BinaryRunner.Result, mentions: [String],
-                            file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNotEqual(result.status, 0, result.all, file: file, line: line)
-        XCTAssertEqual(result.errorLines.count, 1, "exactly one stderr line expected; \(result.all)", file: file, line: line)
-        for word in mentions {
-            XCTAssertTrue(result.standardError.contains(word), "stderr should mention \(word); \(result.all)", file: file, line: line)
-        }
-        XCTAssertFalse(result.standardError.contains("Fatal error"), result.all, file: file, line: line)
-    }
-
     // MARK: Fixtures
 
     /// ~5 KB of sentences over a small alphabet, the same every time.
@@ -84,7 +73,7 @@ final class CLITests: RecurBinaryTestCase {
         }
         let train = try run(["train", "--help"])
         XCTAssertEqual(train.status, 0, train.all)
-        for flag in ["--data", "--cell", "--hidden", "--seq", "--batch", "--optimizer", "--clip", "--checkpoint-dir", "--resume"] {
+        for flag in ["--data", "--cell", "--hidden", "--seq", "--batch", "--optimizer", "--clip", "--checkpoint <", "--resume"] {
             XCTAssertTrue(train.standardOutput.contains(flag), "train help should list \(flag)")
         }
     }
@@ -185,8 +174,10 @@ final class CLITests: RecurBinaryTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: run.checkpoint).sorted()
         XCTAssertEqual(files, ["hidden.safetensors", "model.safetensors", "optimizer.safetensors", "state.json"])
 
-        let lines = try String(contentsOfFile: run.log, encoding: .utf8).split(separator: "\n")
+        let records = try String(contentsOfFile: run.log, encoding: .utf8).split(separator: "\n")
+        let lines = records.filter { $0.contains("\"kind\":\"step\"") }
         XCTAssertEqual(lines.count, 20)
+        XCTAssertEqual(records.count, 21, "20 steps and the final evaluation")
         for (index, line) in lines.enumerated() {
             let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], String(line))
             XCTAssertEqual(object["step"] as? Int, index + 1, String(line))
@@ -230,11 +221,19 @@ final class CLITests: RecurBinaryTestCase {
         XCTAssertEqual(nats, trained, "eval of the checkpoint = the run's final validation loss")
     }
 
+    /// Unknown characters are skipped and counted with a warning, or refused with --unknown error.
     func testEvalNamesCharactersOutsideTheVocabulary() throws {
         let run = try trainedRun()
-        let foreign = try write(Self.corpusText + "Ω and λ.\n", to: "foreign.txt")
-        let result = try self.run(["eval", "--checkpoint", run.checkpoint, "--data", foreign])
-        assertOneLineError(result, mentions: ["Ω", "λ", "vocabulary"])
+        let foreign = try write(Self.corpusText + "Ω and λλ.\n", to: "foreign.txt")
+        let refused = try self.run(["eval", "--checkpoint", run.checkpoint, "--data", foreign, "--unknown", "error"])
+        assertOneLineError(refused, mentions: ["Ω", "λ", "vocabulary"], status: 65)
+        let skipped = try self.run(["eval", "--checkpoint", run.checkpoint, "--data", foreign])
+        XCTAssertEqual(skipped.status, 0, skipped.all)
+        XCTAssertEqual(skipped.errorLines.count, 1, skipped.all)
+        for word in ["warning", "skipped 3 characters", "\"Ω\" ×1", "\"λ\" ×2"] {
+            XCTAssertTrue(skipped.standardError.contains(word), "\(word): \(skipped.all)")
+        }
+        XCTAssertTrue(skipped.standardOutput.contains("validation loss"), skipped.all)
     }
 
     func testSampleFromAMissingCheckpointIsOneLine() throws {

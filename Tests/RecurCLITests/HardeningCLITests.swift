@@ -11,17 +11,6 @@ final class HardeningCLITests: RecurBinaryTestCase {
         try recur.run(arguments, in: scratch.url, timeout: timeout)
     }
 
-    func assertOneLineError(_ result: BinaryRunner.Result, mentions: [String],
-                            file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertNotEqual(result.status, 0, result.all, file: file, line: line)
-        XCTAssertEqual(result.errorLines.count, 1, "exactly one stderr line expected; \(result.all)", file: file, line: line)
-        XCTAssertTrue(result.standardError.hasPrefix("recur: "), result.all, file: file, line: line)
-        for word in mentions {
-            XCTAssertTrue(result.standardError.contains(word), "stderr should mention \(word); \(result.all)", file: file, line: line)
-        }
-        XCTAssertFalse(result.standardError.contains("Fatal error"), result.all, file: file, line: line)
-    }
-
     static let small = ["--hidden", "8", "--layers", "1", "--batch", "2", "--seq", "4", "--steps", "2",
                         "--workers", "1", "--sample-length", "0"]
 
@@ -80,8 +69,8 @@ final class HardeningCLITests: RecurBinaryTestCase {
 
     func testSampleLengthBeyondMemoryIsRefused() throws {
         assertOneLineError(try run(["sample", "--checkpoint", "x", "--length", "1000000000000"]),
-                           mentions: ["--length 1000000000000", "physical memory"])
-        assertOneLineError(try run(["sample", "--checkpoint", "x", "--length", "1e12"]), mentions: ["1e12", "--length"])
+                           mentions: ["--sample-length 1000000000000", "physical memory"])
+        assertOneLineError(try run(["sample", "--checkpoint", "x", "--length", "1e12"]), mentions: ["1e12", "--sample-length"])
         let corpus = try corpus()
         assertOneLineError(try run(["train", "--data", corpus, "--checkpoint-dir", scratch.child("c").path, "--hidden", "8",
                                     "--sample-length", "1000000000000"]), mentions: ["--sample-length 1000000000000"])

@@ -106,7 +106,7 @@ public final class Worker {
         let engine: any GradientComputing = options.emulatedComputeMilliseconds.map {
             EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
         } ?? GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
-                            chunkStreams: config.chunkStreams, threads: options.threads)
+                            chunkStreams: config.chunkStreams, threads: options.threads, dropout: config.dropoutMasks)
         let state = CarriedState(model: plan.model, streams: streams.count)
         let own = 0..<streams.count
         if !welcome.state.isEmpty {
@@ -236,7 +236,7 @@ public final class Worker {
         nonisolated(unsafe) let weights = parameters   // read-only while the thread runs
         nonisolated(unsafe) let carried = state.recurrent   // only the compute thread touches it meanwhile
         let thread = Thread {
-            _ = engine.computeGradient(parameters: weights, stepInEpoch: stepInEpoch, from: carried, into: carried,
+            _ = engine.computeGradient(parameters: weights, step: Int(step), stepInEpoch: stepInEpoch, from: carried, into: carried,
                                        early: engine.earlySlices == nil ? nil : { slices in
                                            box.post(early: slices)
                                            events.signal()

@@ -31,8 +31,10 @@ public enum BuiltinCorpus {
 
 extension Corpus {
     /// The built-in generated play (`BuiltinCorpus.generate()`), named "builtin".
+    public static let builtinName = "builtin"
+
     public static func builtin() -> Corpus {
-        Corpus(text: BuiltinCorpus.generate(), name: "builtin")
+        Corpus(text: BuiltinCorpus.generate(), name: builtinName)
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A training text as model input: its vocabulary and the id of every Unicode scalar.
 ///
 /// Reading follows the data-layout contract: strict UTF-8, split into scalars (not Swift
@@ -7,24 +9,53 @@ public struct Corpus: Sendable {
     /// The path it was loaded from, or the name given (e.g. "builtin").
     public let name: String
     public let vocabulary: Vocabulary
-    /// Ids of all n scalars, in order.
-    public let tokens: [Int32]
+    /// Ids of all n scalars, in order: compact, in memory or mapped from a token file.
+    public let tokens: TokenStore
     /// SHA-256 hex of the UTF-8 bytes, for the corpus fingerprint.
     public let digest: String
 
     /// n, the number of scalars.
     public var count: Int { tokens.count }
 
-    /// The largest corpus file read: 4 GiB. Reading needs about 9 bytes of memory per byte
-    /// of text (the bytes, one Int32 id per scalar, the train/validation split).
+    /// The largest corpus file read: 4 GiB. Decoding needs about 6 bytes of memory per byte
+    /// of text for a while (the bytes, one Int32 id per scalar, the compact tokens); a corpus
+    /// mapped from its token file needs none of that.
     public static let maximumFileBytes = 4 << 30
 
-    /// Reads and decodes the regular file at `path` (at most `maximumFileBytes`).
+    /// Reads and decodes the regular file at `path` (at most `maximumFileBytes`). With a
+    /// `cache`, a file of its minimum size or more is mapped from its token file, written on
+    /// first use; `log` hears which (and why a token file could not be written).
     ///
     /// Throws `CorpusError.unreadable`, `.notRegularFile`, `.tooLarge`, `.empty` or
     /// `.invalidUTF8` (with the byte offset).
-    public static func load(path: String, maximumBytes: Int = maximumFileBytes) throws -> Corpus {
-        try decode(FileBytes.contents(path: path, maximumBytes: maximumBytes), name: path)
+    public static func load(path: String, maximumBytes: Int = maximumFileBytes, cache: TokenCache? = nil,
+                            log: (String) -> Void = { _ in }) throws -> Corpus {
+        guard let cache, let identity = TokenCache.identity(of: path), identity.size >= cache.minimumBytes else {
+            return try decode(FileBytes.contents(path: path, maximumBytes: maximumBytes), name: path)
+        }
+        if let mapped = cache.read(path: path, identity: identity) {
+            log("tokens of \(path) mapped from \(cache.file(for: identity).path)")
+            return mapped
+        }
+        let start = Date()
+        let corpus = try decode(FileBytes.contents(path: path, maximumBytes: maximumBytes), name: path)
+        let seconds = Date().timeIntervalSince(start)
+        do {
+            let mapped = try cache.write(corpus, identity: identity)
+            log(String(format: "encoded %@ in %.1f s into %@ (%d byte(s) per token)", path, seconds,
+                       cache.file(for: identity).path, corpus.tokens.width))
+            return mapped
+        } catch {
+            log("could not write a token file for \(path) in \(cache.directory.path): \(error)")
+            return corpus
+        }
+    }
+
+    init(name: String, vocabulary: Vocabulary, tokens: TokenStore, digest: String) {
+        self.name = name
+        self.vocabulary = vocabulary
+        self.tokens = tokens
+        self.digest = digest
     }
 
     /// A file's bytes → corpus, as `load` decodes them (also the fuzzing entry point).
@@ -85,7 +116,7 @@ public struct Corpus: Sendable {
         }
         self.name = name
         self.vocabulary = vocabulary
-        self.tokens = ids
+        self.tokens = TokenStore(ids, vocabularySize: vocabulary.count)
         self.digest = SHA256.hex(UnsafeRawBufferPointer(bytes))
     }
 
@@ -96,9 +127,9 @@ public struct Corpus: Sendable {
     }
 
     /// Train = the first floor(n·(1-f)) tokens, validation = the rest (empty when f = 0).
-    public func split(validationFraction f: Double) -> (train: [Int32], validation: [Int32]) {
+    public func split(validationFraction f: Double) -> (train: TokenStore, validation: TokenStore) {
         let nTrain = Self.trainCount(total: count, validationFraction: f)
-        return (Array(tokens[..<nTrain]), Array(tokens[nTrain...]))
+        return (tokens.slice(0..<nTrain), tokens.slice(nTrain..<count))
     }
 
     /// Throws `CorpusError.tooShort` unless the train split gives every one of `streams`

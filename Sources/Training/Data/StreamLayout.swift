@@ -53,38 +53,39 @@ public struct StreamLayout: Equatable, Hashable, Sendable {
     /// `train` is the whole train split (count = nTrain), so a worker or thread fills its own
     /// block of streams and the blocks together equal the whole-batch fill.
     public func fill(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>,
-                     train: UnsafeBufferPointer<Int32>, streams: Range<Int>, stepInEpoch k: Int) {
+                     train: TokenStore, streams: Range<Int>, stepInEpoch k: Int) {
         precondition(train.count == trainCount, "train split has \(train.count) tokens, layout expects \(trainCount)")
         precondition(streams.lowerBound >= 0 && streams.upperBound <= streamCount,
                      "streams \(streams) outside 0..<\(streamCount)")
         precondition(k >= 0 && k < stepsPerEpoch, "step \(k) outside 0..<\(stepsPerEpoch)")
         let T = window, R = streamLength
-        guard let source = train.baseAddress else { return }
         for b in streams {
             let row = b - streams.lowerBound
             let start = b * R + k * T
-            (inputs + row * T).update(from: source + start, count: T)
-            (targets + row * T).update(from: source + start + 1, count: T)
+            train.copy(from: start, count: T, into: inputs + row * T)
+            train.copy(from: start + 1, count: T, into: targets + row * T)
         }
     }
 
     /// `fill` into fresh arrays, for tests and callers off the hot path.
-    public func batch(train: [Int32], streams: Range<Int>, stepInEpoch k: Int)
+    public func batch(train: TokenStore, streams: Range<Int>, stepInEpoch k: Int)
         -> (inputs: [Int32], targets: [Int32]) {
         let size = streams.count * window
         var inputs = [Int32](repeating: 0, count: size)
         var targets = [Int32](repeating: 0, count: size)
         inputs.withUnsafeMutableBufferPointer { i in
             targets.withUnsafeMutableBufferPointer { t in
-                train.withUnsafeBufferPointer { source in
-                    if size > 0 {
-                        fill(inputs: i.baseAddress!, targets: t.baseAddress!, train: source,
-                             streams: streams, stepInEpoch: k)
-                    }
+                if size > 0 {
+                    fill(inputs: i.baseAddress!, targets: t.baseAddress!, train: train, streams: streams, stepInEpoch: k)
                 }
             }
         }
         return (inputs, targets)
+    }
+
+    /// `batch` of ids in an array (tests).
+    public func batch(train: [Int32], streams: Range<Int>, stepInEpoch k: Int) -> (inputs: [Int32], targets: [Int32]) {
+        batch(train: TokenStore(train, vocabularySize: Int(train.max() ?? 0) + 1), streams: streams, stepInEpoch: k)
     }
 
     /// Splits `range` into `parts` contiguous blocks in order, sizes differing by at most one

@@ -126,7 +126,7 @@ extension Vocabulary: Codable {
     }
 
     /// A scalar in double quotes with Swift escapes for invisible ones: `"é"`, `"\n"`, `"\u{7F}"`.
-    static func quoted(_ scalar: Unicode.Scalar) -> String {
+    public static func quoted(_ scalar: Unicode.Scalar) -> String {
         "\"" + scalar.escaped(asASCII: false) + "\""
     }
 }

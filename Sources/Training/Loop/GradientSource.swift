@@ -86,7 +86,7 @@ public final class LocalGradientSource: GradientSource {
     public init(plan: RunPlan, threads: Int) {
         engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout,
                                 streams: 0..<plan.config.streams, chunkStreams: plan.config.chunkStreams,
-                                threads: threads)
+                                threads: threads, dropout: plan.config.dropoutMasks)
     }
 
     public var mode: String { "in-process, \(engine.threads) thread(s)" }
@@ -95,7 +95,7 @@ public final class LocalGradientSource: GradientSource {
 
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let (lossSum, gradient) = engine.computeGradient(parameters: request.parameters, stepInEpoch: request.stepInEpoch,
+        let (lossSum, gradient) = engine.computeGradient(parameters: request.parameters, step: request.step, stepInEpoch: request.stepInEpoch,
                                                          from: state.recurrent, into: next.recurrent)
         let t1 = DispatchTime.now().uptimeNanoseconds
         return StepGradient(lossSum: lossSum, gradientSum: gradient, tokenCount: engine.tokensPerStep,

@@ -21,6 +21,8 @@ public final class TrainingLoop {
     /// writes the next step's state into; they swap when a step completes.
     public private(set) var state: CarriedState
     private var next: CarriedState
+    /// Named best and recent checkpoints beside the latest one, and early stopping.
+    private let history: CheckpointHistory?
 
     public init(session: TrainingSession, source: GradientSource, stop: StopRequest = StopRequest(),
                 report: @escaping (TrainingEvent) -> Void) {
@@ -30,6 +32,10 @@ public final class TrainingLoop {
         self.report = report
         state = CarriedState(model: session.model, streams: session.config.streams)
         next = CarriedState(model: session.model, streams: session.config.streams)
+        history = session.options.checkpointDirectory.map {
+            CheckpointHistory(latest: $0, keep: session.options.keep, earlyStop: session.options.earlyStop,
+                              resumed: session.options.resume)
+        }
         if let restored = session.restoredState {
             state.setValues("h", restored.h)
             if session.model.cell.hasCellState { state.setValues("c", restored.c) }
@@ -51,7 +57,7 @@ public final class TrainingLoop {
         report(.started(session.startInfo(mode: source.mode)))
         for line in session.recovered { report(.message(line)) }
         var losses: [Double] = [], rates: [Double] = []
-        let validation: Evaluator.Result?
+        var validation: Evaluator.Result?
         let path: String?
         do {
             while !session.isFinished {
@@ -60,12 +66,22 @@ public final class TrainingLoop {
                 losses.append(record.loss)
                 rates.append(record.tokensPerSecond)
                 report(.step(record))
-                if wantsEvaluation, let result = try evaluate() { report(.evaluation(step: session.step, result: result)) }
+                if wantsEvaluation, let result = try evaluate() {
+                    report(.evaluation(step: session.step, result: result))
+                    if try keepNamed(result) {
+                        validation = result
+                        report(.message("early stop at step \(session.step): no better validation loss in \(session.options.earlyStop) evaluations (best \(String(format: "%.4f", history!.best!.loss)) at step \(history!.best!.step))"))
+                        break
+                    }
+                }
                 if wantsCheckpoint, !session.isFinished { try checkpoint() }
             }
             try source.synchronize(session.update)   // the weights the caller samples from
-            validation = session.options.evaluateAtEnd ? try evaluate() : nil
-            if let validation { report(.evaluation(step: session.step, result: validation)) }
+            if validation == nil, session.options.evaluateAtEnd, let result = try evaluate() {
+                validation = result
+                report(.evaluation(step: session.step, result: result))
+                _ = try keepNamed(result)
+            }
             path = try checkpoint()
         } catch {
             throw failed(error)
@@ -125,6 +141,18 @@ public final class TrainingLoop {
         let every = session.options.checkpointEvery
         return session.options.checkpointDirectory != nil
             && (session.isFinished || (every > 0 && session.step % every == 0))
+    }
+
+    /// The named checkpoint of this evaluation (`CheckpointHistory`); true: stop early.
+    private func keepNamed(_ result: Evaluator.Result) throws -> Bool {
+        guard let history else { return false }
+        let session = self.session, state = self.state
+        try source.synchronize(session.update)
+        return try source.whileServing {
+            try history.record(step: session.step, loss: result.natsPerCharacter) { url in
+                _ = try session.writeCheckpoint(state: state, to: url)
+            }
+        }
     }
 
     private func evaluate() throws -> Evaluator.Result? {

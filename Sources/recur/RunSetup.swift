@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import Recurrent
+import Training
+
+/// What `train` and `serve` start from: the run's config, its corpus, and the corpus path
+/// the workers are given. A new run takes the defaults, and `--init-from DIR` that
+/// checkpoint's config, with the flags given on top; `--resume` takes the checkpoint's config
+/// and lets flags change only what keeps the saved numbers meaningful (`resumable`).
+struct RunSetup {
+    var config: TrainingConfig
+    var corpus: Corpus
+    /// The corpus file (absolute), nil for the built-in corpus.
+    var dataPath: String?
+    /// Steps already done by the resumed run (0 for a new run).
+    var completedSteps = 0
+
+    /// Fields a run started from another's weights may not change: the weights' shape.
+    static let fixedByWeights: Set<ConfigField> = [.cell, .layers, .hidden]
+
+    init(model: ModelFlags, data: DataFlags, optimization: OptimizationFlags, chunk: Int?,
+         checkpoints: CheckpointFlags, log: (String) -> Void) throws {
+        var base = TrainingConfig()
+        var savedPath: String?
+        var source: (flag: String, path: String, saved: Checkpoint.TrainingState?)?
+        if checkpoints.resume, let directory = checkpoints.directory {
+            for line in try Checkpoint.recover(directory) { log(line) }
+            guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
+                throw TrainingError.nothingToResume(path: directory.path)
+            }
+            let checkpoint = try Checkpoint.read(from: directory)
+            guard let saved = checkpoint.training else { throw TrainingError.nothingToResume(path: directory.path) }
+            base = saved.config
+            savedPath = saved.corpusPath
+            completedSteps = saved.step
+            source = ("--resume", directory.path, saved)
+        } else if let initFrom = checkpoints.initFrom {
+            let checkpoint = try Checkpoint.read(from: URL(fileURLWithPath: initFrom))
+            if let saved = checkpoint.training {
+                base = saved.config
+                base.steps = Defaults.config.steps
+                savedPath = saved.corpusPath
+            } else {
+                base.cell = checkpoint.model.cell
+                base.layers = checkpoint.model.layerCount
+                base.hidden = checkpoint.model.hiddenSize
+            }
+            source = ("--init-from", initFrom, nil)
+        }
+        let path = data.data ?? savedPath
+        dataPath = path.map { URL(fileURLWithPath: $0).path }
+        corpus = try dataPath.map { try Self.load($0, cache: data.cache, log: log) } ?? Corpus.builtin()
+        config = try base.applying(model: model, data: data, optimization: optimization, chunk: chunk, corpus: corpus)
+        if let source {
+            let fixed = source.saved == nil ? Self.fixedByWeights : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
+            for field in ConfigField.allCases where fixed.contains(field) {
+                guard let was = base.value(of: field), let now = config.value(of: field), was != now else { continue }
+                throw ValidationError(source.saved == nil
+                    ? "\(field.flag) \(now) asks for another model than \(source.path) has (\(field.flag) \(was)); a run from its weights keeps its model"
+                    : "\(field.flag) \(now) differs from the run in \(source.path) (\(field.flag) \(was)); a resumed run keeps its model, data layout, optimizer and seed (--init-from starts a new run from its weights)")
+            }
+        }
+    }
+
+    /// Reads and encodes a corpus file, saying what it does when that takes a while (files of
+    /// more than 16 MB).
+    static func load(_ path: String, cache: TokenCache?, log: (String) -> Void) throws -> Corpus {
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        let announce = bytes > 16 << 20
+        if announce { log(String(format: "reading %@ (%.0f MB)…", path, Double(bytes) / 1e6)) }
+        let start = Date()
+        let corpus = try Corpus.load(path: path, cache: cache, log: log)
+        if announce { log(String(format: "corpus ready: %d chars, vocabulary %d, in %.1f s", corpus.count, corpus.vocabulary.count, Date().timeIntervalSince(start))) }
+        return corpus
+    }
+
+    /// The finished run of `--resume` with no more steps to take.
+    var isFinished: Bool { completedSteps > 0 && completedSteps >= config.steps }
+}
+
+extension TrainingConfig {
+    /// The flags given, on top of this config. Changing --batch resets the chunk to its
+    /// default unless --chunk is given; --lr-decay-every alone decays by the default factor.
+    func applying(model: ModelFlags, data: DataFlags, optimization o: OptimizationFlags, chunk: Int?,
+                  corpus: Corpus) throws -> TrainingConfig {
+        var c = applying(model: model, data: data, chunk: chunk)
+        if let kind = o.optimizer, kind != c.optimizer.kind {
+            c.optimizer = OptimizerConfig(kind: kind, learningRate: o.lr)
+        } else if let lr = o.lr {
+            c.optimizer.learningRate = lr
+        }
+        if let every = o.lrDecayEvery {
+            if every > 0 && c.learningRateDecayEvery == 0 { c.learningRateDecay = TrainingConfig.defaultDecayFactor }
+            c.learningRateDecayEvery = every
+        }
+        if let decay = o.lrDecay { c.learningRateDecay = decay }
+        if c.learningRateDecayEvery == 0 { c.learningRateDecay = 1 }
+        c.clip = o.clip ?? c.clip
+        c.seed = o.seed ?? c.seed
+        if let dropout = o.dropout { c.dropout = dropout > 0 ? dropout : nil }
+        c.steps = o.steps ?? c.steps
+        try c.validate()
+        if let epochs = o.epochs { c.steps = try c.steps(forEpochs: epochs, corpus: corpus) }
+        return c
+    }
+
+    /// The model and data-layout flags given, on top of this config (bench uses only these).
+    func applying(model: ModelFlags, data: DataFlags, chunk: Int?) -> TrainingConfig {
+        var c = self
+        c.cell = model.cell ?? c.cell
+        c.layers = model.layers ?? c.layers
+        c.hidden = model.hidden ?? c.hidden
+        c.window = data.seq ?? c.window
+        c.validationFraction = data.valFraction ?? c.validationFraction
+        if let streams = data.batch, streams != c.streams {
+            c.streams = streams
+            c.chunkStreams = TrainingConfig.defaultChunkStreams(streams: max(1, streams))
+        }
+        if let chunk { c.chunkStreams = chunk }
+        return c
+    }
+
+    /// The full memory check of a run on this machine: parameters, gradients, optimizer
+    /// state, chunk slabs and workspaces of one process's share of the streams.
+    /// `workersElsewhere`: the streams are split among that many worker processes on other
+    /// machines (serve); train's local workers share this machine and count as one.
+    func requireMemory(vocabularySize: Int, workersElsewhere: Int = 1) throws {
+        let workers = max(1, workersElsewhere)
+        let share = max(chunkStreams, streams / workers + (streams % workers == 0 ? 0 : 1))
+        let bytes = MemoryBudget.trainingBytes(cell: cell, vocabularySize: vocabularySize, hiddenSize: hidden, layers: layers,
+                                               streams: share, window: window, chunkStreams: chunkStreams)
+        let split = workers > 1 ? " --workers \(workers)" : ""
+        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --batch \(streams) --seq \(window)\(split)")
+    }
+}
