@@ -68,7 +68,7 @@ final class ShardLinks {
         }
         var ready = Set<Int>()
         try gather(stop: stop, what: "the shards' setup") { k, message in
-            guard case .shardReport(let report) = message, report.kind == .ready else { return false }
+            guard case .shardReport(let report) = message, report.kind == .ready else { return nil }
             ready.insert(k)
             return ready.count == count
         }
@@ -82,7 +82,7 @@ final class ShardLinks {
         try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(workers)))
         var ready = Set<Int>()
         try gather(stop: stop, what: "the shards' new assignment") { k, message in
-            guard case .shardReport(let report) = message, report.kind == .ready, report.step == UInt64(step) else { return false }
+            guard case .shardReport(let report) = message, report.kind == .ready, report.step == UInt64(step) else { return nil }
             ready.insert(k)
             return ready.count == count
         }
@@ -128,17 +128,23 @@ final class ShardLinks {
     /// Waits for shard messages until `take` says it has all it needs. A stop request ends the
     /// wait, except while fetching the state for a checkpoint (`finishing`): a stopping run
     /// still writes its last checkpoint; a dead shard ends the wait within the heartbeat timeout.
-    func gather(stop: StopRequest, what: String, finishing: Bool = false, _ take: (Int, DecodedMessage) throws -> Bool) throws {
+    /// `take` answers nil for a message that is not its own (kept for later, see `held`), false
+    /// for one it took while more are needed, true when it has all.
+    func gather(stop: StopRequest, what: String, finishing: Bool = false, _ take: (Int, DecodedMessage) throws -> Bool?) throws {
         while true {
             if !finishing { try stop.check() }
             sendHeartbeatsIfDue(step: 0)
             let messages = try poll()
             for (index, (k, message)) in messages.enumerated() {
-                if try take(k, message) {
+                switch try take(k, message) {
+                case true?:
                     held += messages[(index + 1)...]
                     return
+                case false?:
+                    continue
+                case nil:
+                    held.append((k, message))
                 }
-                held.append((k, message))
             }
             try waitForInput(transports, timeout: 0.2)
         }
@@ -152,7 +158,7 @@ final class ShardLinks {
         var steps = Set<UInt64>()
         var received = Set<Int>()
         try gather(stop: stop, what: "the shards' state", finishing: true) { k, message in
-            guard case .shardReport(let report) = message, report.kind == .state else { return false }
+            guard case .shardReport(let report) = message, report.kind == .state else { return nil }
             let range = partition.shards[k]
             guard let parameters = report.parameters, parameters.values.count == range.count,
                   report.optimizerState.map(\.name) == buffers.map(\.name),
