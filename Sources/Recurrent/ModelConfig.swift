@@ -23,29 +23,51 @@ public enum CellType: String, Codable, CaseIterable, Sendable {
     public var hasCellState: Bool { self == .lstm }
 }
 
-public struct ModelConfig: Codable, Equatable, Hashable, Sendable {
+///
+/// A classifier (`labelCount` set) has the same stacked layers, read once at the end of the
+/// sequence: its head maps the top layer's final h (forward and reverse concatenated when
+/// `bidirectional`) to `labelCount` logits. Bidirectional layers run a second, reverse
+/// direction with its own weights; the layer above reads both directions' h (2H wide).
+public struct ModelConfig: Equatable, Hashable, Sendable {
     public var cell: CellType
     public var vocabularySize: Int
     public var hiddenSize: Int
     public var layerCount: Int
+    /// Each layer also reads the sequence backwards (PyTorch `bidirectional=True`).
+    public var bidirectional: Bool
+    /// The classes of a classifier; nil for a language model (whose head has V outputs).
+    public var labelCount: Int?
 
-    public init(cell: CellType, vocabularySize: Int, hiddenSize: Int, layerCount: Int) {
-        precondition(vocabularySize > 0 && hiddenSize > 0 && layerCount > 0)
+    public init(cell: CellType, vocabularySize: Int, hiddenSize: Int, layerCount: Int,
+                bidirectional: Bool = false, labelCount: Int? = nil) {
+        precondition(vocabularySize > 0 && hiddenSize > 0 && layerCount > 0 && (labelCount ?? 1) > 0)
         self.cell = cell
         self.vocabularySize = vocabularySize
         self.hiddenSize = hiddenSize
         self.layerCount = layerCount
+        self.bidirectional = bidirectional
+        self.labelCount = labelCount
     }
 
-    /// Input width of layer l: V for the first layer (one-hot), H above it.
-    public func inputSize(layer: Int) -> Int { layer == 0 ? vocabularySize : hiddenSize }
+    /// 2 for bidirectional layers, else 1.
+    public var directions: Int { bidirectional ? 2 : 1 }
+
+    /// Rows of the head: the label count of a classifier, V for a language model.
+    public var outputCount: Int { labelCount ?? vocabularySize }
+
+    /// Width of what the layer above (or the head) reads from a layer: H per direction.
+    public var layerOutputSize: Int { hiddenSize * directions }
+
+    /// Input width of layer l: V for the first layer (one-hot), H (2H bidirectional) above it.
+    public func inputSize(layer: Int) -> Int { layer == 0 ? vocabularySize : layerOutputSize }
 
     /// Weights that take part in matrix products per token (biases excluded; the one-hot
     /// input product counted densely, as PyTorch computes it). 6 FLOP each per trained token.
+    /// A classifier's head runs once per sequence, not per token, and is not counted.
     public var matmulWeightCount: Int {
         let G = cell.gateCount, H = hiddenSize
-        var n = hiddenSize * vocabularySize
-        for l in 0..<layerCount { n += G * H * inputSize(layer: l) + G * H * H }
+        var n = labelCount == nil ? layerOutputSize * outputCount : 0
+        for l in 0..<layerCount { n += directions * (G * H * inputSize(layer: l) + G * H * H) }
         return n
     }
 }

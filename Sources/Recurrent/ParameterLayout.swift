@@ -12,6 +12,8 @@ public struct ParameterSlice: Equatable, Sendable {
     public let offset: Int
     /// The recurrent layer the tensor belongs to; nil for the head.
     public let layer: Int?
+    /// 0 forward, 1 the reverse direction of a bidirectional layer (`_reverse` names); 0 for the head.
+    public let direction: Int
     public let role: ParameterRole
     public var count: Int { shape.reduce(1, *) }
     public var range: Range<Int> { offset..<(offset + count) }
@@ -25,8 +27,10 @@ public struct ParameterSlice: Equatable, Sendable {
 ///   rnn.weight_hh_l{l}  (G·H, H)
 ///   rnn.bias_ih_l{l}    (G·H)
 ///   rnn.bias_hh_l{l}    (G·H)           GRU only; RNN/LSTM keep one bias (see CellType)
-///   head.weight         (V, H)
-///   head.bias           (V)
+///   …_reverse           the same four for the reverse direction of a bidirectional layer,
+///                       after the forward ones (D_l = 2H above layer 0)
+///   head.weight         (O, H·directions)   O = V, or the label count of a classifier
+///   head.bias           (O)
 public struct ParameterLayout: Equatable, Sendable {
     public let config: ModelConfig
     public let slices: [ParameterSlice]
@@ -34,21 +38,26 @@ public struct ParameterLayout: Equatable, Sendable {
     public let count: Int
 
     public init(_ config: ModelConfig) {
-        let G = config.cell.gateCount, H = config.hiddenSize, V = config.vocabularySize
-        var table: [(String, [Int], Int?, ParameterRole)] = []
+        let G = config.cell.gateCount, H = config.hiddenSize, O = config.outputCount
+        var table: [(String, [Int], Int?, Int, ParameterRole)] = []
         for l in 0..<config.layerCount {
-            table.append(("rnn.weight_ih_l\(l)", [G * H, config.inputSize(layer: l)], l, .inputWeight))
-            table.append(("rnn.weight_hh_l\(l)", [G * H, H], l, .recurrentWeight))
-            table.append(("rnn.bias_ih_l\(l)", [G * H], l, .inputBias))
-            if config.cell.hasRecurrentBias { table.append(("rnn.bias_hh_l\(l)", [G * H], l, .recurrentBias)) }
+            for direction in 0..<config.directions {
+                let suffix = direction == 0 ? "" : "_reverse"
+                table.append(("rnn.weight_ih_l\(l)\(suffix)", [G * H, config.inputSize(layer: l)], l, direction, .inputWeight))
+                table.append(("rnn.weight_hh_l\(l)\(suffix)", [G * H, H], l, direction, .recurrentWeight))
+                table.append(("rnn.bias_ih_l\(l)\(suffix)", [G * H], l, direction, .inputBias))
+                if config.cell.hasRecurrentBias {
+                    table.append(("rnn.bias_hh_l\(l)\(suffix)", [G * H], l, direction, .recurrentBias))
+                }
+            }
         }
-        table.append(("head.weight", [V, H], nil, .headWeight))
-        table.append(("head.bias", [V], nil, .headBias))
+        table.append(("head.weight", [O, config.layerOutputSize], nil, 0, .headWeight))
+        table.append(("head.bias", [O], nil, 0, .headBias))
 
         var offset = 0
         var slices: [ParameterSlice] = []
-        for (name, shape, layer, role) in table {
-            let slice = ParameterSlice(name: name, shape: shape, offset: offset, layer: layer, role: role)
+        for (name, shape, layer, direction, role) in table {
+            let slice = ParameterSlice(name: name, shape: shape, offset: offset, layer: layer, direction: direction, role: role)
             slices.append(slice)
             offset += slice.count
         }
@@ -59,7 +68,7 @@ public struct ParameterLayout: Equatable, Sendable {
 
     public func slice(named name: String) -> ParameterSlice? { slices.first { $0.name == name } }
 
-    /// Indices of the tensors of recurrent layer `layer` (contiguous in the table).
+    /// Indices of the tensors of recurrent layer `layer`, both directions (contiguous in the table).
     public func slices(ofLayer layer: Int) -> Range<Int> {
         let first = slices.firstIndex { $0.layer == layer }!
         let end = slices[first...].firstIndex { $0.layer != layer }!
@@ -74,8 +83,8 @@ public struct ParameterLayout: Equatable, Sendable {
         slices[run.lowerBound].offset..<slices[run.upperBound - 1].range.upperBound
     }
 
-    /// The tensor of `role` in `layer` (nil for the head), if the model has one.
-    public func slice(_ role: ParameterRole, layer: Int? = nil) -> ParameterSlice? {
-        slices.first { $0.role == role && $0.layer == layer }
+    /// The tensor of `role` in `layer` (nil for the head) and `direction`, if the model has one.
+    public func slice(_ role: ParameterRole, layer: Int? = nil, direction: Int = 0) -> ParameterSlice? {
+        slices.first { $0.role == role && $0.layer == layer && $0.direction == direction }
     }
 }
