@@ -1,0 +1,171 @@
+/// The time loops of the three cells over packed rows, each forward next to its backward.
+/// Direction 0 runs positions 0..<steps, direction 1 runs them backwards; at position t the
+/// active examples are the prefix 0..<batchSizes[t] of the sorted order, and the first
+/// `previous(direction:step:).count` of them continue a state (the others start from zero,
+/// so their recurrent product is skipped: W·0 adds nothing).
+extension SequenceClassifier {
+    /// The position of the k-th step of direction d.
+    @inline(__always)
+    func position(_ k: Int, direction d: Int) -> Int { d == 0 ? k : steps - 1 - k }
+
+    func rnnForward(layer l: Int, direction d: Int) {
+        let H = config.hiddenSize, DH = config.directions * H
+        let ld = l * config.directions + d
+        let out = outputs[l], g = gates[ld], whh = hiddenForward[ld]
+        for k in 0..<steps {
+            let t = position(k, direction: d), row0 = rowStart[t], (p0, mp) = previous(direction: d, step: t)
+            if mp > 0 {
+                S.rowProduct(m: mp, n: H, k: H, a: out + p0 * DH + d * H, lda: DH, prepared: whh,
+                             accumulate: true, c: g + row0 * H, ldc: H)
+            }
+            for i in 0..<batchSizes[t] {
+                let h = out + (row0 + i) * DH + d * H
+                h.update(from: g + (row0 + i) * H, count: H)
+                S.tanh(h, count: H)
+            }
+        }
+    }
+
+    func rnnBackward(layer l: Int, direction d: Int) {
+        let H = config.hiddenSize, DH = config.directions * H
+        let ld = l * config.directions + d
+        let out = outputs[l], whh = hiddenBackward[ld], dG = dGates[d]
+        for k in stride(from: steps - 1, through: 0, by: -1) {
+            let t = position(k, direction: d), row0 = rowStart[t], (_, mp) = previous(direction: d, step: t)
+            for i in 0..<batchSizes[t] {
+                let r = row0 + i
+                let dOut = dH + r * DH + d * H, next = dHNext + i * H
+                let y = out + r * DH + d * H, dr = dG + r * H
+                for j in 0..<H { dr[j] = (dOut[j] + next[j]) * (1 - y[j] * y[j]) }
+            }
+            if mp > 0 {
+                S.rowProduct(m: mp, n: H, k: H, a: dG + row0 * H, lda: H, prepared: whh,
+                             accumulate: false, c: dHNext, ldc: H)
+            }
+        }
+    }
+
+    func lstmForward(layer l: Int, direction d: Int) {
+        let H = config.hiddenSize, DH = config.directions * H, GH = 4 * H
+        let ld = l * config.directions + d
+        let out = outputs[l], c = cs[ld], tc = tanhC[ld], g = gates[ld], whh = hiddenForward[ld]
+        for k in 0..<steps {
+            let t = position(k, direction: d), row0 = rowStart[t], (p0, mp) = previous(direction: d, step: t)
+            if mp > 0 {
+                S.rowProduct(m: mp, n: GH, k: H, a: out + p0 * DH + d * H, lda: DH, prepared: whh,
+                             accumulate: true, c: g + row0 * GH, ldc: GH)
+            }
+            for i in 0..<batchSizes[t] {
+                let r = row0 + i
+                let gi = g + r * GH          // i f g o, each H wide
+                S.sigmoid(gi, count: 2 * H)
+                S.tanh(gi + 2 * H, count: H)
+                S.sigmoid(gi + 3 * H, count: H)
+                let cPrev: UnsafePointer<S> = i < mp ? UnsafePointer(c + (p0 + i) * H) : UnsafePointer(zeros)
+                let cNext = c + r * H, tcRow = tc + r * H, h = out + r * DH + d * H
+                for j in 0..<H {
+                    let cj = gi[H + j] * cPrev[j] + gi[j] * gi[2 * H + j]
+                    cNext[j] = cj
+                    tcRow[j] = cj
+                }
+                S.tanh(tcRow, count: H)
+                for j in 0..<H { h[j] = gi[3 * H + j] * tcRow[j] }
+            }
+        }
+    }
+
+    func lstmBackward(layer l: Int, direction d: Int) {
+        let H = config.hiddenSize, DH = config.directions * H, GH = 4 * H
+        let ld = l * config.directions + d
+        let c = cs[ld], tc = tanhC[ld], g = gates[ld], whh = hiddenBackward[ld], dG = dGates[d]
+        for k in stride(from: steps - 1, through: 0, by: -1) {
+            let t = position(k, direction: d), row0 = rowStart[t], (p0, mp) = previous(direction: d, step: t)
+            for i in 0..<batchSizes[t] {
+                let r = row0 + i
+                let dOut = dH + r * DH + d * H, next = dHNext + i * H, cNext = dCNext + i * H
+                let gi = g + r * GH, dr = dG + r * GH, tcRow = tc + r * H
+                let cPrev: UnsafePointer<S> = i < mp ? UnsafePointer(c + (p0 + i) * H) : UnsafePointer(zeros)
+                for j in 0..<H {
+                    let dh = dOut[j] + next[j]
+                    let ig = gi[j], f = gi[H + j], gg = gi[2 * H + j], o = gi[3 * H + j]
+                    let tcj = tcRow[j]
+                    let dc = cNext[j] + dh * o * (1 - tcj * tcj)
+                    dr[j] = dc * gg * ig * (1 - ig)
+                    dr[H + j] = dc * cPrev[j] * f * (1 - f)
+                    dr[2 * H + j] = dc * ig * (1 - gg * gg)
+                    dr[3 * H + j] = dh * tcj * o * (1 - o)
+                    cNext[j] = dc * f
+                }
+            }
+            if mp > 0 {
+                S.rowProduct(m: mp, n: H, k: GH, a: dG + row0 * GH, lda: GH, prepared: whh,
+                             accumulate: false, c: dHNext, ldc: H)
+            }
+        }
+    }
+
+    func gruForward(layer l: Int, direction d: Int, _ w: UnsafePointer<S>) {
+        let H = config.hiddenSize, DH = config.directions * H, GH = 3 * H
+        let ld = l * config.directions + d
+        let out = outputs[l], g = gates[ld], hn = hiddenN[ld], whh = hiddenForward[ld]
+        let bhh = w + offsets[ld].hiddenBias!
+        for k in 0..<steps {
+            let t = position(k, direction: d), row0 = rowStart[t], (p0, mp) = previous(direction: d, step: t)
+            let m = batchSizes[t]
+            for i in 0..<m { (stepH + i * GH).update(from: bhh, count: GH) }
+            if mp > 0 {
+                S.rowProduct(m: mp, n: GH, k: H, a: out + p0 * DH + d * H, lda: DH, prepared: whh,
+                             accumulate: true, c: stepH, ldc: GH)
+            }
+            for i in 0..<m {
+                let r = row0 + i
+                let gi = g + r * GH          // r z n, each H wide
+                let gh = stepH + i * GH, hnRow = hn + r * H
+                let hPrev: UnsafePointer<S> = i < mp ? UnsafePointer(out + (p0 + i) * DH + d * H) : UnsafePointer(zeros)
+                let h = out + r * DH + d * H
+                for j in 0..<(2 * H) { gi[j] += gh[j] }
+                S.sigmoid(gi, count: 2 * H)
+                for j in 0..<H {
+                    hnRow[j] = gh[2 * H + j]
+                    gi[2 * H + j] += gi[j] * gh[2 * H + j]
+                }
+                S.tanh(gi + 2 * H, count: H)
+                for j in 0..<H {
+                    let z = gi[H + j]
+                    h[j] = (1 - z) * gi[2 * H + j] + z * hPrev[j]
+                }
+            }
+        }
+    }
+
+    func gruBackward(layer l: Int, direction d: Int) {
+        let H = config.hiddenSize, DH = config.directions * H, GH = 3 * H
+        let ld = l * config.directions + d
+        let out = outputs[l], g = gates[ld], hn = hiddenN[ld], whh = hiddenBackward[ld]
+        let dX = dGates[d], dGh = dGatesH!
+        for k in stride(from: steps - 1, through: 0, by: -1) {
+            let t = position(k, direction: d), row0 = rowStart[t], (p0, mp) = previous(direction: d, step: t)
+            for i in 0..<batchSizes[t] {
+                let r = row0 + i
+                let dOut = dH + r * DH + d * H, next = dHNext + i * H
+                let gi = g + r * GH, hnRow = hn + r * H
+                let hPrev: UnsafePointer<S> = i < mp ? UnsafePointer(out + (p0 + i) * DH + d * H) : UnsafePointer(zeros)
+                let dx = dX + r * GH, dh = dGh + r * GH
+                for j in 0..<H {
+                    let dht = dOut[j] + next[j]
+                    let rg = gi[j], z = gi[H + j], nn = gi[2 * H + j]
+                    let dnPre = dht * (1 - z) * (1 - nn * nn)
+                    let drPre = dnPre * hnRow[j] * rg * (1 - rg)
+                    let dzPre = dht * (hPrev[j] - nn) * z * (1 - z)
+                    dx[j] = drPre; dx[H + j] = dzPre; dx[2 * H + j] = dnPre
+                    dh[j] = drPre; dh[H + j] = dzPre; dh[2 * H + j] = dnPre * rg
+                    next[j] = dht * z
+                }
+            }
+            if mp > 0 {
+                S.rowProduct(m: mp, n: H, k: GH, a: dGh + row0 * GH, lda: GH, prepared: whh,
+                             accumulate: true, c: dHNext, ldc: H)
+            }
+        }
+    }
+}
