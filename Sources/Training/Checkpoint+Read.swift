@@ -49,8 +49,9 @@ extension Checkpoint {
         let path = directory.path
         let (tensors, metadata) = try decode(file: modelFile, in: directory)
         let (model, vocabulary) = try decodeMetadata(metadata, path: path)
+        let labels = try decodeLabels(metadata, model: model, path: path)
         let parameters = try decodeParameters(model, tensors, path: path)
-        var checkpoint = Checkpoint(model: model, vocabulary: vocabulary, parameters: parameters)
+        var checkpoint = Checkpoint(model: model, vocabulary: vocabulary, parameters: parameters, labels: labels)
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent(stateFile).path) {
             checkpoint.training = try readTrainingState(directory, layout: ParameterLayout(model))
         }
@@ -74,6 +75,16 @@ extension Checkpoint {
             throw TrainingError.checkpoint("\(path): vocabulary has \(vocabulary.count) symbols, config says \(model.vocabularySize)")
         }
         return (model, vocabulary)
+    }
+
+    /// A classifier's "labels" metadata: a JSON array of `num_labels` distinct strings.
+    static func decodeLabels(_ metadata: [String: String], model: ModelConfig, path: String) throws -> [String] {
+        guard let count = model.labelCount else { return [] }
+        guard let text = metadata["labels"], let labels = try? JSONDecoder().decode([String].self, from: Data(text.utf8)),
+              labels.count == count, Set(labels).count == count else {
+            throw TrainingError.checkpoint("\(path)/\(modelFile): a classifier of \(count) classes needs \"labels\" metadata, a JSON array of \(count) distinct names")
+        }
+        return labels
     }
 
     /// The parameter slab from the model file's tensors, after the metadata is checked against
@@ -103,7 +114,8 @@ extension Checkpoint {
     @_spi(Fuzzing) public static func decodeModelFile(_ bytes: [UInt8]) throws -> Checkpoint {
         let (tensors, metadata) = try decodeSafetensors(bytes, file: modelFile, path: "fuzz")
         let (model, vocabulary) = try decodeMetadata(metadata, path: "fuzz")
-        return Checkpoint(model: model, vocabulary: vocabulary, parameters: try decodeParameters(model, tensors, path: "fuzz"))
+        let labels = try decodeLabels(metadata, model: model, path: "fuzz")
+        return Checkpoint(model: model, vocabulary: vocabulary, parameters: try decodeParameters(model, tensors, path: "fuzz"), labels: labels)
     }
 
     /// The `config` and `vocabulary` metadata strings, as `read` decodes them.
@@ -122,7 +134,7 @@ extension Checkpoint {
             "config": Self.modelJSON(model),
             "vocabulary": String(decoding: try JSONEncoder().encode(vocabulary), as: UTF8.self),
             "format": "recur-1",
-        ])
+        ].merging(model.labelCount == nil ? [:] : ["labels": String(decoding: try JSONEncoder().encode(labels), as: UTF8.self)]) { a, _ in a })
     }
 
     /// state.json's bytes as `write` produces them (nil without training state).
@@ -147,14 +159,16 @@ extension Checkpoint {
                 throw TrainingError.checkpoint("\(path): config metadata \(modelJSON(model)) does not match tensor \(name) of shape \(t.shape): the tensors are of another model")
             }
         }
-        guard L <= tensors.count, MemoryBudget.parameterCount(cell: model.cell, vocabularySize: V, hiddenSize: H, layers: L) != nil,
+        guard L <= tensors.count,
+              MemoryBudget.parameterCount(cell: model.cell, vocabularySize: V, hiddenSize: H, layers: L).flatMap({ MemoryBudget.multiply($0, 2) }) != nil,
               let GH = MemoryBudget.multiply(G, H) else {
             throw TrainingError.checkpoint("\(path): config metadata \(modelJSON(model)) is larger than the file's \(tensors.count) tensors")
         }
-        try expect("head.bias", [V])
-        try expect("head.weight", [V, H])
+        try expect("head.bias", [model.outputCount])
+        try expect("head.weight", [model.outputCount, H * model.directions])
         try expect("rnn.weight_hh_l0", [GH, H])
         try expect("rnn.weight_hh_l\(L - 1)", [GH, H])
+        if model.bidirectional { try expect("rnn.weight_hh_l\(L - 1)_reverse", [GH, H]) }
         if tensors["rnn.weight_hh_l\(L)"] != nil {
             throw TrainingError.checkpoint("\(path): config metadata says \(L) layers, the file has rnn.weight_hh_l\(L)")
         }

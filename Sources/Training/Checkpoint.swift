@@ -18,6 +18,9 @@ public struct Checkpoint {
     public var model: ModelConfig
     public var vocabulary: Vocabulary
     public var parameters: [Float]
+    /// A classifier's class names (`model.labelCount` of them, metadata "labels"); empty for
+    /// a language model.
+    public var labels: [String]
     /// Present in checkpoints written by training (absent for a bare model file).
     public var training: TrainingState?
 
@@ -50,9 +53,10 @@ public struct Checkpoint {
         }
     }
 
-    public init(model: ModelConfig, vocabulary: Vocabulary, parameters: [Float], training: TrainingState? = nil) {
+    public init(model: ModelConfig, vocabulary: Vocabulary, parameters: [Float], labels: [String] = [], training: TrainingState? = nil) {
         self.model = model
         self.vocabulary = vocabulary
+        self.labels = labels
         self.parameters = parameters
         self.training = training
     }
@@ -133,6 +137,9 @@ public struct Checkpoint {
         guard vocabulary.count == model.vocabularySize else {
             throw fail("vocabulary has \(vocabulary.count) symbols, the model \(model.vocabularySize)")
         }
+        guard labels.count == (model.labelCount ?? 0) else {
+            throw fail("\(labels.count) labels, the model has \(model.labelCount ?? 0) classes")
+        }
         guard parameters.count == layout.count else {
             throw fail("\(parameters.count) parameters, the model has \(layout.count)")
         }
@@ -141,7 +148,8 @@ public struct Checkpoint {
         }
         guard let t = training else { return }
         let c = t.config
-        guard c.cell == model.cell, c.layers == model.layerCount, c.hidden == model.hiddenSize else {
+        guard c.cell == model.cell, c.layers == model.layerCount, c.hidden == model.hiddenSize,
+              (c.bidirectional ?? false) == model.bidirectional, c.isClassifier == (model.labelCount != nil) else {
             throw fail("training config (\(c.cell), \(c.layers) layers, hidden \(c.hidden)) is not the model \(Self.modelJSON(model))")
         }
         guard t.step >= 0, t.optimizerStepCount >= 0, t.optimizerStepCount <= t.step else {
@@ -177,7 +185,7 @@ public struct Checkpoint {
     func checkReadBack(_ read: Checkpoint, path: String) throws {
         func same(_ a: [Float], _ b: [Float]) -> Bool { a.map(\.bitPattern) == b.map(\.bitPattern) }
         var differing: String?
-        if read.model != model || read.vocabulary != vocabulary { differing = "config or vocabulary" }
+        if read.model != model || read.vocabulary != vocabulary || read.labels != labels { differing = "config, vocabulary or labels" }
         else if !same(read.parameters, parameters) { differing = "parameters" }
         else if (read.training == nil) != (training == nil) { differing = "training state presence" }
         else if let a = read.training, let b = training {
@@ -196,10 +204,16 @@ public struct Checkpoint {
 
     // MARK: Metadata
 
-    /// {"cell":"lstm","hidden_size":256,"num_layers":2,"vocab_size":65}
+    /// {"cell":"lstm","hidden_size":256,"num_layers":2,"vocab_size":65}; a classifier adds
+    /// "num_labels" and, bidirectional, "bidirectional":true (keys sorted).
     public static func modelJSON(_ m: ModelConfig) -> String {
-        "{\"cell\":\"\(m.cell.rawValue)\",\"hidden_size\":\(m.hiddenSize),\"num_layers\":\(m.layerCount),\"vocab_size\":\(m.vocabularySize)}"
+        let bidirectional = m.bidirectional ? "\"bidirectional\":true," : ""
+        let labels = m.labelCount.map { "\"num_labels\":\($0)," } ?? ""
+        return "{\(bidirectional)\"cell\":\"\(m.cell.rawValue)\",\"hidden_size\":\(m.hiddenSize),\(labels)\"num_layers\":\(m.layerCount),\"vocab_size\":\(m.vocabularySize)}"
     }
+
+    /// The most classes a classifier's metadata may declare.
+    static let maximumLabelCount = 1 << 20
 
     /// Unicode has 1,114,112 code points; a vocabulary of scalars cannot be larger.
     static let maximumVocabularySize = 0x110000
@@ -209,10 +223,17 @@ public struct Checkpoint {
               let cellName = object["cell"] as? String, let cell = CellType(rawValue: cellName),
               let hidden = object["hidden_size"] as? Int, let layers = object["num_layers"] as? Int,
               let vocabulary = object["vocab_size"] as? Int, hidden > 0, layers > 0, vocabulary > 0,
-              vocabulary <= maximumVocabularySize else {
+              vocabulary <= maximumVocabularySize,
+              object["bidirectional"] == nil || object["bidirectional"] is Bool,
+              object["num_labels"] == nil || (object["num_labels"] as? Int).map({ $0 > 0 && $0 <= maximumLabelCount }) == true else {
             throw TrainingError.checkpoint("\(path): config metadata must look like \(modelJSON(ModelConfig(cell: .lstm, vocabularySize: 65, hiddenSize: 256, layerCount: 2))), got \(text)")
         }
-        return ModelConfig(cell: cell, vocabularySize: vocabulary, hiddenSize: hidden, layerCount: layers)
+        let bidirectional = object["bidirectional"] as? Bool ?? false, labels = object["num_labels"] as? Int
+        guard !bidirectional || labels != nil else {
+            throw TrainingError.checkpoint("\(path): config metadata \(text) is bidirectional without num_labels: only classifiers are bidirectional")
+        }
+        return ModelConfig(cell: cell, vocabularySize: vocabulary, hiddenSize: hidden, layerCount: layers,
+                           bidirectional: bidirectional, labelCount: labels)
     }
 
     struct StateFile: Codable {

@@ -8,10 +8,19 @@ import Recurrent
 /// the < E leftover targets continue the last segment — every target counted once (the
 /// same rule as the PyTorch reference's `evaluate`).
 public enum Evaluator {
+    /// A classifier's result (`ClassifierEvaluator`) counts examples: `natsPerCharacter` is
+    /// then the mean loss per example and `characters` the examples scored.
     public struct Result: Equatable, Sendable {
         public var natsPerCharacter: Double
         public var bitsPerCharacter: Double { natsPerCharacter / 0.6931471805599453 }
         public var characters: Int
+        /// Accuracy and the rest, for a classifier.
+        public var classification: ClassificationMetrics?
+
+        public init(natsPerCharacter: Double, characters: Int) {
+            self.natsPerCharacter = natsPerCharacter
+            self.characters = characters
+        }
     }
 
     /// nil when there is nothing to predict (fewer than two tokens).

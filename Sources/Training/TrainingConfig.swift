@@ -31,8 +31,21 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Dropout probability between stacked layers and before the head (`Dropout`); nil = none.
     /// Optional so that configs without dropout keep their JSON (and checkpoints) as before.
     public var dropout: Double?
+    /// What the run learns; nil = the character language model. With `.classify`, `streams`
+    /// is the number of examples per step and `chunkStreams` the examples per chunk; `window`
+    /// is unused. Optional, like the two below, so language-model configs keep their JSON.
+    public var task: TrainingTask?
+    /// Classification: inputs longer than this are cut to their first `maxLength` characters
+    /// (nil = `defaultMaxLength`).
+    public var maxLength: Int?
+    /// Classification: bidirectional layers (nil = no).
+    public var bidirectional: Bool?
 
     public init() {}
+
+    public static let defaultMaxLength = 256
+    public var isClassifier: Bool { task == .classify }
+    public var resolvedMaxLength: Int { maxLength ?? Self.defaultMaxLength }
 
     /// The masks of this run's dropout (seeded by `seed`), nil without dropout.
     public var dropoutMasks: Dropout? {
@@ -43,8 +56,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// The step-decay factor the CLI offers once `learningRateDecayEvery` is set.
     public static let defaultDecayFactor: Float = 0.5
 
-    public func model(vocabularySize: Int) -> ModelConfig {
-        ModelConfig(cell: cell, vocabularySize: vocabularySize, hiddenSize: hidden, layerCount: layers)
+    /// The model of this config: a language model, or with `labelCount` a classifier.
+    public func model(vocabularySize: Int, labelCount: Int? = nil) -> ModelConfig {
+        ModelConfig(cell: cell, vocabularySize: vocabularySize, hiddenSize: hidden, layerCount: layers,
+                    bidirectional: bidirectional ?? false, labelCount: labelCount)
     }
 
     public var schedule: LearningRateSchedule {
@@ -86,6 +101,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try check(chunkStreams >= 1 && streams % chunkStreams == 0, .chunkStreams, chunkStreams,
                   "a divisor of the batch \(streams)")
         if let dropout { try check(dropout >= 0 && dropout < 1, .dropout, dropout, "in [0, 1)") }
+        if let maxLength { try check(maxLength >= 1, .maxLength, maxLength, "at least 1") }
+        if !isClassifier {
+            if bidirectional == true { throw TrainingError.missingSetting(.bidirectional, requires: .task) }
+            if maxLength != nil { throw TrainingError.missingSetting(.maxLength, requires: .task) }
+        } else if let dropout, dropout > 0 {
+            throw TrainingError.invalidValue(.dropout, value: "\(dropout)", rule: "0 for --task classify (dropout is for the language model)")
+        }
     }
 
     /// Canonical JSON (sorted keys): equal configs give equal bytes.
@@ -108,7 +130,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 public enum ConfigField: String, Sendable, CaseIterable {
     case cell, layers, hidden, streams, window, steps, optimizer, learningRate, clip, validationFraction
     case learningRateDecayEvery, learningRateDecay, chunkStreams, seed, dropout
+    case task, maxLength, bidirectional
     case checkpointDirectory, resume, initFrom, workers
+}
+
+/// What a run learns (`--task`).
+public enum TrainingTask: String, Codable, CaseIterable, Sendable {
+    /// Next character of a text, many-to-many (the default; stored as no task).
+    case languageModel = "lm"
+    /// One label per line of `label<TAB>text`, many-to-one.
+    case classify
 }
 
 extension TrainingConfig {
@@ -135,6 +166,9 @@ extension TrainingConfig {
         case .chunkStreams: return "\(chunkStreams)"
         case .seed: return "\(seed)"
         case .dropout: return "\(dropout ?? 0)"
+        case .task: return (task ?? .languageModel).rawValue
+        case .maxLength: return isClassifier ? "\(resolvedMaxLength)" : nil
+        case .bidirectional: return "\(bidirectional ?? false)"
         case .checkpointDirectory, .resume, .initFrom, .workers: return nil
         }
     }

@@ -73,6 +73,11 @@ public struct StartInfo: Sendable {
     public var steps: Int
     public var mode: String
     public var blasCore: String
+    /// A classifier's classes (nil for a language model): the counts above are then examples.
+    public var labelCount: Int?
+    /// Classifier: training examples longer than `maxLength`, which are cut.
+    public var truncatedExamples = 0
+    public var maxLength = 0
 }
 
 public struct Summary: Sendable {

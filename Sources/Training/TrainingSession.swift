@@ -49,10 +49,11 @@ public final class TrainingSession {
     public var layout: ParameterLayout { plan.layout }
     public var train: TokenStore { plan.train }
     public var validation: TokenStore { plan.validation }
-    public var streamLayout: StreamLayout { plan.streamLayout }
+    public var streamLayout: StreamLayout? { plan.streamLayout }
 
-    public init(config: TrainingConfig, corpus: Corpus, options: RunOptions) throws {
-        plan = try RunPlan(config: config, corpus: corpus)
+    /// `validation`: a classifier's validation examples from another file (`--val-data`).
+    public init(config: TrainingConfig, corpus: Corpus, options: RunOptions, validation: LabelledExamples? = nil) throws {
+        plan = try RunPlan(config: config, corpus: corpus, validation: validation)
         self.options = options
         self.corpus = corpus
         let model = plan.model
@@ -93,6 +94,9 @@ public final class TrainingSession {
             guard checkpoint.model == model else {
                 throw TrainingError.checkpoint("\(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
             }
+            guard checkpoint.labels == (plan.classification?.labels ?? []) else {
+                throw TrainingError.checkpoint("\(source.path) classifies into other labels than \(corpus.name) has")
+            }
             guard checkpoint.vocabulary == corpus.vocabulary else {
                 throw TrainingError.checkpoint("\(source.path) has another vocabulary than \(corpus.name)")
             }
@@ -125,16 +129,24 @@ public final class TrainingSession {
     }
 
     public var isFinished: Bool { step >= config.steps }
-    public var position: (epoch: Int, stepInEpoch: Int) { streamLayout.position(globalStep: step) }
+    public var position: (epoch: Int, stepInEpoch: Int) { plan.position(globalStep: step) }
     public var tokensPerStep: Int { plan.tokensPerStep }
 
-    /// The validation characters an evaluation scores: the split, capped by `evalCharacters`.
+    /// The validation characters an evaluation scores: the split, capped by `evalCharacters`
+    /// (a classifier: every validation example).
     public var evaluatedCharacters: Int {
-        options.evalCharacters > 0 ? min(validation.count, options.evalCharacters) : validation.count
+        if let c = plan.classification { return c.validation.count }
+        return options.evalCharacters > 0 ? min(validation.count, options.evalCharacters) : validation.count
     }
 
-    /// Validation loss of the current weights (over `evaluatedCharacters`).
+    /// Validation loss of the current weights (over `evaluatedCharacters`); a classifier's
+    /// with its metrics.
     public func evaluate() -> Evaluator.Result? {
+        if let c = plan.classification {
+            return ClassifierEvaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
+                                                examples: c.validation, maxLength: config.resolvedMaxLength,
+                                                majorityLabel: c.train.majorityLabel)
+        }
         let tokens = validation.slice(0..<evaluatedCharacters)
         return Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
                                   tokens: tokens, window: config.window, streams: options.evalStreams)
@@ -149,7 +161,8 @@ public final class TrainingSession {
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
             hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [],
             corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path)
-        let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values, training: training)
+        let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values,
+                                    labels: plan.classification?.labels ?? [], training: training)
         try checkpoint.write(to: directory)
         if target == nil { lastCheckpoint = directory.path }
         return directory.path
@@ -157,9 +170,13 @@ public final class TrainingSession {
 
     public func startInfo(mode: String) -> StartInfo {
         StartInfo(corpusName: corpus.name, corpusCharacters: corpus.count, vocabularySize: model.vocabularySize,
-                  trainCharacters: train.count, validationCharacters: validation.count,
+                  trainCharacters: plan.classification?.train.count ?? train.count,
+                  validationCharacters: plan.classification?.validation.count ?? validation.count,
                   evaluatedCharacters: evaluatedCharacters,
-                  parameterCount: layout.count, stepsPerEpoch: streamLayout.stepsPerEpoch,
-                  firstStep: step, steps: config.steps, mode: mode, blasCore: BLASInfo.coreName)
+                  parameterCount: layout.count, stepsPerEpoch: plan.stepsPerEpoch,
+                  firstStep: step, steps: config.steps, mode: mode, blasCore: BLASInfo.coreName,
+                  labelCount: model.labelCount,
+                  truncatedExamples: plan.classification?.train.truncatedCount(maxLength: config.resolvedMaxLength) ?? 0,
+                  maxLength: config.resolvedMaxLength)
     }
 }

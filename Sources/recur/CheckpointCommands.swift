@@ -19,6 +19,7 @@ struct SampleCommand: ParsableCommand {
 
     func run() throws {
         let c = try readCheckpoint(checkpoint)
+        if c.model.labelCount != nil { throw ValidationError("\(checkpoint) holds a classifier, which does not generate text: use recur predict") }
         let text = try sampling.sampler(seed: seed).sample(model: c.model, vocabulary: c.vocabulary, parameters: c.parameters,
                                                            prime: sampling.prime, length: sampling.sampleLength)
         print(text)
@@ -28,11 +29,13 @@ struct SampleCommand: ParsableCommand {
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Loss of a checkpoint on a text file (nats/char and bits/char).",
+        abstract: "Loss of a checkpoint on a text file (nats/char and bits/char), or a classifier's metrics on a labelled file.",
         discussion: """
         Scores the validation split, the end of the file by --val-fraction (the training \
         rule), or with --all the whole file. Characters outside the checkpoint's vocabulary \
-        are skipped and counted (a warning on stderr), or refused with --unknown error.
+        are skipped and counted (a warning on stderr), or refused with --unknown error. A \
+        classifier's checkpoint scores every line label<TAB>text of --data: loss, accuracy, \
+        per-class precision, recall and F1, and the confusion matrix.
         """)
 
     enum UnknownCharacters: String, ExpressibleByArgument, CaseIterable { case skip, error }
@@ -63,6 +66,10 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let c = try readCheckpoint(checkpoint)
+        if c.model.labelCount != nil {
+            if valFraction != nil || seq != nil { throw ValidationError("a classifier's eval scores every line of --data: --val-fraction and --seq do not apply") }
+            return try evaluateClassifier(c, data: data)
+        }
         let corpus = try Corpus.load(path: data)
         let window = seq ?? c.training?.config.window ?? Defaults.config.window
         let start = all ? 0 : Corpus.trainCount(total: corpus.count,

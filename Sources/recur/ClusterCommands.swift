@@ -155,8 +155,10 @@ struct WorkCommand: ParsableCommand {
     var connect: String
     @Option(help: "Threads of this worker (default: the machine's cores).")
     var threads: Int?
-    @Option(help: "The coordinator's corpus file on this node (default: the built-in corpus).")
+    @Option(help: "The coordinator's corpus file on this node (default: the built-in data of --task).")
     var data: String?
+    @Option(help: "Without --data: the built-in data of this task, lm or classify (default: lm).")
+    var task: TrainingTask?
     @Option(name: .customLong("token-cache"), help: "Directory of token files (as for train; default: $XDG_CACHE_HOME/recur or ~/.cache/recur; \"\" = none).")
     var tokenCache: String?
     @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, wait this many seconds for one at the same address (a restarted `recur serve --resume`) and join it again (0 = exit at once).")
@@ -183,7 +185,7 @@ struct WorkCommand: ParsableCommand {
 
     func run() throws {
         BLASInfo.useSingleThread()
-        let corpus = try data.map { try Corpus.load(path: $0, cache: TokenCacheFlag.cache(tokenCache)) } ?? Corpus.builtin()
+        let corpus = try data.map { try Corpus.load(path: $0, cache: TokenCacheFlag.cache(tokenCache)) } ?? Corpus.builtin(task: task)
         var options = WorkerOptions(endpoint: connect, threads: threads ?? Machine.cores)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.reconnectTimeout = reconnectTimeout

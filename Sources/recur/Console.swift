@@ -14,6 +14,8 @@ final class Console {
     private let jsonl: JSONLFile?
     private let prefix: String
     private var totalSteps = 0
+    /// What a step's rate counts: tokens of a language model, examples of a classifier.
+    private var unit = "tok/s"
     private var firstStep = 0
     private var started = DispatchTime.now().uptimeNanoseconds
     private var progressShown = false
@@ -49,12 +51,18 @@ final class Console {
             totalSteps = s.steps
             firstStep = s.firstStep
             started = DispatchTime.now().uptimeNanoseconds
-            let scored = s.evaluatedCharacters < s.validationCharacters ? " (evaluations score the first \(s.evaluatedCharacters), --eval-chars)" : ""
-            line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)\(scored)")
+            unit = s.labelCount == nil ? "tok/s" : "ex/s"
+            if let labels = s.labelCount {
+                line("examples \(s.corpusName): \(labels) labels, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)")
+                if s.truncatedExamples > 0 { line("\(s.truncatedExamples) training example(s) longer than --max-len \(s.maxLength) are cut to their first \(s.maxLength) characters") }
+            } else {
+                let scored = s.evaluatedCharacters < s.validationCharacters ? " (evaluations score the first \(s.evaluatedCharacters), --eval-chars)" : ""
+                line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)\(scored)")
+            }
             line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
         case .step(let r):
             log(LoggedStep(record: r, time: elapsed))
-            let text = Self.format(r, total: totalSteps, eta: eta(step: r.step))
+            let text = Self.format(r, total: totalSteps, eta: eta(step: r.step), unit: unit)
             if isTerminal && !verbose {
                 lock.lock()
                 print("\r\u{1B}[K" + prefix + text, terminator: "")
@@ -67,16 +75,26 @@ final class Console {
             }
         case .evaluation(let step, let result):
             log(EvaluationRecord(step: step, result: result, time: elapsed))
-            line(String(format: "step %d validation loss %.4f nats/char (%.4f bits/char) over %d chars",
-                        step, result.natsPerCharacter, result.bitsPerCharacter, result.characters))
+            if let metrics = result.classification {
+                let baseline = metrics.majorityBaseline.map { String(format: " (majority baseline %.1f%%)", 100 * $0) } ?? ""
+                line(String(format: "step %d validation loss %.4f nats/example, accuracy %.1f%%%@ over %d examples",
+                            step, result.natsPerCharacter, 100 * metrics.accuracy, baseline, result.characters))
+                if verbose || step == totalSteps { line(metrics.table) }
+            } else {
+                line(String(format: "step %d validation loss %.4f nats/char (%.4f bits/char) over %d chars",
+                            step, result.natsPerCharacter, result.bitsPerCharacter, result.characters))
+            }
         case .checkpoint(let step, let path):
             line("step \(step) checkpoint \(path)")
         case .message(let text):
             line(text)
         case .finished(let s):
             let train = s.finalTrainLoss.map { String(format: "%.4f", $0) } ?? "-"
-            let validation = s.validation.map { String(format: "%.4f nats/char (%.4f bits/char)", $0.natsPerCharacter, $0.bitsPerCharacter) } ?? "-"
-            line("done: \(s.steps) steps in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) tok/s median; checkpoint \(s.checkpoint ?? "none")")
+            let validation = s.validation.map { v in
+                v.classification.map { String(format: "%.4f nats/example, accuracy %.1f%%", v.natsPerCharacter, 100 * $0.accuracy) }
+                    ?? String(format: "%.4f nats/char (%.4f bits/char)", v.natsPerCharacter, v.bitsPerCharacter)
+            } ?? "-"
+            line("done: \(s.steps) steps in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) \(unit) median; checkpoint \(s.checkpoint ?? "none")")
         }
     }
 
@@ -100,9 +118,9 @@ final class Console {
     /// and with workers the step's compute/communicate/wait split, ` (c/m/w 80.0/8.0/2.1)`, when
     /// the line still fits `columns` (in-process, communicate and wait are zero). Never wider than
     /// `columns`: numbers shrink their decimals as they grow.
-    static func format(_ r: StepRecord, total: Int, eta: String) -> String {
+    static func format(_ r: StepRecord, total: Int, eta: String, unit: String = "tok/s") -> String {
         var text = "step \(r.step)/\(total) | loss \(String(format: "%.4f", r.loss)) | gnorm \(compact(r.gradientNorm))"
-            + " | lr \(String(format: "%.1e", Double(r.learningRate))) | \(compact(r.tokensPerSecond)) tok/s"
+            + " | lr \(String(format: "%.1e", Double(r.learningRate))) | \(compact(r.tokensPerSecond)) \(unit)"
             + " | \(milliseconds(r.stepSeconds)) ms"
         let split = " (c/m/w \(milliseconds(r.computeSeconds))/\(milliseconds(r.communicateSeconds))/\(milliseconds(r.waitSeconds)))"
         let end = " | ETA \(eta)"
@@ -183,12 +201,16 @@ struct EvaluationRecord: Encodable {
     var validationBitsPerCharacter: Double
     var characters: Int
     var time: Double
+    /// A classifier's: accuracy, majority baseline, per-class precision/recall/F1, confusion
+    /// matrix (then `characters` counts examples and the loss is per example).
+    var classification: ClassificationMetrics?
 
     init(step: Int, result: Evaluator.Result, time: Double) {
         self.step = step
         validationLoss = result.natsPerCharacter
         validationBitsPerCharacter = result.bitsPerCharacter
         characters = result.characters
+        classification = result.classification
         self.time = time
     }
 }

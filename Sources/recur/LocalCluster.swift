@@ -58,7 +58,8 @@ enum LocalCluster {
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
         try launcher.start(count: workers, executable: LocalLauncher.currentExecutable, environment: environment) { _ in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
-             "--heartbeat-timeout", "\(heartbeatTimeout)"] + (data.map { ["--data", $0] } ?? [])
+             "--heartbeat-timeout", "\(heartbeatTimeout)"]
+                + (data.map { ["--data", $0] } ?? (session.config.isClassifier ? ["--task", "classify"] : []))
                 + (tokenCache.map { ["--token-cache", $0] } ?? [])
         }
         do {

@@ -28,6 +28,8 @@ struct ModelFlags: ParsableArguments {
     var layers: Int?
     @Option(help: "Hidden units per layer H (default: \(Defaults.config.hidden)).")
     var hidden: Int?
+    @Flag(help: "Bidirectional layers, PyTorch semantics (classifiers: --task classify).")
+    var bidirectional = false
 
     var resolvedCell: CellType { cell ?? Defaults.config.cell }
     var resolvedLayers: Int { layers ?? Defaults.config.layers }
@@ -47,8 +49,14 @@ struct ModelFlags: ParsableArguments {
 }
 
 struct DataFlags: ParsableArguments {
-    @Option(help: "UTF-8 text corpus (default: the built-in generated corpus; when resuming, the checkpoint's).")
+    @Option(help: "What to learn: lm (next character of a text) or classify (lines label<TAB>text) (default: lm; resuming: the checkpoint's).")
+    var task: TrainingTask?
+    @Option(help: "UTF-8 text corpus, or with --task classify lines label<TAB>text (default: built-in generated data; when resuming, the checkpoint's).")
     var data: String?
+    @Option(name: .customLong("val-data"), help: "--task classify: validation examples from this file instead of the last --val-fraction of --data.")
+    var valData: String?
+    @Option(name: .customLong("max-len"), help: "--task classify: longer inputs are cut to their first this many characters (default: \(TrainingConfig.defaultMaxLength)).")
+    var maxLen: Int?
     @Option(help: "BPTT window T in characters (default: \(Defaults.config.window)).")
     var seq: Int?
     @Option(help: "Global number of parallel streams N, the batch (default: \(Defaults.config.streams)).")
@@ -65,10 +73,12 @@ struct DataFlags: ParsableArguments {
     var resolvedBatch: Int { batch ?? Defaults.config.streams }
 
     func loadCorpus() throws -> Corpus {
-        guard let data else { return Corpus.builtin() }
+        guard let data else { return Corpus.builtin(task: task) }
         return try Corpus.load(path: data, cache: cache)
     }
 }
+
+extension TrainingTask: ExpressibleByArgument {}
 
 /// `--token-cache DIR` of train, serve, bench and work; the default directory is read from
 /// the environment here, in the executable.

@@ -16,7 +16,7 @@ struct Recur: ParsableCommand {
         Contracts and file formats: docs/DESIGN.md; examples: README.md.
         """,
         subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, ShardCommandLine.self, SampleCommand.self,
-                      EvalCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
+                      EvalCommand.self, PredictCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
 
     /// Errors end in one line on stderr and the exit code of their kind; help and version
     /// print as usual.

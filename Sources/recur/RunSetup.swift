@@ -14,9 +14,11 @@ struct RunSetup {
     var dataPath: String?
     /// Steps already done by the resumed run (0 for a new run).
     var completedSteps = 0
+    /// A classifier's validation examples from `--val-data`.
+    var validation: LabelledExamples?
 
     /// Fields a run started from another's weights may not change: the weights' shape.
-    static let fixedByWeights: Set<ConfigField> = [.cell, .layers, .hidden]
+    static let fixedByWeights: Set<ConfigField> = [.cell, .layers, .hidden, .task, .bidirectional]
 
     init(model: ModelFlags, data: DataFlags, optimization: OptimizationFlags, chunk: Int?,
          checkpoints: CheckpointFlags, log: (String) -> Void) throws {
@@ -44,13 +46,24 @@ struct RunSetup {
                 base.cell = checkpoint.model.cell
                 base.layers = checkpoint.model.layerCount
                 base.hidden = checkpoint.model.hiddenSize
+                if checkpoint.model.labelCount != nil { base.task = .classify }
+                if checkpoint.model.bidirectional { base.bidirectional = true }
             }
             source = ("--init-from", initFrom, nil)
         }
         let path = data.data ?? savedPath
         dataPath = path.map { URL(fileURLWithPath: $0).path }
-        corpus = try dataPath.map { try Self.load($0, cache: data.cache, log: log) } ?? Corpus.builtin()
+        let task = data.task ?? base.task
+        corpus = try dataPath.map { try Self.load($0, cache: data.cache, log: log) } ?? Corpus.builtin(task: task)
         config = try base.applying(model: model, data: data, optimization: optimization, chunk: chunk, corpus: corpus)
+        if let valData = data.valData {
+            guard config.isClassifier else { throw ValidationError("--val-data goes with --task classify (a language model holds out the end of --data: --val-fraction)") }
+            let labels = try LabelledExamples.split(corpus, validationFraction: 0).train.labels
+            validation = try LabelledExamples.read(path: valData, vocabulary: corpus.vocabulary, labels: labels)
+            if let v = validation, v.skippedCharacters + v.skippedUnknownLabels + v.skippedEmpty > 0 {
+                log("\(valData): skipped \(v.skippedUnknownLabels) example(s) of labels the training data lacks, \(v.skippedEmpty) left empty, and \(v.skippedCharacters) character(s) outside the vocabulary")
+            }
+        }
         if let source {
             let fixed = source.saved == nil ? Self.fixedByWeights : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
             for field in ConfigField.allCases where fixed.contains(field) {
@@ -112,6 +125,10 @@ extension TrainingConfig {
         c.hidden = model.hidden ?? c.hidden
         c.window = data.seq ?? c.window
         c.validationFraction = data.valFraction ?? c.validationFraction
+        if let task = data.task { c.task = task == .languageModel ? nil : task }
+        if model.bidirectional { c.bidirectional = true }
+        c.maxLength = data.maxLen ?? c.maxLength
+        if data.valData != nil { c.validationFraction = 0 }
         if let streams = data.batch, streams != c.streams {
             c.streams = streams
             c.chunkStreams = TrainingConfig.defaultChunkStreams(streams: max(1, streams))

@@ -97,7 +97,7 @@ struct TrainingRun {
         options.keep = checkpoints.keep
         options.earlyStop = checkpoints.earlyStop
         options.initFrom = checkpoints.initFrom.map { URL(fileURLWithPath: $0) }
-        return try TrainingSession(config: setup.config, corpus: setup.corpus, options: options)
+        return try TrainingSession(config: setup.config, corpus: setup.corpus, options: options, validation: setup.validation)
     }
 
     /// The console's report, plus a sample every --sample-every steps.
@@ -113,7 +113,7 @@ struct TrainingRun {
 
     /// Prints --sample-length characters from the session's current weights (dropout off).
     func sample(_ session: TrainingSession, label: String) {
-        guard sampling.sampleLength > 0 else { return }
+        guard sampling.sampleLength > 0, !session.config.isClassifier else { return }
         do {
             let text = try sampling.sampler(seed: session.config.seed).sample(
                 model: session.model, vocabulary: session.corpus.vocabulary, parameters: session.update.values,

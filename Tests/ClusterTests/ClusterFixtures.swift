@@ -354,7 +354,7 @@ final class FakeWorker {
         config = plan.config
         layout = plan.layout
         parameters = [Float](repeating: 0, count: layout.count)
-        engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout,
+        engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout!,
                                 streams: Int(welcome.streamBegin)..<Int(welcome.streamEnd),
                                 chunkStreams: config.chunkStreams, threads: 1)
         state = CarriedState(model: plan.model, streams: engine.streams.count)

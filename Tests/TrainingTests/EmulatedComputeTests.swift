@@ -35,7 +35,7 @@ final class EmulatedComputeTests: XCTestCase {
     func testPseudoGradientIsFixedBoundedAndShapedLikeTheEngines() throws {
         let plan = try plan()
         let block = 4..<8
-        let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: block,
+        let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout!, streams: block,
                                     chunkStreams: 2, threads: 1)
         let a = EmulatedCompute(milliseconds: 1, plan: plan, streams: block)
         let b = EmulatedCompute(milliseconds: 1, plan: plan, streams: block)

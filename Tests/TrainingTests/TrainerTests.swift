@@ -49,7 +49,7 @@ final class TrainerTests: XCTestCase {
         let parameters = UnsafePointer(session.update.parameters.baseAddress!)
         let count = session.layout.count
         func engine(_ streams: Range<Int>, threads: Int) -> GradientEngine {
-            GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
+            GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
                            streams: streams, chunkStreams: 2, threads: threads)
         }
         let whole = engine(0..<8, threads: 1)
@@ -112,7 +112,7 @@ final class TrainerTests: XCTestCase {
         options.checkpointDirectory = directory.child("live")
         options.checkpointEvery = 3
         let session = try TrainingSession(config: config, corpus: corpus, options: options)
-        XCTAssertEqual(session.streamLayout.stepsPerEpoch, 4, "fixture: step 6 is in the middle of epoch 1")
+        XCTAssertEqual(session.streamLayout!.stepsPerEpoch, 4, "fixture: step 6 is in the middle of epoch 1")
         let copy = directory.child("stopped")
         var checkpointSteps: [Int] = []
         var losses: [Double] = []
@@ -150,13 +150,13 @@ final class TrainerTests: XCTestCase {
             before.steps = steps
             let weights = try TrainingSession(config: before, corpus: corpus, options: RunOptions())
             try F.runSteps(weights)
-            XCTAssertEqual(weights.streamLayout.stepsPerEpoch, 4, "fixture")
+            XCTAssertEqual(weights.streamLayout!.stepsPerEpoch, 4, "fixture")
             var after = config
             after.steps = steps + 1
             let session = try TrainingSession(config: after, corpus: corpus, options: RunOptions())
             let (trainer, losses) = try F.runSteps(session)
             // The same weights from zero state, at the same window.
-            let fresh = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
+            let fresh = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
                                        streams: 0..<4, chunkStreams: 2, threads: 1)
             let zero = RecurrentState<Float>(config: session.model, streams: 4)
             let (freshSum, _) = weights.update.values.withUnsafeBufferPointer {
@@ -177,7 +177,7 @@ final class TrainerTests: XCTestCase {
         whole.steps = 10
         let straight = try TrainingSession(config: whole, corpus: corpus, options: RunOptions())
         if let expectedStepsPerEpoch {
-            XCTAssertEqual(straight.streamLayout.stepsPerEpoch, expectedStepsPerEpoch, "fixture", file: file, line: line)
+            XCTAssertEqual(straight.streamLayout!.stepsPerEpoch, expectedStepsPerEpoch, "fixture", file: file, line: line)
         }
         let (straightTrainer, straightLosses, _) = try F.run(straight)
 
@@ -216,7 +216,7 @@ final class TrainerTests: XCTestCase {
         let corpus = F.playCorpus(characters: 600)
         let config = F.config(cell: cell, hidden: 5, streams: 4, window: 6, chunkStreams: 2)
         let session = try TrainingSession(config: config, corpus: corpus, options: RunOptions())
-        let engine = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout,
+        let engine = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
                                     streams: 0..<4, chunkStreams: 2, threads: 1)
         let w = parameters ?? session.update.values
         let zero = RecurrentState<Float>(config: session.model, streams: 4)

@@ -19,7 +19,7 @@ extension Coordinator {
         // Shards drop what they gathered for this step and broadcast its weights again once
         // the workers of this assignment said hello.
         try shards?.reassign(workers: workers.count, step: step,
-                             resetState: plan.streamLayout.position(globalStep: step).stepInEpoch == 0, stop: stop)
+                             resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
         for peer in workers {
             let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
                                   runConfig: plan.config.canonicalJSON(),

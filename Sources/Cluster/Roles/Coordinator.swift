@@ -251,7 +251,7 @@ public final class Coordinator: GradientSource {
         guard norm.isFinite else { return .init(gradientNorm: norm, learningRate: rate) }
         let next = step + 1
         try shards.send(ShardCommand(kind: .apply, step: UInt64(step), norm: norm, broadcastNext: next < plan.config.steps,
-                                     resetState: plan.streamLayout.position(globalStep: next).stepInEpoch == 0))
+                                     resetState: plan.position(globalStep: next).stepInEpoch == 0))
         return .init(gradientNorm: norm, learningRate: rate)
     }
 

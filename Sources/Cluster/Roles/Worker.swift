@@ -105,8 +105,7 @@ public final class Worker {
         messenger.limits = DecodeLimits(plan: plan)   // a later Welcome carries state too
         let engine: any GradientComputing = options.emulatedComputeMilliseconds.map {
             EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
-        } ?? GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout, streams: streams,
-                            chunkStreams: config.chunkStreams, threads: options.threads, dropout: config.dropoutMasks)
+        } ?? plan.engine(block: streams, threads: options.threads)
         let state = CarriedState(model: plan.model, streams: streams.count)
         let own = 0..<streams.count
         if !welcome.state.isEmpty {
@@ -183,7 +182,7 @@ public final class Worker {
                     }
                 }
                 if resetState { state.reset() }
-                let stepInEpoch = plan.streamLayout.position(globalStep: Int(weights.step)).stepInEpoch
+                let stepInEpoch = plan.position(globalStep: Int(weights.step)).stepInEpoch
                 let t1 = monotonicSeconds()
                 // One push per reduction-tree node the block covers. The top layer's and head's
                 // gradient leaves as part 0 of 2 while the lower layers are still in backward;

@@ -18,8 +18,14 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
     case tooShort(name: String, totalCount: Int, trainCount: Int, requiredTrainCount: Int,
                   streams: Int, window: Int, validationFraction: Double)
 
+    /// A line of a classification file (`--task classify`) that is not `label<TAB>text`;
+    /// `line` counts from 1.
+    case badExample(path: String, line: Int, reason: String)
+
     public var description: String {
         switch self {
+        case .badExample(let path, let line, let reason):
+            return "\(path):\(line): \(reason)"
         case .unreadable(let path, let reason):
             return "cannot read corpus \(path): \(reason)"
         case .empty(let path):

@@ -79,14 +79,14 @@ extension GradientSource {
     public func synchronize(_ update: ParameterUpdate) throws {}
 }
 
-/// Gradients from this process: a `GradientEngine` over all N streams on K threads.
+/// Gradients from this process: the task's engine over all N streams (examples) on K threads.
 public final class LocalGradientSource: GradientSource {
-    public let engine: GradientEngine
+    public let engine: any GradientComputing
+    private let tokensPerStep: Int
 
     public init(plan: RunPlan, threads: Int) {
-        engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout,
-                                streams: 0..<plan.config.streams, chunkStreams: plan.config.chunkStreams,
-                                threads: threads, dropout: plan.config.dropoutMasks)
+        engine = plan.engine(block: 0..<plan.config.streams, threads: threads)
+        tokensPerStep = plan.tokensPerStep
     }
 
     public var mode: String { "in-process, \(engine.threads) thread(s)" }
@@ -96,9 +96,9 @@ public final class LocalGradientSource: GradientSource {
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let (lossSum, gradient) = engine.computeGradient(parameters: request.parameters, step: request.step, stepInEpoch: request.stepInEpoch,
-                                                         from: state.recurrent, into: next.recurrent)
+                                                         from: state.recurrent, into: next.recurrent, early: nil)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        return StepGradient(lossSum: lossSum, gradientSum: gradient, tokenCount: engine.tokensPerStep,
+        return StepGradient(lossSum: lossSum, gradientSum: gradient, tokenCount: tokensPerStep,
                             computeSeconds: Double(t1 - t0) / 1e9)
     }
 
