@@ -23,9 +23,11 @@ public enum Evaluator {
         }
     }
 
-    /// nil when there is nothing to predict (fewer than two tokens).
+    /// nil when there is nothing to predict (fewer than two tokens). `progress` hears the
+    /// predictions scored so far (of n−1) after each window.
     public static func evaluate<Tokens: RandomAccessCollection>(model: ModelConfig, parameters: UnsafePointer<Float>, tokens: Tokens,
-                                window T: Int, streams: Int = 1) -> Result? where Tokens.Element == Int32, Tokens.Index == Int {
+                                window T: Int, streams: Int = 1,
+                                progress: ((Int) -> Void)? = nil) -> Result? where Tokens.Element == Int32, Tokens.Index == Int {
         let targetCount = tokens.count - 1
         guard targetCount >= 1 else { return nil }
         let E = max(1, min(streams, targetCount)), L = targetCount / E
@@ -54,6 +56,7 @@ public enum Evaluator {
             total += score(full, segments: E, segmentLength: L, origin: 0, begin: column, state: state,
                            weightsUnchanged: column > 0)   // one workspace: prepare its weights once
             column += full.window
+            progress?(column * E)
         }
         if column < L {
             let rest = RecurrentNetwork<Float>(config: model, streams: E, window: L - column)

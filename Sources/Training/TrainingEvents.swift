@@ -53,6 +53,8 @@ public struct WorkerTiming: Codable, Sendable {
 public enum TrainingEvent {
     case started(StartInfo)
     case step(StepRecord)
+    /// A long evaluation is under way: `characters` of `of` scored (at most once a second).
+    case evaluating(step: Int, characters: Int, of: Int)
     case evaluation(step: Int, result: Evaluator.Result)
     case checkpoint(step: Int, path: String)
     case message(String)

@@ -21,6 +21,8 @@ public struct RunOptions: Sendable {
     /// The default keeps evaluations of big corpora to seconds; smaller splits are whole.
     public var evalCharacters = RunOptions.defaultEvalCharacters
     public static let defaultEvalCharacters = 1_000_000
+    /// Seconds between two progress reports (`.evaluating`) of one evaluation.
+    public var evaluationProgressInterval = 1.0
 
     public init() {}
 }
@@ -140,8 +142,8 @@ public final class TrainingSession {
     }
 
     /// Validation loss of the current weights (over `evaluatedCharacters`); a classifier's
-    /// with its metrics.
-    public func evaluate() -> Evaluator.Result? {
+    /// with its metrics. `progress` hears the characters scored so far, now and then.
+    public func evaluate(progress: ((Int) -> Void)? = nil) -> Evaluator.Result? {
         if let c = plan.classification {
             return ClassifierEvaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
                                                 examples: c.validation, maxLength: config.resolvedMaxLength,
@@ -149,7 +151,7 @@ public final class TrainingSession {
         }
         let tokens = validation.slice(0..<evaluatedCharacters)
         return Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
-                                  tokens: tokens, window: config.window, streams: options.evalStreams)
+                                  tokens: tokens, window: config.window, streams: options.evalStreams, progress: progress)
     }
 
     /// Writes the checkpoint of the current step with the carried state `state` (L, N, H) to

@@ -84,6 +84,21 @@ struct BenchCommand: ParsableCommand {
                        threads: Int, workers: Int, shards: Int) -> [String: Any] {
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let tokensPerSecond = median(records.map(\.tokensPerSecond))
+        if config.isClassifier {
+            // A step's "tokens" are its examples.
+            return [
+                "benchmark": "train", "task": "classify", "cell": config.cell.rawValue, "layers": config.layers,
+                "hidden": config.hidden, "bidirectional": session.model.bidirectional, "max_len": config.resolvedMaxLength,
+                "labels": session.model.outputCount, "vocab": session.model.vocabularySize, "batch": config.streams,
+                "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
+                "examples_per_sec": tokensPerSecond,
+                "step_seconds": median(records.map(\.stepSeconds)),
+                "compute_seconds": median(records.map(\.computeSeconds)),
+                "communicate_seconds": median(records.map(\.communicateSeconds)),
+                "wait_seconds": median(records.map(\.waitSeconds)),
+                "blas_core": BLASInfo.coreName, "corpus": session.corpus.name, "final_loss": records.last?.loss ?? 0,
+            ]
+        }
         return [
             "benchmark": "train", "cell": config.cell.rawValue, "layers": config.layers, "hidden": config.hidden,
             "vocab": session.model.vocabularySize, "seq": config.window, "batch": config.streams,

@@ -19,6 +19,8 @@ final class Console {
     private var firstStep = 0
     private var started = DispatchTime.now().uptimeNanoseconds
     private var progressShown = false
+    /// When the last evaluation-progress line was printed (non-terminal output).
+    private var lastEvaluationLine: UInt64 = 0
 
     /// The widest progress line.
     static let columns = 100
@@ -72,6 +74,19 @@ final class Console {
             } else if r.step % printEvery == 0 || r.step == firstStep + 1 || r.step == totalSteps {
                 line(text)
                 if verbose { for detail in Self.details(r) { line(detail) } }
+            }
+        case .evaluating(let step, let done, let total):
+            // A terminal's progress line shows it; elsewhere a line every 10 seconds at most.
+            let text = String(format: "step %d evaluating: %d of %d chars (%.0f%%)", step, done, total, 100 * Double(done) / Double(max(total, 1)))
+            if isTerminal && !verbose {
+                lock.lock()
+                print("\r\u{1B}[K" + prefix + text, terminator: "")
+                fflush(stdout)
+                progressShown = true
+                lock.unlock()
+            } else if DispatchTime.now().uptimeNanoseconds - lastEvaluationLine >= 10_000_000_000 {
+                lastEvaluationLine = DispatchTime.now().uptimeNanoseconds
+                line(text)
             }
         case .evaluation(let step, let result):
             log(EvaluationRecord(step: step, result: result, time: elapsed))

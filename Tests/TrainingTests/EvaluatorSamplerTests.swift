@@ -196,3 +196,27 @@ final class EvaluatorSamplerTests: XCTestCase {
         }
     }
 }
+
+/// A long evaluation reports its progress (issue 12): `.evaluating` events with growing
+/// counts below the total, then the result.
+final class EvaluationProgressTests: XCTestCase {
+    func testEvaluationReportsProgressBeforeItsResult() throws {
+        let corpus = TrainingFixtures.playCorpus(characters: 6_000)
+        let config = TrainingFixtures.config(cell: .gru, hidden: 8, streams: 4, window: 8, chunkStreams: 2, steps: 2)
+        var options = RunOptions()
+        options.evaluationProgressInterval = 0   // every window
+        let session = try TrainingSession(config: config, corpus: corpus, options: options)
+        var events: [TrainingEvent] = []
+        let loop = TrainingLoop(session: session, source: LocalGradientSource(plan: session.plan, threads: 1)) { events.append($0) }
+        try loop.run()
+        let progress = events.compactMap { event -> (Int, Int)? in
+            if case .evaluating(_, let done, let total) = event { return (done, total) } else { return nil }
+        }
+        XCTAssertGreaterThan(progress.count, 10, "599 validation characters in windows of 8")
+        XCTAssertEqual(progress.map(\.0), progress.map(\.0).sorted())
+        XCTAssertTrue(progress.allSatisfy { $0.0 < $0.1 && $0.1 == session.evaluatedCharacters })
+        let resultIndex = try XCTUnwrap(events.firstIndex { if case .evaluation = $0 { return true } else { return false } })
+        let lastProgress = try XCTUnwrap(events.lastIndex { if case .evaluating = $0 { return true } else { return false } })
+        XCTAssertLessThan(lastProgress, resultIndex)
+    }
+}

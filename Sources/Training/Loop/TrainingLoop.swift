@@ -155,11 +155,23 @@ public final class TrainingLoop {
         }
     }
 
+    /// Reports `.evaluating` progress at most every `evaluationProgressInterval` seconds, so
+    /// that a long evaluation shows it is alive.
     private func evaluate() throws -> Evaluator.Result? {
-        let session = self.session
+        let session = self.session, report = self.report
         try source.synchronize(session.update)
-        return try source.whileServing { session.evaluate() }
+        let total = session.evaluatedCharacters, step = session.step, interval = session.options.evaluationProgressInterval
+        var last = DispatchTime.now().uptimeNanoseconds
+        return try source.whileServing {
+            session.evaluate { done in
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard Double(now - last) / 1e9 >= interval, done < total else { return }
+                last = now
+                report(.evaluating(step: step, characters: done, of: total))
+            }
+        }
     }
+
 
     /// Writes the checkpoint of the last completed step (while the source keeps serving).
     @discardableResult
