@@ -85,7 +85,7 @@ enum ModelSummary {
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
         let plain = !config.bidirectional && config.labelCount == nil
         let layerWidth = config.bidirectional ? 46 : 28
-        let width = plain ? 64 : layerWidth + 44
+        let width = plain ? 64 : layerWidth + 46
         let rule = String(repeating: "=", count: width)
         var title = "Model: \"\(config.cell.rawValue)\" (one-hot input over \(config.vocabularySize) symbols"
         if config.bidirectional { title += ", bidirectional" }
@@ -94,7 +94,7 @@ enum ModelSummary {
         if plain {
             out.append(pad("Layer (type)", 28) + pad("Output Shape", 22) + "Param #")
         } else {
-            out.append(pad("Layer (type)", layerWidth) + pad("Output Shape", 16) + pad("Last Step", 14) + "Param #")
+            out.append(pad("Layer (type)", layerWidth) + pad("Output Shape", 16) + pad("Last Step", 16) + "Param #")
             out.append(pad("", layerWidth) + pad("(sequences)", 16) + "(no sequences)")
         }
         out.append(rule)
@@ -102,7 +102,7 @@ enum ModelSummary {
             if plain {
                 out.append(pad(r.layer, 28) + pad(r.shape, 22) + "\(r.parameters)")
             } else {
-                out.append(pad(r.layer, layerWidth) + pad(r.shape, 16) + pad(r.lastStep, 14) + "\(r.parameters)")
+                out.append(pad(r.layer, layerWidth) + pad(r.shape, 16) + pad(r.lastStep, 16) + "\(r.parameters)")
             }
         }
         out.append(rule)
