@@ -1,4 +1,5 @@
-/// The time loops of the three cells over packed rows, each forward next to its backward.
+/// The time loops of the three cells over packed rows, each forward next to its backward, and
+/// `backward` (head, BPTT of each layer and direction, weight gradients over packed rows).
 /// Direction 0 runs positions 0..<steps, direction 1 runs them backwards; at position t the
 /// active examples are the prefix 0..<batchSizes[t] of the sorted order, and the first
 /// `previous(direction:step:).count` of them continue a state (the others start from zero,
@@ -166,6 +167,103 @@ extension SequenceClassifier {
                 S.rowProduct(m: mp, n: H, k: GH, a: dGh + row0 * GH, lda: GH, prepared: whh,
                              accumulate: true, c: dHNext, ldc: H)
             }
+        }
+    }
+}
+
+extension SequenceClassifier {
+    // MARK: Backward
+
+    /// ADDS ∂(Σ exampleLoss of the last forward)/∂parameters into gradient (layout.count values).
+    public func backward(parameters w: UnsafePointer<S>, gradient: UnsafeMutablePointer<S>) {
+        let H = config.hiddenSize, L = config.layerCount, D = config.directions, DH = D * H
+        let GH = config.cell.gateCount * H, C = config.outputCount, n = count
+        for ld in 0..<(L * D) {
+            S.prepare(hiddenBackward[ld], weight: w + offsets[ld].hiddenWeight, k: GH, n: H, transposed: false)
+            if ld >= D { S.prepare(inputBackward[ld - D], weight: w + offsets[ld].inputWeight, k: GH, n: DH, transposed: false) }
+        }
+
+        // Head: d loss / d logits = p − onehot(label).
+        for b in 0..<n { probabilityRows[b * C + Int(labels[b])] -= 1 }
+        S.gemm(transA: true, transB: false, m: C, n: DH, k: n, alpha: 1, a: probabilityRows, lda: C,
+               b: features, ldb: DH, beta: 1, c: gradient + headWeight, ldc: DH)
+        addColumnSums(of: probabilityRows, rows: n, width: C, into: gradient + headBias)
+        S.gemm(transA: false, transB: false, m: n, n: DH, k: C, alpha: 1, a: probabilityRows, lda: C,
+               b: w + headWeight, ldb: DH, beta: 0, c: dFeatures, ldc: DH)
+        dH.update(repeating: 0, count: rows * DH)
+        for b in 0..<n {
+            let i = rank[b], last = Int(lengths[b]) - 1
+            (dH + (rowStart[last] + i) * DH).update(from: dFeatures + b * DH, count: H)
+            if D == 2 { (dH + i * DH + H).update(from: dFeatures + b * DH + H, count: H) }
+        }
+
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            for d in 0..<D {
+                dHNext.update(repeating: 0, count: n * H)
+                dCNext.update(repeating: 0, count: n * H)
+                switch config.cell {
+                case .rnn: rnnBackward(layer: l, direction: d)
+                case .lstm: lstmBackward(layer: l, direction: d)
+                case .gru: gruBackward(layer: l, direction: d)
+                }
+                accumulateWeightGradients(layer: l, direction: d, gradient: gradient)
+            }
+            if l > 0 {
+                // Gradient w.r.t. the layer's input = both directions' outputs of the layer below.
+                for d in 0..<D {
+                    S.rowProduct(m: rows, n: DH, k: GH, a: dGates[d], lda: GH, prepared: inputBackward[(l - 1) * D + d],
+                                 accumulate: d > 0, c: dH, ldc: DH)
+                }
+            }
+        }
+    }
+
+    /// W_hh, W_ih and bias gradients of one direction of layer l over the R packed rows.
+    private func accumulateWeightGradients(layer l: Int, direction d: Int, gradient grad: UnsafeMutablePointer<S>) {
+        let H = config.hiddenSize, V = config.vocabularySize, D = config.directions, DH = D * H
+        let GH = config.cell.gateCount * H, T = maxLength
+        let ld = l * D + d, o = offsets[ld], out = outputs[l]
+        let dX = dGates[d], dRecurrent = dGatesH ?? dX
+
+        // h before each row's step (zero rows at a start), then one GEMM over all rows.
+        for t in 0..<steps {
+            let row0 = rowStart[t], m = batchSizes[t], (p0, mp) = previous(direction: d, step: t)
+            for i in 0..<mp { (previousH + (row0 + i) * H).update(from: out + (p0 + i) * DH + d * H, count: H) }
+            if mp < m { (previousH + (row0 + mp) * H).update(repeating: 0, count: (m - mp) * H) }
+        }
+        S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1, a: dRecurrent, lda: GH,
+               b: previousH, ldb: H, beta: 1, c: grad + o.hiddenWeight, ldc: H)
+        addColumnSums(of: dX, rows: rows, width: GH, into: grad + o.inputBias)
+        if let hiddenBias = o.hiddenBias {
+            addColumnSums(of: dRecurrent, rows: rows, width: GH, into: grad + hiddenBias)
+        }
+        if l > 0 {
+            S.gemm(transA: true, transB: false, m: GH, n: DH, k: rows, alpha: 1, a: dX, lda: GH,
+                   b: outputs[l - 1], ldb: DH, beta: 1, c: grad + o.inputWeight, ldc: DH)
+        } else {
+            // One-hot input: scatter gate grads into rows of W_ihᵀ, then add transposed.
+            dInputWeightT.update(repeating: 0, count: V * GH)
+            for t in 0..<steps {
+                let row0 = rowStart[t]
+                for i in 0..<batchSizes[t] {
+                    let dst = dInputWeightT + Int(inputs[order[i] * T + t]) * GH
+                    let src = dX + (row0 + i) * GH
+                    for j in 0..<GH { dst[j] += src[j] }
+                }
+            }
+            let gw = grad + o.inputWeight
+            for r in 0..<GH {
+                for v in 0..<V { gw[r * V + v] += dInputWeightT[v * GH + r] }
+            }
+        }
+    }
+
+    /// out[j] += Σ_rows m[row, j], rows summed in order.
+    @inline(__always)
+    private func addColumnSums(of m: UnsafePointer<S>, rows: Int, width: Int, into out: UnsafeMutablePointer<S>) {
+        for r in 0..<rows {
+            let row = m + r * width
+            for j in 0..<width { out[j] += row[j] }
         }
     }
 }

@@ -14,11 +14,17 @@ struct SummaryCommand: ParsableCommand {
     var data: String?
     @Option(help: "Checkpoint directory: the table of its model (instead of --cell/--layers/--hidden/--vocab/--data).")
     var checkpoint: String?
+    @Flag(help: "Bidirectional recurrent layers (each also reads the sequence backwards, 2H wide above).")
+    var bidirectional = false
+    @Option(help: "A sequence classifier: a head of N classes on the last step (instead of the V-way language-model head).")
+    var labels: Int?
 
     func validate() throws {
-        if checkpoint != nil, model.cell != nil || model.layers != nil || model.hidden != nil || vocab != nil || data != nil {
-            throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab and --data do not go with it")
+        if checkpoint != nil, model.cell != nil || model.layers != nil || model.hidden != nil || vocab != nil || data != nil
+            || bidirectional || labels != nil {
+            throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab, --data, --bidirectional and --labels do not go with it")
         }
+        if let labels, labels < 1 { throw ValidationError("--labels must be at least 1, got \(labels)") }
         if let vocab, vocab < 1 { throw ValidationError("--vocab must be at least 1, got \(vocab)") }
         if model.resolvedLayers < 1 || model.resolvedHidden < 1 { throw ValidationError("--layers and --hidden must be at least 1") }
     }
@@ -35,37 +41,70 @@ struct SummaryCommand: ParsableCommand {
         let (cell, layers, hidden) = (model.resolvedCell, model.resolvedLayers, model.resolvedHidden)
         let V = try vocab ?? (data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()).vocabulary.count
         try MemoryBudget.require(MemoryBudget.parameterCount(cell: cell, vocabularySize: V, hiddenSize: hidden,
-                                                             layers: layers).flatMap { MemoryBudget.multiply($0, 4) },
+                                                             layers: layers).flatMap { MemoryBudget.multiply($0, bidirectional ? 8 : 4) },
                                  for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --vocab \(V)")
-        let config = ModelConfig(cell: cell, vocabularySize: V, hiddenSize: hidden, layerCount: layers)
+        let config = ModelConfig(cell: cell, vocabularySize: V, hiddenSize: hidden, layerCount: layers,
+                                 bidirectional: bidirectional, labelCount: labels)
         print(ModelSummary.table(config))
     }
 }
 
-/// Keras's `model.summary()` layout for the char model: one row per recurrent layer and
-/// one for the head, counts from the parameter table (so they are the slab's counts).
+/// Keras's `model.summary()` layout: one row per recurrent layer and one for the head, counts
+/// from the parameter table (so they are the slab's counts). The plain language model keeps
+/// its one shape column; a bidirectional model or a classifier shows each recurrent layer's
+/// output both as a sequence (`return_sequences=True`, what the layer above reads) and at the
+/// last step (what a classifier's head reads from the top layer), `Bidirectional` layers as
+/// Keras names them (their count is both directions').
 enum ModelSummary {
-    static func rows(_ config: ModelConfig) -> [(layer: String, shape: String, parameters: Int)] {
+    struct Row {
+        var layer: String
+        var shape: String
+        var lastStep: String
+        var parameters: Int
+    }
+
+    static func rows(_ config: ModelConfig) -> [Row] {
         let layout = ParameterLayout(config)
         let kind = ["rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"][config.cell.rawValue]!
-        var rows: [(String, String, Int)] = []
+        let width = config.layerOutputSize
+        var rows: [Row] = []
         for l in 0..<config.layerCount {
             let count = layout.elements(of: layout.slices(ofLayer: l)).count
-            rows.append(("\(config.cell.rawValue)_\(l + 1) (\(kind))", "(None, T, \(config.hiddenSize))", count))
+            let name = config.bidirectional ? "bidirectional_\(l + 1) (Bidirectional(\(kind)))" : "\(config.cell.rawValue)_\(l + 1) (\(kind))"
+            rows.append(Row(layer: name, shape: "(None, T, \(width))", lastStep: "(None, \(width))", parameters: count))
         }
         let head = layout.elements(of: layout.headSlices).count
-        rows.append(("head (Dense)", "(None, T, \(config.vocabularySize))", head))
+        let headShape = config.labelCount.map { "(None, \($0))" } ?? "(None, T, \(config.vocabularySize))"
+        rows.append(Row(layer: "head (Dense)", shape: config.labelCount == nil ? headShape : "", lastStep: config.labelCount == nil ? "" : headShape,
+                        parameters: head))
         return rows
     }
 
     static func table(_ config: ModelConfig) -> String {
         let rows = rows(config)
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
-        let rule = String(repeating: "=", count: 64)
-        var out = ["Model: \"\(config.cell.rawValue)\" (one-hot input over \(config.vocabularySize) symbols)",
-                   String(repeating: "_", count: 64),
-                   pad("Layer (type)", 28) + pad("Output Shape", 22) + "Param #", rule]
-        for r in rows { out.append(pad(r.layer, 28) + pad(r.shape, 22) + "\(r.parameters)") }
+        let plain = !config.bidirectional && config.labelCount == nil
+        let layerWidth = config.bidirectional ? 46 : 28
+        let width = plain ? 64 : layerWidth + 46
+        let rule = String(repeating: "=", count: width)
+        var title = "Model: \"\(config.cell.rawValue)\" (one-hot input over \(config.vocabularySize) symbols"
+        if config.bidirectional { title += ", bidirectional" }
+        if let labels = config.labelCount { title += ", classifier of \(labels) labels" }
+        var out = [title + ")", String(repeating: "_", count: width)]
+        if plain {
+            out.append(pad("Layer (type)", 28) + pad("Output Shape", 22) + "Param #")
+        } else {
+            out.append(pad("Layer (type)", layerWidth) + pad("Output Shape", 16) + pad("Last Step", 16) + "Param #")
+            out.append(pad("", layerWidth) + pad("(sequences)", 16) + "(no sequences)")
+        }
+        out.append(rule)
+        for r in rows {
+            if plain {
+                out.append(pad(r.layer, 28) + pad(r.shape, 22) + "\(r.parameters)")
+            } else {
+                out.append(pad(r.layer, layerWidth) + pad(r.shape, 16) + pad(r.lastStep, 16) + "\(r.parameters)")
+            }
+        }
         out.append(rule)
         out.append("Total params: \(rows.reduce(0) { $0 + $1.parameters })")
         out.append("Trainable params: \(rows.reduce(0) { $0 + $1.parameters })")
