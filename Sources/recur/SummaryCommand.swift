@@ -14,14 +14,12 @@ struct SummaryCommand: ParsableCommand {
     var data: String?
     @Option(help: "Checkpoint directory: the table of its model (instead of --cell/--layers/--hidden/--vocab/--data).")
     var checkpoint: String?
-    @Flag(help: "Bidirectional recurrent layers (each also reads the sequence backwards, 2H wide above).")
-    var bidirectional = false
     @Option(help: "A sequence classifier: a head of N classes on the last step (instead of the V-way language-model head).")
     var labels: Int?
 
     func validate() throws {
         if checkpoint != nil, model.cell != nil || model.layers != nil || model.hidden != nil || vocab != nil || data != nil
-            || bidirectional || labels != nil {
+            || model.bidirectional || labels != nil {
             throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab, --data, --bidirectional and --labels do not go with it")
         }
         if let labels, labels < 1 { throw ValidationError("--labels must be at least 1, got \(labels)") }
@@ -41,10 +39,10 @@ struct SummaryCommand: ParsableCommand {
         let (cell, layers, hidden) = (model.resolvedCell, model.resolvedLayers, model.resolvedHidden)
         let V = try vocab ?? (data.map { try Corpus.load(path: $0) } ?? Corpus.builtin()).vocabulary.count
         try MemoryBudget.require(MemoryBudget.parameterCount(cell: cell, vocabularySize: V, hiddenSize: hidden,
-                                                             layers: layers).flatMap { MemoryBudget.multiply($0, bidirectional ? 8 : 4) },
+                                                             layers: layers).flatMap { MemoryBudget.multiply($0, model.bidirectional ? 8 : 4) },
                                  for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --vocab \(V)")
         let config = ModelConfig(cell: cell, vocabularySize: V, hiddenSize: hidden, layerCount: layers,
-                                 bidirectional: bidirectional, labelCount: labels)
+                                 bidirectional: model.bidirectional, labelCount: labels)
         print(ModelSummary.table(config))
     }
 }
