@@ -1269,7 +1269,7 @@ const ProtobufCMessageDescriptor recur__error__descriptor =
   (ProtobufCMessageInit) recur__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[10] =
+static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[11] =
 {
   {
     "run_config",
@@ -1391,9 +1391,22 @@ static const ProtobufCFieldDescriptor recur__shard_setup__field_descriptors[10] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "label_count",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardSetup, label_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_setup__field_indices_by_name[] = {
   8,   /* field[8] = join_token */
+  10,   /* field[10] = label_count */
   6,   /* field[6] = optimizer_state */
   7,   /* field[7] = optimizer_steps */
   5,   /* field[5] = parameters */
@@ -1407,7 +1420,7 @@ static const unsigned recur__shard_setup__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__shard_setup__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
 {
@@ -1417,7 +1430,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   "Recur__ShardSetup",
   "recur",
   sizeof(Recur__ShardSetup),
-  10,
+  11,
   recur__shard_setup__field_descriptors,
   recur__shard_setup__field_indices_by_name,
   1,  recur__shard_setup__number_ranges,

@@ -54,7 +54,7 @@ public struct RunPlan {
     /// Gradient chunks of the batch: N / chunkStreams, the units workers and threads share.
     public var chunkCount: Int { config.streams / config.chunkStreams }
     /// Predictions per step: N·T for a language model, N examples for a classifier.
-    public var tokensPerStep: Int { classification == nil ? config.streams * config.window : config.streams }
+    public var tokensPerStep: Int { config.predictionsPerStep }
     /// The streams (examples) of chunks `chunks`.
     public func streams(ofChunks chunks: Range<Int>) -> Range<Int> {
         (chunks.lowerBound * config.chunkStreams)..<(chunks.upperBound * config.chunkStreams)

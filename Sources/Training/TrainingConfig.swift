@@ -46,6 +46,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public static let defaultMaxLength = 256
     public var isClassifier: Bool { task == .classify }
     public var resolvedMaxLength: Int { maxLength ?? Self.defaultMaxLength }
+    /// What the loss of a step averages over: N·T predictions of a language model, N examples
+    /// of a classifier (the gradient sum is divided by it).
+    public var predictionsPerStep: Int { isClassifier ? streams : streams * window }
 
     /// The masks of this run's dropout (seeded by `seed`), nil without dropout.
     public var dropoutMasks: Dropout? {

@@ -72,7 +72,7 @@ extension WireCodec {
             return .shardSetup(ShardSetup(runConfig: string(body.run_config), shard: body.shard, shardCount: body.shard_count,
                                           step: body.step, workerCount: body.worker_count, parameters: parameters,
                                           optimizerState: state.wireTensors(), optimizerSteps: body.optimizer_steps,
-                                          joinToken: string(body.join_token), vocabularySize: body.vocabulary_size))
+                                          joinToken: string(body.join_token), vocabularySize: body.vocabulary_size, labelCount: body.label_count))
         case RECUR__ENVELOPE__BODY_SHARD_COMMAND:
             let body = envelope.shard_command.pointee
             guard let kind = ShardCommand.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_command.kind", value: body.kind) }

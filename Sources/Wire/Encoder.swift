@@ -246,6 +246,7 @@ public enum WireCodec {
                     body.optimizer_state = views.count > 1 ? tensors! + 1 : nil
                     body.optimizer_steps = setup.optimizerSteps
                     body.vocabulary_size = setup.vocabularySize
+                    body.label_count = setup.labelCount
                     withUnsafeMutablePointer(to: &body) { p in
                         packEnvelope(RECUR__ENVELOPE__BODY_SHARD_SETUP, into: &buffer) { $0.shard_setup = p }
                     }

@@ -182,11 +182,14 @@ public struct ShardSetup: Equatable, Sendable {
     public var joinToken: String
     /// V: with the config it fixes the parameter table, and so the shard's range.
     public var vocabularySize: UInt32
+    /// A classifier's classes (its head's rows); 0 for a language model.
+    public var labelCount: UInt32
 
     public init(runConfig: String, shard: UInt32, shardCount: UInt32, step: UInt64, workerCount: UInt32,
                 parameters: WireTensor, optimizerState: [WireTensor], optimizerSteps: UInt64, joinToken: String = "",
-                vocabularySize: UInt32) {
+                vocabularySize: UInt32, labelCount: UInt32 = 0) {
         self.vocabularySize = vocabularySize
+        self.labelCount = labelCount
         self.runConfig = runConfig
         self.shard = shard
         self.shardCount = shardCount

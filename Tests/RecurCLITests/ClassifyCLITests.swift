@@ -47,6 +47,9 @@ final class ClassifyCLITests: RecurBinaryTestCase {
         let two = try run(base + ["--workers", "2", "--threads", "1", "--checkpoint", scratch.child("two").path])
         XCTAssertEqual(two.status, 0, two.all)
         XCTAssertEqual(try bytes("one"), try bytes("two"), "--workers 2 trained another classifier")
+        let sharded = try run(base + ["--workers", "2", "--threads", "1", "--shards", "2", "--checkpoint", scratch.child("sharded").path])
+        XCTAssertEqual(sharded.status, 0, sharded.all)
+        XCTAssertEqual(try bytes("one"), try bytes("sharded"), "--shards 2 trained another classifier")
 
         let half = try run(["train", "--data", data] + Self.model + ["--steps", "5", "--workers", "1", "--threads", "1",
                                                                     "--checkpoint", scratch.child("resumed").path])
@@ -66,6 +69,17 @@ final class ClassifyCLITests: RecurBinaryTestCase {
         XCTAssertEqual((metrics["confusion"] as? [[Int]])?.count, 3)
         XCTAssertNotNil(metrics["accuracy"] as? Double)
         XCTAssertEqual((metrics["f1"] as? [Double])?.count, 3)
+    }
+
+    /// Without --data, local workers load the built-in labelled data too (`work --task classify`).
+    func testBuiltinDataWithLocalWorkers() throws {
+        let base = ["train", "--task", "classify", "--hidden", "8", "--layers", "1", "--batch", "8", "--steps", "6", "--sample-length", "0"]
+        let one = try run(base + ["--workers", "1", "--checkpoint", scratch.child("one").path])
+        XCTAssertEqual(one.status, 0, one.all)
+        XCTAssertTrue(one.standardOutput.contains("examples builtin: 4 labels"), one.all)
+        let two = try run(base + ["--workers", "2", "--threads", "1", "--checkpoint", scratch.child("two").path])
+        XCTAssertEqual(two.status, 0, two.all)
+        XCTAssertEqual(try bytes("one"), try bytes("two"))
     }
 
     func testPredictAndEvalUseTheCheckpointsLabels() throws {

@@ -11,6 +11,21 @@ final class RoundTripTests: XCTestCase {
         }
     }
 
+    /// A classifier's shard setup carries its label count (the head's rows fix the shard's
+    /// range); a language model's leaves it 0.
+    func testShardSetupCarriesTheLabelCount() throws {
+        for labels: UInt32 in [0, 7] {
+            let setup = ShardSetup(runConfig: "{}", shard: 1, shardCount: 2, step: 3, workerCount: 2,
+                                   parameters: WireTensor(name: "slab", shape: [2], values: [1, -2]), optimizerState: [],
+                                   optimizerSteps: 3, joinToken: "t", vocabularySize: 65, labelCount: labels)
+            guard case .shardSetup(let decoded) = try WireCodec.decode(WireCodec.encode(.shardSetup(setup)), limits: .standard).message else {
+                return XCTFail("not a shard setup")
+            }
+            XCTAssertEqual(decoded, setup)
+            XCTAssertEqual(decoded.labelCount, labels)
+        }
+    }
+
     func testDefaultValuedFieldsStillDecodeAsTheirType() throws {
         // proto3 omits zero fields: the body must survive as an empty sub-message.
         let messages: [Message] = [

@@ -268,10 +268,14 @@ struct  Recur__ShardSetup
    * V: with the config, fixes the parameter table and so the range
    */
   uint32_t vocabulary_size;
+  /*
+   * a classifier's classes (--task classify), fixing its head; 0 for a language model
+   */
+  uint32_t label_count;
 };
 #define RECUR__SHARD_SETUP__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_setup__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*

@@ -63,7 +63,7 @@ final class ShardLinks {
                 parameters: WireTensor(name: "slab", shape: [range.count], values: Array(update.parameters[range])),
                 optimizerState: state.map { WireTensor(name: $0.name, shape: [range.count], values: Array($0.values[range])) },
                 optimizerSteps: UInt64(update.optimizer.stepCount), joinToken: joinToken ?? "",
-                vocabularySize: UInt32(plan.model.vocabularySize))
+                vocabularySize: UInt32(plan.model.vocabularySize), labelCount: UInt32(plan.model.labelCount ?? 0))
             try messengers[k].send(.shardSetup(setup))
         }
         var ready = Set<Int>()

@@ -137,7 +137,14 @@ public final class ShardServer {
         do { config = try TrainingConfig.fromJSON(setup.runConfig) } catch {
             throw ClusterError.protocolViolation("shard setup with an unreadable run config: \(error)")
         }
-        let layout = ParameterLayout(config.model(vocabularySize: Int(setup.vocabularySize)))
+        // Sizes before anything is built from them: V of Unicode's scalars at most, and a
+        // label count exactly when the run is a classifier (bounded as checkpoints bound it).
+        guard setup.vocabularySize >= 1, setup.vocabularySize <= 0x110000,
+              (setup.labelCount > 0) == config.isClassifier, setup.labelCount <= 1 << 20, (try? config.validate()) != nil else {
+            throw ClusterError.protocolViolation("shard setup with vocabulary size \(setup.vocabularySize) and \(setup.labelCount) labels for a \(config.isClassifier ? "classifier" : "language model")")
+        }
+        let labels = setup.labelCount > 0 ? Int(setup.labelCount) : nil
+        let layout = ParameterLayout(config.model(vocabularySize: Int(setup.vocabularySize), labelCount: labels))
         let count = Int(setup.shardCount), shard = Int(setup.shard)
         guard count >= 1, shard < count, count <= SlabPartition.maximumShards(layout) else {
             throw ClusterError.protocolViolation("shard setup for shard \(shard) of \(count)")
@@ -161,7 +168,7 @@ public final class ShardServer {
         lastHeardFromCoordinator = monotonicSeconds()
         messenger.limits = DecodeLimits.sharded(layout: layout)
         run = Run(shard: shard, update: update, workerCount: Int(setup.workerCount),
-                  chunkCount: config.streams / config.chunkStreams, tokensPerStep: config.streams * config.window,
+                  chunkCount: config.streams / config.chunkStreams, tokensPerStep: config.predictionsPerStep,
                   step: setup.step)
         log("shard \(shard) of \(count): elements \(range.lowerBound)..<\(range.upperBound) (\(range.count) values), from step \(setup.step + 1), \(setup.workerCount) worker(s)")
         try messenger.send(.shardReport(ShardReport(kind: .ready, step: setup.step)), to: identity)
