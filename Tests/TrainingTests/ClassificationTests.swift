@@ -128,7 +128,7 @@ final class ClassificationTests: XCTestCase {
         let parameters = ParameterInitializer.initialize(plan.layout, seed: 1)
         let state = RecurrentState<Float>(config: plan.model, streams: 8)
         let count = plan.layout.count
-        try parameters.withUnsafeBufferPointer { w in
+        parameters.withUnsafeBufferPointer { w in
             for step in [0, 3, plan.stepsPerEpoch + 1] {   // the last one in the second epoch
                 let whole = plan.engine(block: 0..<8, threads: 1)
                 let (wholeLoss, wholeGradient) = whole.computeGradient(parameters: w.baseAddress!, step: step, stepInEpoch: plan.position(globalStep: step).stepInEpoch,
