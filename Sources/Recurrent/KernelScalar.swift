@@ -134,3 +134,26 @@ public enum BLASInfo {
     public static func useSingleThread() { openblas_set_num_threads(1) }
 
 }
+
+/// Slab arithmetic shared by the backward passes of `RecurrentNetwork` and `SequenceClassifier`
+/// (plain loops in a fixed order, so the bits do not depend on the caller).
+extension KernelScalar {
+    /// out[j] += Σ_rows m[row, j] over (rows, width) row-major `m`, rows summed in order: the
+    /// bias gradients of a block of rows.
+    @inline(__always)
+    static func addColumnSums(of m: UnsafePointer<Self>, rows: Int, width: Int, into out: UnsafeMutablePointer<Self>) {
+        for r in 0..<rows {
+            let row = m + r * width
+            for j in 0..<width { out[j] += row[j] }
+        }
+    }
+
+    /// out += sourceᵀ: `source` is (rows, columns), `out` (columns, rows), both row-major; the
+    /// layer-0 input-weight gradient gathered per symbol (V, G·H) added into W_ih's (G·H, V).
+    @inline(__always)
+    static func addTransposed(_ source: UnsafePointer<Self>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Self>) {
+        for c in 0..<columns {
+            for r in 0..<rows { out[c * rows + r] += source[r * columns + c] }
+        }
+    }
+}

@@ -38,7 +38,7 @@ extension RecurrentNetwork {
             S.gemm(transA: true, transB: false, m: V, n: H, k: rows, alpha: 1,
                    a: logits + r0 * V, lda: V, b: output(L - 1) + (r0 + 1) * H, ldb: H,
                    beta: 1, c: chunk.gradient + headWeight, ldc: H)
-            addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
+            S.addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
         }
         S.rowProduct(m: n * P, n: H, k: V, a: logits, lda: V, prepared: headBackward,
                      accumulate: false, c: dH + H, ldc: H)
@@ -85,9 +85,9 @@ extension RecurrentNetwork {
         S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
                a: dRecurrent + r0 * GH, lda: GH, b: hs[l] + r0 * H, ldb: H,
                beta: 1, c: grad + o.hiddenWeight, ldc: H)
-        addColumnSums(of: dGates + r0 * GH, rows: rows, width: GH, into: grad + o.inputBias)
+        S.addColumnSums(of: dGates + r0 * GH, rows: rows, width: GH, into: grad + o.inputBias)
         if let hiddenBias = o.hiddenBias {
-            addColumnSums(of: dRecurrent + r0 * GH, rows: rows, width: GH, into: grad + hiddenBias)
+            S.addColumnSums(of: dRecurrent + r0 * GH, rows: rows, width: GH, into: grad + hiddenBias)
         }
         if l > 0 {
             S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
@@ -103,19 +103,8 @@ extension RecurrentNetwork {
                     for j in 0..<GH { dst[j] += src[j] }
                 }
             }
-            let gw = grad + o.inputWeight
-            for r in 0..<GH {
-                for v in 0..<V { gw[r * V + v] += dInputWeightT[v * GH + r] }
-            }
+            S.addTransposed(dInputWeightT, rows: V, columns: GH, into: grad + o.inputWeight)
         }
     }
 
-    /// out[j] += Σ_rows m[row, j], rows summed in order.
-    @inline(__always)
-    private func addColumnSums(of m: UnsafePointer<S>, rows: Int, width: Int, into out: UnsafeMutablePointer<S>) {
-        for r in 0..<rows {
-            let row = m + r * width
-            for j in 0..<width { out[j] += row[j] }
-        }
-    }
 }

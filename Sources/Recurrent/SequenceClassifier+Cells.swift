@@ -187,7 +187,7 @@ extension SequenceClassifier {
         for b in 0..<n { probabilityRows[b * C + Int(labels[b])] -= 1 }
         S.gemm(transA: true, transB: false, m: C, n: DH, k: n, alpha: 1, a: probabilityRows, lda: C,
                b: features, ldb: DH, beta: 1, c: gradient + headWeight, ldc: DH)
-        addColumnSums(of: probabilityRows, rows: n, width: C, into: gradient + headBias)
+        S.addColumnSums(of: probabilityRows, rows: n, width: C, into: gradient + headBias)
         S.gemm(transA: false, transB: false, m: n, n: DH, k: C, alpha: 1, a: probabilityRows, lda: C,
                b: w + headWeight, ldb: DH, beta: 0, c: dFeatures, ldc: DH)
         dH.update(repeating: 0, count: rows * DH)
@@ -233,9 +233,9 @@ extension SequenceClassifier {
         }
         S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1, a: dRecurrent, lda: GH,
                b: previousH, ldb: H, beta: 1, c: grad + o.hiddenWeight, ldc: H)
-        addColumnSums(of: dX, rows: rows, width: GH, into: grad + o.inputBias)
+        S.addColumnSums(of: dX, rows: rows, width: GH, into: grad + o.inputBias)
         if let hiddenBias = o.hiddenBias {
-            addColumnSums(of: dRecurrent, rows: rows, width: GH, into: grad + hiddenBias)
+            S.addColumnSums(of: dRecurrent, rows: rows, width: GH, into: grad + hiddenBias)
         }
         if l > 0 {
             S.gemm(transA: true, transB: false, m: GH, n: DH, k: rows, alpha: 1, a: dX, lda: GH,
@@ -251,19 +251,8 @@ extension SequenceClassifier {
                     for j in 0..<GH { dst[j] += src[j] }
                 }
             }
-            let gw = grad + o.inputWeight
-            for r in 0..<GH {
-                for v in 0..<V { gw[r * V + v] += dInputWeightT[v * GH + r] }
-            }
+            S.addTransposed(dInputWeightT, rows: V, columns: GH, into: grad + o.inputWeight)
         }
     }
 
-    /// out[j] += Σ_rows m[row, j], rows summed in order.
-    @inline(__always)
-    private func addColumnSums(of m: UnsafePointer<S>, rows: Int, width: Int, into out: UnsafeMutablePointer<S>) {
-        for r in 0..<rows {
-            let row = m + r * width
-            for j in 0..<width { out[j] += row[j] }
-        }
-    }
 }

@@ -84,6 +84,13 @@ struct BenchCommand: ParsableCommand {
                        threads: Int, workers: Int, shards: Int) -> [String: Any] {
         func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         let tokensPerSecond = median(records.map(\.tokensPerSecond))
+        // Medians of a step's parts, in seconds (either task).
+        let timing: [String: Any] = [
+            "step_seconds": median(records.map(\.stepSeconds)),
+            "compute_seconds": median(records.map(\.computeSeconds)),
+            "communicate_seconds": median(records.map(\.communicateSeconds)),
+            "wait_seconds": median(records.map(\.waitSeconds)),
+        ]
         if config.isClassifier {
             // A step's "tokens" are its examples.
             return [
@@ -92,26 +99,18 @@ struct BenchCommand: ParsableCommand {
                 "labels": session.model.outputCount, "vocab": session.model.vocabularySize, "batch": config.streams,
                 "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
                 "examples_per_sec": tokensPerSecond,
-                "step_seconds": median(records.map(\.stepSeconds)),
-                "compute_seconds": median(records.map(\.computeSeconds)),
-                "communicate_seconds": median(records.map(\.communicateSeconds)),
-                "wait_seconds": median(records.map(\.waitSeconds)),
                 "blas_core": BLASInfo.coreName, "corpus": session.corpus.name, "final_loss": records.last?.loss ?? 0,
-            ]
+            ].merging(timing) { a, _ in a }
         }
         return [
             "benchmark": "train", "cell": config.cell.rawValue, "layers": config.layers, "hidden": config.hidden,
             "vocab": session.model.vocabularySize, "seq": config.window, "batch": config.streams,
             "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
             "tokens_per_sec": tokensPerSecond,
-            "step_seconds": median(records.map(\.stepSeconds)),
-            "compute_seconds": median(records.map(\.computeSeconds)),
-            "communicate_seconds": median(records.map(\.communicateSeconds)),
-            "wait_seconds": median(records.map(\.waitSeconds)),
             "gflops": tokensPerSecond * 6 * Double(session.model.matmulWeightCount) / 1e9,
             "blas_core": BLASInfo.coreName, "corpus": session.corpus.name,
             "final_loss": records.last?.loss ?? 0,
-        ]
+        ].merging(timing) { a, _ in a }
     }
 }
 

@@ -66,11 +66,7 @@ final class Console {
             log(LoggedStep(record: r, time: elapsed))
             let text = Self.format(r, total: totalSteps, eta: eta(step: r.step), unit: unit)
             if isTerminal && !verbose {
-                lock.lock()
-                print("\r\u{1B}[K" + prefix + text, terminator: "")
-                fflush(stdout)
-                progressShown = true
-                lock.unlock()
+                showProgress(text)
             } else if r.step % printEvery == 0 || r.step == firstStep + 1 || r.step == totalSteps {
                 line(text)
                 if verbose { for detail in Self.details(r) { line(detail) } }
@@ -79,11 +75,7 @@ final class Console {
             // A terminal's progress line shows it; elsewhere a line every 10 seconds at most.
             let text = String(format: "step %d evaluating: %d of %d chars (%.0f%%)", step, done, total, 100 * Double(done) / Double(max(total, 1)))
             if isTerminal && !verbose {
-                lock.lock()
-                print("\r\u{1B}[K" + prefix + text, terminator: "")
-                fflush(stdout)
-                progressShown = true
-                lock.unlock()
+                showProgress(text)
             } else if DispatchTime.now().uptimeNanoseconds - lastEvaluationLine >= 10_000_000_000 {
                 lastEvaluationLine = DispatchTime.now().uptimeNanoseconds
                 line(text)
@@ -111,6 +103,15 @@ final class Console {
             } ?? "-"
             line("done: \(s.steps) steps in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) \(unit) median; checkpoint \(s.checkpoint ?? "none")")
         }
+    }
+
+    /// The terminal's one progress line, overwritten in place (the next `line` starts below it).
+    private func showProgress(_ text: String) {
+        lock.lock()
+        print("\r\u{1B}[K" + prefix + text, terminator: "")
+        fflush(stdout)
+        progressShown = true
+        lock.unlock()
     }
 
     private func log<T: Encodable>(_ record: T) {
