@@ -36,8 +36,7 @@ extension SequenceClassifier {
             for i in 0..<batchSizes[t] {
                 let r = row0 + i
                 let dOut = dH + r * DH + d * H, next = dHNext + i * H
-                let y = out + r * DH + d * H, dr = dG + r * H
-                for j in 0..<H { dr[j] = (dOut[j] + next[j]) * (1 - y[j] * y[j]) }
+                S.rnnRowBackward(output: out + r * DH + d * H, dOut: dOut, dNext: next, dGates: dG + r * H, H: H)
             }
             if mp > 0 {
                 S.rowProduct(m: mp, n: H, k: H, a: dG + row0 * H, lda: H, prepared: whh,
@@ -58,19 +57,8 @@ extension SequenceClassifier {
             }
             for i in 0..<batchSizes[t] {
                 let r = row0 + i
-                let gi = g + r * GH          // i f g o, each H wide
-                S.sigmoid(gi, count: 2 * H)
-                S.tanh(gi + 2 * H, count: H)
-                S.sigmoid(gi + 3 * H, count: H)
                 let cPrev: UnsafePointer<S> = i < mp ? UnsafePointer(c + (p0 + i) * H) : UnsafePointer(zeros)
-                let cNext = c + r * H, tcRow = tc + r * H, h = out + r * DH + d * H
-                for j in 0..<H {
-                    let cj = gi[H + j] * cPrev[j] + gi[j] * gi[2 * H + j]
-                    cNext[j] = cj
-                    tcRow[j] = cj
-                }
-                S.tanh(tcRow, count: H)
-                for j in 0..<H { h[j] = gi[3 * H + j] * tcRow[j] }
+                S.lstmRowForward(gates: g + r * GH, cPrev: cPrev, c: c + r * H, tanhC: tc + r * H, h: out + r * DH + d * H, H: H)
             }
         }
     }
@@ -84,19 +72,9 @@ extension SequenceClassifier {
             for i in 0..<batchSizes[t] {
                 let r = row0 + i
                 let dOut = dH + r * DH + d * H, next = dHNext + i * H, cNext = dCNext + i * H
-                let gi = g + r * GH, dr = dG + r * GH, tcRow = tc + r * H
                 let cPrev: UnsafePointer<S> = i < mp ? UnsafePointer(c + (p0 + i) * H) : UnsafePointer(zeros)
-                for j in 0..<H {
-                    let dh = dOut[j] + next[j]
-                    let ig = gi[j], f = gi[H + j], gg = gi[2 * H + j], o = gi[3 * H + j]
-                    let tcj = tcRow[j]
-                    let dc = cNext[j] + dh * o * (1 - tcj * tcj)
-                    dr[j] = dc * gg * ig * (1 - ig)
-                    dr[H + j] = dc * cPrev[j] * f * (1 - f)
-                    dr[2 * H + j] = dc * ig * (1 - gg * gg)
-                    dr[3 * H + j] = dh * tcj * o * (1 - o)
-                    cNext[j] = dc * f
-                }
+                S.lstmRowBackward(gates: g + r * GH, tanhC: tc + r * H, cPrev: cPrev, dOut: dOut, dNext: next, dC: cNext,
+                                  dGates: dG + r * GH, H: H)
             }
             if mp > 0 {
                 S.rowProduct(m: mp, n: H, k: GH, a: dG + row0 * GH, lda: GH, prepared: whh,
@@ -120,21 +98,9 @@ extension SequenceClassifier {
             }
             for i in 0..<m {
                 let r = row0 + i
-                let gi = g + r * GH          // r z n, each H wide
-                let gh = stepH + i * GH, hnRow = hn + r * H
                 let hPrev: UnsafePointer<S> = i < mp ? UnsafePointer(out + (p0 + i) * DH + d * H) : UnsafePointer(zeros)
-                let h = out + r * DH + d * H
-                for j in 0..<(2 * H) { gi[j] += gh[j] }
-                S.sigmoid(gi, count: 2 * H)
-                for j in 0..<H {
-                    hnRow[j] = gh[2 * H + j]
-                    gi[2 * H + j] += gi[j] * gh[2 * H + j]
-                }
-                S.tanh(gi + 2 * H, count: H)
-                for j in 0..<H {
-                    let z = gi[H + j]
-                    h[j] = (1 - z) * gi[2 * H + j] + z * hPrev[j]
-                }
+                S.gruRowForward(gates: g + r * GH, hidden: stepH + i * GH, hiddenN: hn + r * H, hPrev: hPrev,
+                                h: out + r * DH + d * H, H: H)
             }
         }
     }
@@ -149,19 +115,9 @@ extension SequenceClassifier {
             for i in 0..<batchSizes[t] {
                 let r = row0 + i
                 let dOut = dH + r * DH + d * H, next = dHNext + i * H
-                let gi = g + r * GH, hnRow = hn + r * H
                 let hPrev: UnsafePointer<S> = i < mp ? UnsafePointer(out + (p0 + i) * DH + d * H) : UnsafePointer(zeros)
-                let dx = dX + r * GH, dh = dGh + r * GH
-                for j in 0..<H {
-                    let dht = dOut[j] + next[j]
-                    let rg = gi[j], z = gi[H + j], nn = gi[2 * H + j]
-                    let dnPre = dht * (1 - z) * (1 - nn * nn)
-                    let drPre = dnPre * hnRow[j] * rg * (1 - rg)
-                    let dzPre = dht * (hPrev[j] - nn) * z * (1 - z)
-                    dx[j] = drPre; dx[H + j] = dzPre; dx[2 * H + j] = dnPre
-                    dh[j] = drPre; dh[H + j] = dzPre; dh[2 * H + j] = dnPre * rg
-                    next[j] = dht * z
-                }
+                S.gruRowBackward(gates: g + r * GH, hiddenN: hn + r * H, hPrev: hPrev, dOut: dOut, dNext: next,
+                                 dx: dX + r * GH, dh: dGh + r * GH, H: H)
             }
             if mp > 0 {
                 S.rowProduct(m: mp, n: H, k: GH, a: dGh + row0 * GH, lda: GH, prepared: whh,
