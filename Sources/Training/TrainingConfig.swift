@@ -46,9 +46,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public static let defaultMaxLength = 256
     public var isClassifier: Bool { task == .classify }
     public var resolvedMaxLength: Int { maxLength ?? Self.defaultMaxLength }
+    /// Predictions per stream (example) and step: T for a language model, 1 for a classifier.
+    public var predictionsPerStream: Int { isClassifier ? 1 : window }
     /// What the loss of a step averages over: N·T predictions of a language model, N examples
     /// of a classifier (the gradient sum is divided by it).
-    public var predictionsPerStep: Int { isClassifier ? streams : streams * window }
+    public var predictionsPerStep: Int { streams * predictionsPerStream }
 
     /// The masks of this run's dropout (seeded by `seed`), nil without dropout.
     public var dropoutMasks: Dropout? {

@@ -73,6 +73,7 @@ final class PushAssembler {
     private(set) var lossSum = 0.0
     private(set) var timing = (compute: 0.0, communicate: 0.0, wait: 0.0)
 
+    /// `window`: the predictions of each stream (T; 1 for a classifier's examples).
     init(layout: ParameterLayout, streams: Range<Int>, window: Int, gradientAtShards: Bool = false) {
         self.layout = layout
         self.streams = streams

@@ -207,7 +207,7 @@ public final class Worker {
                     let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
                     let rows = plan.streams(ofChunks: node), local = (rows.lowerBound - streams.lowerBound)..<(rows.upperBound - streams.lowerBound)
                     try messenger.send { buffer in
-                        WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(rows.count * config.window),
+                        WireCodec.encodeGradientPush(step: weights.step, tokenCount: UInt64(rows.count * config.predictionsPerStream),
                                                      lossSum: engine.nodeLoss[i], computeSeconds: t2 - t1,
                                                      communicateSeconds: lastCommunicate, waitSeconds: idle,
                                                      slices: 0..<(shards != nil ? 0 : early?.lowerBound ?? layout.slices.count), part: parts - 1,

@@ -33,7 +33,7 @@ final class WorkerPeer {
         lastSeen = monotonicSeconds()
         nodes = ReductionTree.nodes(covering: chunks, in: 0..<plan.chunkCount)
         pushes = nodes.map {
-            PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.window,
+            PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.predictionsPerStream,
                           gradientAtShards: gradientAtShards)
         }
     }
