@@ -21,6 +21,17 @@ public struct SlabPartition: Equatable, Sendable {
     /// For each shard, the indices of its blocks.
     public let shardBlocks: [Range<Int>]
 
+    /// The pieces of shard range `range` a worker pushes for one node, in part order: when the
+    /// gradient of elements `earlyFrom...` is final before the rest (the top layer and head,
+    /// `GradientEngine.earlySlices`), the range's share of that run first, sent while the
+    /// lower layers' backward still runs, then the rest; one piece, the whole range, when there
+    /// is no early run or the range lies on one side of it. Worker and shard both derive them
+    /// from the layout, so a push's part number says which piece it is.
+    public static func pushPieces(of range: Range<Int>, earlyFrom e: Int?) -> [Range<Int>] {
+        guard let e, e > range.lowerBound, e < range.upperBound else { return [range] }
+        return [e..<range.upperBound, range.lowerBound..<e]
+    }
+
     /// The most shards a layout can be cut into (one block each).
     public static func maximumShards(_ layout: ParameterLayout) -> Int { blocks(of: layout).count }
 

@@ -46,6 +46,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public static let defaultMaxLength = 256
     public var isClassifier: Bool { task == .classify }
     public var resolvedMaxLength: Int { maxLength ?? Self.defaultMaxLength }
+    /// The first element of the early run a worker hands over before the rest of its gradient
+    /// (`GradientEngine.earlySlices`: a language model of two layers or more); nil without one
+    /// (one layer, or a classifier, whose backward is short).
+    public func earlyElements(of layout: ParameterLayout) -> Int? {
+        guard !isClassifier, let slices = GradientEngine.earlySlices(of: layout) else { return nil }
+        return layout.elements(of: slices).lowerBound
+    }
+
     /// Predictions per stream (example) and step: T for a language model, 1 for a classifier.
     public var predictionsPerStream: Int { isClassifier ? 1 : window }
     /// What the loss of a step averages over: N·T predictions of a language model, N examples

@@ -69,9 +69,10 @@ public enum WireCodec {
     /// One node's gradient for one shard: the range `offset ..< offset + values.count` of the
     /// node's sum as one tensor "slab" (no loss, no state: those go to the coordinator).
     public static func encodeSlabGradientPush(step: UInt64, tokenCount: UInt64, chunks: Range<Int>, offset: Int,
-                                              values: UnsafeBufferPointer<Float>, into buffer: inout MessageBuffer) {
+                                              values: UnsafeBufferPointer<Float>, part: Int = 0, parts: Int = 1,
+                                              into buffer: inout MessageBuffer) {
         let header = GradientPush(step: step, tokenCount: tokenCount, lossSum: 0, tensors: [], computeSeconds: 0,
-                                  communicateSeconds: 0, chunkBegin: UInt32(chunks.lowerBound),
+                                  communicateSeconds: 0, part: UInt32(part), parts: UInt32(parts), chunkBegin: UInt32(chunks.lowerBound),
                                   chunkEnd: UInt32(chunks.upperBound), offset: UInt64(offset))
         packGradientPush(header, tensors: [slabView(values)], state: [], into: &buffer)
     }

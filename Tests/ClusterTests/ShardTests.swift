@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Cluster
+import Recurrent
 import Training
 
 /// Sharded parameter servers (`--shards S`): the weights after N steps are the same bytes for
@@ -21,6 +22,29 @@ final class ShardTests: ClusterTestCase {
     /// W ∈ {1, 2, 4} × S ∈ {1, 2, 4}, 20 steps with an evaluation and a checkpoint every 5
     /// (mid-run state fetches while the shards already serve the next step): every checkpoint
     /// equals in-process training's.
+    /// A shard's range comes in one piece, or in two when the early run (top layer and head)
+    /// starts inside it: that run's share first, the rest second; together they tile the range.
+    func testPushPiecesSplitARangeAtTheEarlyRun() throws {
+        XCTAssertEqual(SlabPartition.pushPieces(of: 10..<20, earlyFrom: nil), [10..<20])
+        XCTAssertEqual(SlabPartition.pushPieces(of: 10..<20, earlyFrom: 10), [10..<20], "all early: one piece")
+        XCTAssertEqual(SlabPartition.pushPieces(of: 10..<20, earlyFrom: 20), [10..<20], "none early: one piece")
+        XCTAssertEqual(SlabPartition.pushPieces(of: 10..<20, earlyFrom: 14), [14..<20, 10..<14])
+        // The model of the equality test below: 2 and 4 shards cut it right where the early
+        // run starts (layer 1), 3 shards inside it, so that run pushes in two pieces.
+        var config = TrainingConfig()
+        config.cell = .lstm
+        config.layers = 2
+        config.hidden = 64
+        let layout = ParameterLayout(config.model(vocabularySize: 64))
+        let e = try XCTUnwrap(config.earlyElements(of: layout))
+        for shards in [2, 3, 4] {
+            let ranges = SlabPartition(layout: layout, shards: shards).shards
+            XCTAssertEqual(ranges.contains { SlabPartition.pushPieces(of: $0, earlyFrom: e).count == 2 }, shards == 3, "\(shards) shards")
+        }
+        config.task = .classify
+        XCTAssertNil(config.earlyElements(of: layout), "a classifier hands nothing over early")
+    }
+
     func testEveryWorkerAndShardCountGivesTheInProcessBytes() throws {
         let cadence = ["--checkpoint-every", "5", "--eval-every", "5"]
         let reference = try train(workers: 1, shards: 1, steps: 20, directory: try temporaryDirectory(), extra: cadence)
@@ -30,6 +54,9 @@ final class ShardTests: ClusterTestCase {
                 XCTAssertEqual(bytes, reference, "--workers \(workers) --shards \(shards) changed the weights")
             }
         }
+        // Three shards: one range takes each node's gradient in two pieces (see above).
+        let three = try train(workers: 2, shards: 3, steps: 20, directory: try temporaryDirectory(), extra: cadence)
+        XCTAssertEqual(three, reference, "--workers 2 --shards 3 changed the weights")
     }
 
     /// A checkpoint has one format whatever S: 10 steps with S = 4, then 10 more with S = 1

@@ -48,16 +48,21 @@ public final class ShardServer {
         var workerCount: Int
         let chunkCount: Int
         let tokensPerStep: Int
-        /// The step being gathered (the last broadcast), and its node sums so far.
+        /// The pieces of the range a node's push comes in (`SlabPartition.pushPieces`).
+        let pieces: [Range<Int>]
+        /// The step being gathered (the last broadcast), and its node sums so far: whole, and
+        /// still missing a piece (with the parts received).
         var step: UInt64
         var broadcastPending: ShardCommand?
         var nodes: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>)] = []
+        var partial: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>, received: Set<Int>)] = []
         /// The summed, prepared gradient of `step` once every node arrived.
         var summed: UnsafeMutableBufferPointer<Float>?
         var spare: [UnsafeMutableBufferPointer<Float>] = []
 
-        init(shard: Int, update: RangeUpdate, workerCount: Int, chunkCount: Int, tokensPerStep: Int, step: UInt64) {
+        init(shard: Int, update: RangeUpdate, workerCount: Int, chunkCount: Int, tokensPerStep: Int, earlyFrom: Int?, step: UInt64) {
             self.shard = shard
+            pieces = SlabPartition.pushPieces(of: update.range, earlyFrom: earlyFrom)
             self.update = update
             self.workerCount = workerCount
             self.chunkCount = chunkCount
@@ -65,15 +70,16 @@ public final class ShardServer {
             self.step = step
         }
 
-        deinit { (nodes.map(\.values) + spare).forEach { $0.deallocate() } }
+        deinit { (nodes.map(\.values) + partial.map(\.values) + spare).forEach { $0.deallocate() } }
 
         func buffer() -> UnsafeMutableBufferPointer<Float> {
             spare.popLast() ?? .allocate(capacity: update.range.count)
         }
 
         func recycle() {
-            spare += nodes.map(\.values)
+            spare += nodes.map(\.values) + partial.map(\.values)
             nodes = []
+            partial = []
             summed = nil
         }
     }
@@ -169,6 +175,7 @@ public final class ShardServer {
         messenger.limits = DecodeLimits.sharded(layout: layout)
         run = Run(shard: shard, update: update, workerCount: Int(setup.workerCount),
                   chunkCount: config.streams / config.chunkStreams, tokensPerStep: config.predictionsPerStep,
+                  earlyFrom: config.earlyElements(of: layout),
                   step: setup.step)
         log("shard \(shard) of \(count): elements \(range.lowerBound)..<\(range.upperBound) (\(range.count) values), from step \(setup.step + 1), \(setup.workerCount) worker(s)")
         try messenger.send(.shardReport(ShardReport(kind: .ready, step: setup.step)), to: identity)
@@ -262,31 +269,52 @@ public final class ShardServer {
         }
     }
 
-    /// One node's sum for this range: checked, copied, and once the nodes tile every chunk,
-    /// added in the fixed tree, divided by the tokens and reported as block sums of squares.
+    /// One piece of one node's sum for this range (`SlabPartition.pushPieces`: the early run
+    /// while backward goes on, then the rest): checked and copied; once a node has every piece
+    /// and the nodes tile every chunk, they are added in the fixed tree, divided by the tokens
+    /// and reported as block sums of squares.
     private func accept(_ push: DecodedGradientPush, run: Run) throws {
         guard push.step == run.step, run.broadcastPending == nil, run.summed == nil else {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: run.step))
         }
         let chunks = Int(push.chunkBegin)..<Int(push.chunkEnd)
         guard !chunks.isEmpty, chunks.upperBound <= run.chunkCount,
-              !run.nodes.contains(where: { $0.chunks.overlaps(chunks) }) else {
+              !run.nodes.contains(where: { $0.chunks.overlaps(chunks) }),
+              !run.partial.contains(where: { $0.chunks != chunks && $0.chunks.overlaps(chunks) }) else {
             throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
         }
-        guard push.offset == UInt64(run.update.range.lowerBound) else {
-            throw PushRejection.badState("gradient for elements from \(push.offset), this shard holds \(run.update.range.lowerBound)..<\(run.update.range.upperBound)")
+        let parts = max(1, Int(push.parts)), part = Int(push.part)   // parts 0 is read as 1
+        guard parts == run.pieces.count, part < parts else {
+            throw PushRejection.badState("part \(push.part) of \(push.parts): this shard takes each node's gradient in \(run.pieces.count) piece(s)")
         }
-        let values = run.buffer()
+        let piece = run.pieces[part], range = run.update.range
+        guard push.offset == UInt64(piece.lowerBound) else {
+            throw PushRejection.badState("gradient for elements from \(push.offset), part \(part) of this shard's range \(range.lowerBound)..<\(range.upperBound) starts at \(piece.lowerBound)")
+        }
+        let index = run.partial.firstIndex { $0.chunks == chunks } ?? {
+            run.partial.append((chunks, run.buffer(), []))
+            return run.partial.count - 1
+        }()
+        guard !run.partial[index].received.contains(part) else {
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
+        }
+        let values = run.partial[index].values
+        let target = UnsafeMutableBufferPointer(rebasing: values[(piece.lowerBound - range.lowerBound)..<(piece.upperBound - range.lowerBound)])
+        func drop(_ rejection: PushRejection) -> PushRejection {
+            if run.partial[index].received.isEmpty { run.spare.append(run.partial.remove(at: index).values) }
+            return rejection
+        }
         do {
-            try push.tensors.copySlab(into: values)
+            try push.tensors.copySlab(into: target)
         } catch let error as WireError {
-            run.spare.append(values)
-            throw PushRejection.tensors(error)
+            throw drop(.tensors(error))
         }
-        guard allFinite(values.baseAddress!, count: values.count) else {
-            run.spare.append(values)
-            throw PushRejection.gradientNotFinite(tensor: "slab")
+        guard target.isEmpty || allFinite(target.baseAddress!, count: target.count) else {
+            throw drop(.gradientNotFinite(tensor: "slab"))
         }
+        run.partial[index].received.insert(part)
+        guard run.partial[index].received.count == parts else { return }
+        run.partial.remove(at: index)
         run.nodes.append((chunks, values))
         guard run.nodes.map(\.chunks.count).reduce(0, +) == run.chunkCount else { return }
         run.nodes.sort { $0.chunks.lowerBound < $1.chunks.lowerBound }

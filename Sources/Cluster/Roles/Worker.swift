@@ -187,10 +187,18 @@ public final class Worker {
                 // One push per reduction-tree node the block covers. The top layer's and head's
                 // gradient leaves as part 0 of 2 while the lower layers are still in backward;
                 // the rest follows as the last part, with the node's loss, tokens and state.
-                let early = shards == nil ? engine.earlySlices : nil   // shards take whole ranges after backward
+                // Sharded, the early run goes to its shards instead (the coordinator's push then
+                // carries loss, tokens and state only).
+                let early = shards == nil ? engine.earlySlices : nil
                 let parts = early == nil ? 1 : 2
+                let shardEarly = shards == nil || engine.earlySlices == nil ? nil : config.earlyElements(of: layout)
                 try computeSendingEarlyPart(engine: engine, parameters: UnsafePointer(parameters.baseAddress!),
                                             stepInEpoch: stepInEpoch, state: state, step: weights.step) { slices in
+                    if let shards, shardEarly != nil {
+                        try shards.push(step: weights.step, nodes: engine.nodes, earlyFrom: shardEarly, early: true,
+                                        gradient: { UnsafePointer(engine.gradient(ofNode: $0)) })
+                        return
+                    }
                     guard early != nil else { return }
                     for (i, node) in engine.nodes.enumerated() {
                         let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
@@ -202,7 +210,8 @@ public final class Worker {
                     }
                 }
                 let t2 = monotonicSeconds()
-                try shards?.push(step: weights.step, nodes: engine.nodes, gradient: { UnsafePointer(engine.gradient(ofNode: $0)) })
+                try shards?.push(step: weights.step, nodes: engine.nodes, earlyFrom: shardEarly, early: false,
+                                 gradient: { UnsafePointer(engine.gradient(ofNode: $0)) })
                 for (i, node) in engine.nodes.enumerated() {
                     let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: i), count: layout.count)
                     let rows = plan.streams(ofChunks: node), local = (rows.lowerBound - streams.lowerBound)..<(rows.upperBound - streams.lowerBound)

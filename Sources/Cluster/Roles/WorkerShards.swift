@@ -68,15 +68,20 @@ final class WorkerShards {
         return (true, resetState)
     }
 
-    /// Every node's gradient sum, each range to its shard.
-    func push(step: UInt64, nodes: [Range<Int>], gradient: (Int) -> UnsafePointer<Float>) throws {
+    /// Every node's gradient sum, each range to its shard, in the pieces of
+    /// `SlabPartition.pushPieces`: with `early`, only the pieces of the early run (elements
+    /// `earlyFrom...`, final while the lower layers' backward goes on), else the rest.
+    func push(step: UInt64, nodes: [Range<Int>], earlyFrom e: Int?, early: Bool,
+              gradient: (Int) -> UnsafePointer<Float>) throws {
         for (i, node) in nodes.enumerated() {
             for (k, messenger) in messengers.enumerated() {
-                let range = range(k)
-                try messenger.send { buffer in
-                    WireCodec.encodeSlabGradientPush(step: step, tokenCount: 0, chunks: node, offset: range.lowerBound,
-                                                     values: UnsafeBufferPointer(start: gradient(i) + range.lowerBound, count: range.count),
-                                                     into: &buffer)
+                let pieces = SlabPartition.pushPieces(of: range(k), earlyFrom: e)
+                for (part, piece) in pieces.enumerated() where early == (e.map { piece.lowerBound >= $0 } ?? false) {
+                    try messenger.send { buffer in
+                        WireCodec.encodeSlabGradientPush(step: step, tokenCount: 0, chunks: node, offset: piece.lowerBound,
+                                                         values: UnsafeBufferPointer(start: gradient(i) + piece.lowerBound, count: piece.count),
+                                                         part: part, parts: pieces.count, into: &buffer)
+                    }
                 }
             }
         }
