@@ -90,6 +90,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 
     /// The steps of `epochs` whole epochs of `corpus` with this config's data layout.
     public func steps(forEpochs epochs: Int, corpus: Corpus) throws -> Int {
+        if isClassifier { return epochs * (try RunPlan(config: self, corpus: corpus)).stepsPerEpoch }
         try corpus.requireTrainingLength(streams: streams, window: window, validationFraction: validationFraction)
         let train = Corpus.trainCount(total: corpus.count, validationFraction: validationFraction)
         return epochs * StreamLayout(trainCount: train, streams: streams, window: window).stepsPerEpoch

@@ -93,6 +93,13 @@ final class ClassificationTests: XCTestCase {
         XCTAssertEqual(batches.position(globalStep: 80).epoch, 1)
     }
 
+    /// `--epochs` counts a classifier's epochs in batches of examples.
+    func testEpochsOfAClassifierCountBatches() throws {
+        let corpus = Corpus(text: BuiltinLabelled.text(count: 100), name: "builtin-100")
+        let config = Self.config(batch: 8, chunk: 2)
+        XCTAssertEqual(try config.steps(forEpochs: 3, corpus: corpus), 3 * (90 / 8))
+    }
+
     // MARK: Exactness
 
     func builtinCorpus() -> Corpus { Corpus(text: BuiltinLabelled.text(count: 400), name: "builtin-400") }
