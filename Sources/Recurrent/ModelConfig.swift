@@ -23,10 +23,20 @@ public enum CellType: String, Codable, CaseIterable, Sendable {
     public var hasCellState: Bool { self == .lstm }
 }
 
+/// How a classifier reads its top layer into the one feature vector of a sequence (D·H wide).
+public enum Pooling: String, Codable, CaseIterable, Sendable {
+    /// The final h: forward after the last position, reverse after position 0 (PyTorch's
+    /// `h_n[-2:]`, Keras's `return_sequences=False`).
+    case last
+    /// The mean of the top layer's outputs over the sequence's positions (Keras's
+    /// `return_sequences=True` + `GlobalAveragePooling1D`).
+    case mean
+}
+
 ///
-/// A classifier (`labelCount` set) has the same stacked layers, read once at the end of the
-/// sequence: its head maps the top layer's final h (forward and reverse concatenated when
-/// `bidirectional`) to `labelCount` logits. Bidirectional layers run a second, reverse
+/// A classifier (`labelCount` set) has the same stacked layers, read once per sequence: its
+/// head maps the top layer's final h (forward and reverse concatenated when `bidirectional`),
+/// or with `pooling` .mean the mean of its outputs over the positions, to `labelCount` logits. Bidirectional layers run a second, reverse
 /// direction with its own weights; the layer above reads both directions' h (2H wide).
 public struct ModelConfig: Equatable, Hashable, Sendable {
     public var cell: CellType
@@ -37,9 +47,11 @@ public struct ModelConfig: Equatable, Hashable, Sendable {
     public var bidirectional: Bool
     /// The classes of a classifier; nil for a language model (whose head has V outputs).
     public var labelCount: Int?
+    /// What a classifier's head reads (`Pooling`); .last for a language model.
+    public var pooling: Pooling
 
     public init(cell: CellType, vocabularySize: Int, hiddenSize: Int, layerCount: Int,
-                bidirectional: Bool = false, labelCount: Int? = nil) {
+                bidirectional: Bool = false, labelCount: Int? = nil, pooling: Pooling = .last) {
         precondition(vocabularySize > 0 && hiddenSize > 0 && layerCount > 0 && (labelCount ?? 1) > 0)
         self.cell = cell
         self.vocabularySize = vocabularySize
@@ -47,6 +59,7 @@ public struct ModelConfig: Equatable, Hashable, Sendable {
         self.layerCount = layerCount
         self.bidirectional = bidirectional
         self.labelCount = labelCount
+        self.pooling = pooling
     }
 
     /// 2 for bidirectional layers, else 1.

@@ -148,9 +148,19 @@ extension SequenceClassifier {
                b: w + headWeight, ldb: DH, beta: 0, c: dFeatures, ldc: DH)
         dH.update(repeating: 0, count: rows * DH)
         for b in 0..<n {
-            let i = rank[b], last = Int(lengths[b]) - 1
-            (dH + (rowStart[last] + i) * DH).update(from: dFeatures + b * DH, count: H)
-            if D == 2 { (dH + i * DH + H).update(from: dFeatures + b * DH + H, count: H) }
+            let i = rank[b], length = Int(lengths[b]), dFeature = dFeatures + b * DH
+            switch config.pooling {
+            case .last:
+                (dH + (rowStart[length - 1] + i) * DH).update(from: dFeature, count: H)
+                if D == 2 { (dH + i * DH + H).update(from: dFeature + H, count: H) }
+            case .mean:
+                // Every position of the example gets d feature / length.
+                let scale = 1 / S(length)
+                for t in 0..<length {
+                    let row = dH + (rowStart[t] + i) * DH
+                    for j in 0..<DH { row[j] = dFeature[j] * scale }
+                }
+            }
         }
 
         for l in stride(from: L - 1, through: 0, by: -1) {

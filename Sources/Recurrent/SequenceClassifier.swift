@@ -239,12 +239,24 @@ public final class SequenceClassifier<S: KernelScalar> {
             }
         }
 
-        // Feature of example b: top forward h after its last position, reverse h after position 0.
+        // Feature of example b: top forward h after its last position, reverse h after
+        // position 0; or the mean of its top rows, summed in position order (exact per example).
         let top = outputs[L - 1]
         for b in 0..<count {
-            let i = rank[b], last = Int(lengths[b]) - 1
-            (features + b * DH).update(from: top + (rowStart[last] + i) * DH, count: H)
-            if D == 2 { (features + b * DH + H).update(from: top + i * DH + H, count: H) }
+            let i = rank[b], length = Int(lengths[b]), feature = features + b * DH
+            switch config.pooling {
+            case .last:
+                feature.update(from: top + (rowStart[length - 1] + i) * DH, count: H)
+                if D == 2 { (feature + H).update(from: top + i * DH + H, count: H) }
+            case .mean:
+                feature.update(from: top + i * DH, count: DH)
+                for t in 1..<length {
+                    let row = top + (rowStart[t] + i) * DH
+                    for j in 0..<DH { feature[j] += row[j] }
+                }
+                let scale = 1 / S(length)
+                for j in 0..<DH { feature[j] *= scale }
+            }
         }
         S.rowProduct(m: count, n: C, k: DH, a: features, lda: DH, prepared: headForward,
                      accumulate: false, c: logitRows, ldc: C)

@@ -70,7 +70,14 @@ public enum NaiveClassifier {
             }
             sequence = (0..<sequence.count).map { t in directionOutputs.flatMap { $0[t] } }
         }
-        let feature = config.bidirectional ? lastForward + lastReverse : lastForward
+        let feature: [Double]
+        switch config.pooling {
+        case .last: feature = config.bidirectional ? lastForward + lastReverse : lastForward
+        case .mean:
+            // The top layer's outputs (both directions) summed over positions, over the length.
+            let sum = sequence.dropFirst().reduce(sequence[0]) { total, row in zip(total, row).map { $0 + $1 } }
+            feature = sum.map { $0 / Double(sequence.count) }
+        }
         let w = tensor("head.weight"), b = tensor("head.bias")
         let logits = (0..<config.outputCount).map { row in
             (0..<feature.count).reduce(b[row]) { $0 + w[row * feature.count + $1] * feature[$1] }

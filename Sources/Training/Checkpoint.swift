@@ -149,7 +149,8 @@ public struct Checkpoint {
         guard let t = training else { return }
         let c = t.config
         guard c.cell == model.cell, c.layers == model.layerCount, c.hidden == model.hiddenSize,
-              (c.bidirectional ?? false) == model.bidirectional, c.isClassifier == (model.labelCount != nil) else {
+              (c.bidirectional ?? false) == model.bidirectional, c.isClassifier == (model.labelCount != nil),
+              (c.pooling ?? .last) == model.pooling else {
             throw fail("training config (\(c.cell), \(c.layers) layers, hidden \(c.hidden)) is not the model \(Self.modelJSON(model))")
         }
         guard t.step >= 0, t.optimizerStepCount >= 0, t.optimizerStepCount <= t.step else {
@@ -205,11 +206,12 @@ public struct Checkpoint {
     // MARK: Metadata
 
     /// {"cell":"lstm","hidden_size":256,"num_layers":2,"vocab_size":65}; a classifier adds
-    /// "num_labels" and, bidirectional, "bidirectional":true (keys sorted).
+    /// "num_labels", bidirectional "bidirectional":true, mean-pooled "pooling":"mean" (keys sorted).
     public static func modelJSON(_ m: ModelConfig) -> String {
         let bidirectional = m.bidirectional ? "\"bidirectional\":true," : ""
         let labels = m.labelCount.map { "\"num_labels\":\($0)," } ?? ""
-        return "{\(bidirectional)\"cell\":\"\(m.cell.rawValue)\",\"hidden_size\":\(m.hiddenSize),\(labels)\"num_layers\":\(m.layerCount),\"vocab_size\":\(m.vocabularySize)}"
+        let pooling = m.pooling == .last ? "" : "\"pooling\":\"\(m.pooling.rawValue)\","
+        return "{\(bidirectional)\"cell\":\"\(m.cell.rawValue)\",\"hidden_size\":\(m.hiddenSize),\(labels)\"num_layers\":\(m.layerCount),\(pooling)\"vocab_size\":\(m.vocabularySize)}"
     }
 
     /// The most classes a classifier's metadata may declare.
@@ -225,6 +227,7 @@ public struct Checkpoint {
               let vocabulary = object["vocab_size"] as? Int, hidden > 0, layers > 0, vocabulary > 0,
               vocabulary <= maximumVocabularySize,
               object["bidirectional"] == nil || object["bidirectional"] is Bool,
+              object["pooling"] == nil || (object["pooling"] as? String).flatMap(Pooling.init(rawValue:)) != nil,
               object["num_labels"] == nil || (object["num_labels"] as? Int).map({ $0 > 0 && $0 <= maximumLabelCount }) == true else {
             throw TrainingError.checkpoint("\(path): config metadata must look like \(modelJSON(ModelConfig(cell: .lstm, vocabularySize: 65, hiddenSize: 256, layerCount: 2))), got \(text)")
         }
@@ -232,8 +235,12 @@ public struct Checkpoint {
         guard !bidirectional || labels != nil else {
             throw TrainingError.checkpoint("\(path): config metadata \(text) is bidirectional without num_labels: only classifiers are bidirectional")
         }
+        let pooling = (object["pooling"] as? String).flatMap(Pooling.init(rawValue:)) ?? .last
+        guard pooling == .last || labels != nil else {
+            throw TrainingError.checkpoint("\(path): config metadata \(text) has pooling without num_labels: only classifiers pool")
+        }
         return ModelConfig(cell: cell, vocabularySize: vocabulary, hiddenSize: hidden, layerCount: layers,
-                           bidirectional: bidirectional, labelCount: labels)
+                           bidirectional: bidirectional, labelCount: labels, pooling: pooling)
     }
 
     struct StateFile: Codable {

@@ -40,6 +40,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var maxLength: Int?
     /// Classification: bidirectional layers (nil = no).
     public var bidirectional: Bool?
+    /// Classification: what the head reads of the top layer (nil = `.last`, the final h).
+    public var pooling: Pooling?
 
     public init() {}
 
@@ -72,7 +74,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// The model of this config: a language model, or with `labelCount` a classifier.
     public func model(vocabularySize: Int, labelCount: Int? = nil) -> ModelConfig {
         ModelConfig(cell: cell, vocabularySize: vocabularySize, hiddenSize: hidden, layerCount: layers,
-                    bidirectional: bidirectional ?? false, labelCount: labelCount)
+                    bidirectional: bidirectional ?? false, labelCount: labelCount, pooling: pooling ?? .last)
     }
 
     public var schedule: LearningRateSchedule {
@@ -119,6 +121,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if !isClassifier {
             if bidirectional == true { throw TrainingError.missingSetting(.bidirectional, requires: .task) }
             if maxLength != nil { throw TrainingError.missingSetting(.maxLength, requires: .task) }
+            if pooling != nil { throw TrainingError.missingSetting(.pooling, requires: .task) }
         } else if let dropout, dropout > 0 {
             throw TrainingError.invalidValue(.dropout, value: "\(dropout)", rule: "0 for --task classify (dropout is for the language model)")
         }
@@ -144,7 +147,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 public enum ConfigField: String, Sendable, CaseIterable {
     case cell, layers, hidden, streams, window, steps, optimizer, learningRate, clip, validationFraction
     case learningRateDecayEvery, learningRateDecay, chunkStreams, seed, dropout
-    case task, maxLength, bidirectional
+    case task, maxLength, bidirectional, pooling
     case checkpointDirectory, resume, initFrom, workers
 }
 
@@ -183,6 +186,7 @@ extension TrainingConfig {
         case .task: return (task ?? .languageModel).rawValue
         case .maxLength: return isClassifier ? "\(resolvedMaxLength)" : nil
         case .bidirectional: return "\(bidirectional ?? false)"
+        case .pooling: return isClassifier ? (pooling ?? .last).rawValue : nil
         case .checkpointDirectory, .resume, .initFrom, .workers: return nil
         }
     }

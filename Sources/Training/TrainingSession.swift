@@ -42,8 +42,9 @@ public final class TrainingSession {
     public let restoredState: (h: [Float], c: [Float])?
     public private(set) var random: SeededGenerator
     public internal(set) var lastCheckpoint: String?
-    /// What resuming had to repair in the checkpoint directory (a half-replaced checkpoint
-    /// restored, leftovers of dead writers removed), one line each; the loop reports them.
+    /// What starting had to do, one line each, which the loop reports: repairs of the checkpoint
+    /// directory when resuming (a half-replaced checkpoint restored, leftovers of dead writers
+    /// removed), or a language model's layers copied into a classifier (`--init-from`).
     public private(set) var recovered: [String] = []
 
     public var config: TrainingConfig { plan.config }
@@ -93,16 +94,25 @@ public final class TrainingSession {
             lastCheckpoint = directory.path
         } else if let source = options.initFrom {
             let checkpoint = try Checkpoint.read(from: source)
-            guard checkpoint.model == model else {
-                throw TrainingError.checkpoint("\(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
+            if plan.classification != nil, checkpoint.model.labelCount == nil {
+                let report = try LanguageModelTransfer.copy(from: checkpoint, into: &initial, layout: plan.layout,
+                                                            vocabulary: corpus.vocabulary, path: source.path)
+                recovered.append("started the recurrent layers from the language model in \(source.path): \(report.tensors) tensors, \(report.scalars) values; the head starts fresh"
+                                 + (report.unseenCharacters > 0 ? "; \(report.unseenCharacters) character(s) it never saw keep fresh input weights" : ""))
+            } else {
+                var saved = checkpoint.model
+                saved.pooling = model.pooling   // what the head reads may change; the weights stay
+                guard saved == model else {
+                    throw TrainingError.checkpoint("\(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
+                }
+                guard checkpoint.labels == (plan.classification?.labels ?? []) else {
+                    throw TrainingError.checkpoint("\(source.path) classifies into other labels than \(corpus.name) has")
+                }
+                guard checkpoint.vocabulary == corpus.vocabulary else {
+                    throw TrainingError.checkpoint("\(source.path) has another vocabulary than \(corpus.name)")
+                }
+                initial = checkpoint.parameters
             }
-            guard checkpoint.labels == (plan.classification?.labels ?? []) else {
-                throw TrainingError.checkpoint("\(source.path) classifies into other labels than \(corpus.name) has")
-            }
-            guard checkpoint.vocabulary == corpus.vocabulary else {
-                throw TrainingError.checkpoint("\(source.path) has another vocabulary than \(corpus.name)")
-            }
-            initial = checkpoint.parameters
         }
         update = ParameterUpdate(layout: plan.layout, optimizer: config.optimizer, schedule: config.schedule,
                                  clip: config.clip, initial: initial)

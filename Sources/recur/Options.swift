@@ -30,6 +30,8 @@ struct ModelFlags: ParsableArguments {
     var hidden: Int?
     @Flag(help: "Bidirectional layers, PyTorch semantics (classifiers: --task classify).")
     var bidirectional = false
+    @Option(help: "What a classifier's head reads: last (the final h) or mean (the mean of the top layer's outputs) (default: last).")
+    var pool: Pooling?
 
     var resolvedCell: CellType { cell ?? Defaults.config.cell }
     var resolvedLayers: Int { layers ?? Defaults.config.layers }

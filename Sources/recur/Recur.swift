@@ -67,3 +67,4 @@ enum ExitStatus: Int32 {
 
 extension CellType: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
+extension Pooling: ExpressibleByArgument {}

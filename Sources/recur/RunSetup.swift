@@ -42,12 +42,14 @@ struct RunSetup {
                 base = saved.config
                 base.steps = Defaults.config.steps
                 savedPath = saved.corpusPath
+                if !base.isClassifier && data.task == .classify { base.dropout = nil }   // dropout is the language model's
             } else {
                 base.cell = checkpoint.model.cell
                 base.layers = checkpoint.model.layerCount
                 base.hidden = checkpoint.model.hiddenSize
                 if checkpoint.model.labelCount != nil { base.task = .classify }
                 if checkpoint.model.bidirectional { base.bidirectional = true }
+                if checkpoint.model.pooling != .last { base.pooling = checkpoint.model.pooling }
             }
             source = ("--init-from", initFrom, nil)
         }
@@ -65,7 +67,10 @@ struct RunSetup {
             }
         }
         if let source {
-            let fixed = source.saved == nil ? Self.fixedByWeights : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
+            // A classifier may start from a language model's layers (LanguageModelTransfer).
+            let transfer = !base.isClassifier && config.isClassifier
+            let fixed = source.saved == nil ? Self.fixedByWeights.subtracting(transfer ? [.task, .bidirectional] : [])
+                : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
             for field in ConfigField.allCases where fixed.contains(field) {
                 guard let was = base.value(of: field), let now = config.value(of: field), was != now else { continue }
                 throw ValidationError(source.saved == nil
@@ -127,6 +132,7 @@ extension TrainingConfig {
         c.validationFraction = data.valFraction ?? c.validationFraction
         if let task = data.task { c.task = task == .languageModel ? nil : task }
         if model.bidirectional { c.bidirectional = true }
+        if let pool = model.pool { c.pooling = pool == .last ? nil : pool }
         c.maxLength = data.maxLen ?? c.maxLength
         if data.valData != nil { c.validationFraction = 0 }
         if let streams = data.batch, streams != c.streams {

@@ -49,6 +49,7 @@ extension ConfigField {
         case .task: return "--task"
         case .maxLength: return "--max-len"
         case .bidirectional: return "--bidirectional"
+        case .pooling: return "--pool"
         case .checkpointDirectory: return "--checkpoint"
         case .resume: return "--resume"
         case .initFrom: return "--init-from"

@@ -113,6 +113,46 @@ final class ClassifyCLITests: RecurBinaryTestCase {
         assertOneLineError(sampled, mentions: ["classifier", "recur predict"], status: 64)
     }
 
+    /// A mean-pooled bidirectional classifier started from a language model's layers: the same
+    /// bytes with one worker and two threads, two workers, and 5 + resume + 7 steps; `predict`
+    /// reads the pooling back from the checkpoint; a language model refuses --pool.
+    func testMeanPooledClassifierFromALanguageModel() throws {
+        let data = try labelled("train.tsv", count: 300)
+        let text = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").map { $0.split(separator: "\t")[1] }
+        try Data((text.joined(separator: "\n") + "\n").utf8).write(to: scratch.child("lm.txt"))
+        let lm = try run(["train", "--data", scratch.child("lm.txt").path, "--cell", "lstm", "--hidden", "10", "--layers", "1",
+                          "--batch", "4", "--seq", "8", "--steps", "4", "--workers", "1", "--sample-length", "0",
+                          "--checkpoint", scratch.child("lm").path])
+        XCTAssertEqual(lm.status, 0, lm.all)
+        let base = ["train", "--task", "classify", "--data", data, "--init-from", scratch.child("lm").path, "--bidirectional",
+                    "--pool", "mean", "--batch", "16", "--chunk", "4", "--sample-length", "0", "--eval-every", "6"]
+        let one = try run(base + ["--steps", "12", "--workers", "1", "--threads", "2", "--checkpoint", scratch.child("one").path])
+        XCTAssertEqual(one.status, 0, one.all)
+        XCTAssertTrue(one.standardOutput.contains("started the recurrent layers from the language model"), one.all)
+        XCTAssertTrue(one.standardOutput.contains("character(s) it never saw"), "the labels' letters and the tab: \(one.all)")
+        let two = try run(base + ["--steps", "12", "--workers", "2", "--threads", "1", "--checkpoint", scratch.child("two").path])
+        XCTAssertEqual(two.status, 0, two.all)
+        XCTAssertEqual(try bytes("one"), try bytes("two"), "--workers 2 trained another classifier")
+        let half = try run(base + ["--steps", "5", "--workers", "1", "--checkpoint", scratch.child("resumed").path])
+        XCTAssertEqual(half.status, 0, half.all)
+        let rest = try run(["train", "--resume", "--checkpoint", scratch.child("resumed").path, "--steps", "12",
+                            "--workers", "1", "--sample-length", "0"])
+        XCTAssertEqual(rest.status, 0, rest.all)
+        XCTAssertEqual(try bytes("one"), try bytes("resumed"), "5 + resume + 7 steps differ from 12")
+        let modelFile = String(decoding: try bytes("one").prefix(4096), as: UTF8.self)
+        XCTAssertTrue(modelFile.contains(#"\"pooling\":\"mean\""#), "the pooling is in the model's metadata")
+
+        try Data("nxyz xyz\n".utf8).write(to: scratch.child("inputs.txt"))
+        let predicted = try run(["predict", "--checkpoint", scratch.child("one").path, "--data", scratch.child("inputs.txt").path])
+        XCTAssertEqual(predicted.status, 0, predicted.all)
+        XCTAssertEqual(predicted.standardOutput.split(separator: "\n").count, 1, predicted.all)
+
+        let wider = try run(base + ["--hidden", "12", "--steps", "1", "--workers", "1", "--checkpoint", ""])
+        assertOneLineError(wider, mentions: ["--hidden"])
+        let languageModel = try run(["train", "--pool", "mean", "--steps", "1", "--workers", "1", "--checkpoint", ""])
+        assertOneLineError(languageModel, mentions: ["--pool", "--task"])
+    }
+
     func testBadLabelledLinesAreNamed() throws {
         let path = scratch.child("bad.tsv")
         try Data("a\tfine\nno tab on this line\n".utf8).write(to: path)

@@ -6,12 +6,17 @@ import XCTest
 /// SequenceClassifier: parameter table against Keras and PyTorch, forward against the naive
 /// oracle, gradient check, exact independence of an example from its batch, Float vs Double.
 final class ClassifierTests: XCTestCase {
-    /// Every cell × L = 1, 2 × unidirectional and bidirectional.
+    /// Every cell × L = 1, 2 × unidirectional and bidirectional, reading the final h; and
+    /// every cell mean-pooled, unidirectional L = 1 and bidirectional L = 2.
     static let configs: [ModelConfig] = CellType.allCases.flatMap { cell in
         [1, 2].flatMap { layers in
             [false, true].map { bi in
                 ModelConfig(cell: cell, vocabularySize: 5, hiddenSize: 3, layerCount: layers, bidirectional: bi, labelCount: 3)
             }
+        }
+    } + CellType.allCases.flatMap { cell in
+        [(1, false), (2, true)].map { layers, bi in
+            ModelConfig(cell: cell, vocabularySize: 5, hiddenSize: 3, layerCount: layers, bidirectional: bi, labelCount: 3, pooling: .mean)
         }
     }
 
@@ -58,7 +63,7 @@ final class ClassifierTests: XCTestCase {
     }
 
     static func name(_ c: ModelConfig) -> String {
-        "\(c.cell) L=\(c.layerCount)\(c.bidirectional ? " bidirectional" : "")"
+        "\(c.cell) L=\(c.layerCount)\(c.bidirectional ? " bidirectional" : "")\(c.pooling == .mean ? " mean-pooled" : "")"
     }
 
     // MARK: Parameter table
@@ -167,9 +172,9 @@ final class ClassifierTests: XCTestCase {
     /// exercise the kernels' vector tails.
     func testFloatExampleIsBitIdenticalAloneAndInAnyBatch() {
         for cell in CellType.allCases {
-            for (layers, bi) in [(1, false), (2, true)] {
+            for (layers, bi, pooling) in [(1, false, Pooling.last), (2, true, .last), (2, true, .mean)] {
                 let config = ModelConfig(cell: cell, vocabularySize: 11, hiddenSize: 19, layerCount: layers,
-                                         bidirectional: bi, labelCount: 5)
+                                         bidirectional: bi, labelCount: 5, pooling: pooling)
                 let p = Self.problem(config, lengths: [7, 12, 1, 3, 7, 9, 2], seed: 31, scale: 0.3)
                 let w = p.parameters.map { Float($0) }
                 let x = p.inputs[0], label = p.labels[0]

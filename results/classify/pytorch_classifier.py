@@ -13,7 +13,8 @@ Data:    UTF-8, one `label<TAB>text` per line, split at the first tab; no
          left are skipped.
 Model:   one-hot input (no embedding) -> nn.RNN(tanh) / nn.LSTM / nn.GRU
          (packed sequences, --layers deep, optionally bidirectional) -> last
-         layer's final hidden state (forward ++ reverse) -> nn.Linear(labels).
+         layer's final hidden state (forward ++ reverse), or with --pool mean
+         the mean of its outputs over each sequence's positions -> nn.Linear(labels).
 Loss:    mean cross-entropy per example, in nats.  Adam(lr) with PyTorch
          defaults, gradient clipping by global L2 norm (clip_grad_norm_).
 Batches: per epoch a torch.randperm (generator seeded from seed and epoch), cut
@@ -37,7 +38,7 @@ from collections import Counter
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 
 def die(msg, code=65):                                    # 65 = EX_DATAERR
@@ -133,9 +134,9 @@ def batches(train_x, train_y, batch, seed):
 
 # -------------------------------------------------------------------- model
 class CharClassifier(nn.Module):
-    def __init__(self, cell, vocab, hidden, layers, bidirectional, n_labels):
+    def __init__(self, cell, vocab, hidden, layers, bidirectional, n_labels, pool="last"):
         super().__init__()
-        self.vocab, self.bidirectional = vocab, bidirectional
+        self.vocab, self.bidirectional, self.pool = vocab, bidirectional, pool
         kw = dict(num_layers=layers, batch_first=True, bidirectional=bidirectional)
         if cell == "rnn":
             kw["nonlinearity"] = "tanh"
@@ -146,7 +147,11 @@ class CharClassifier(nn.Module):
         x = F.one_hot(x, self.vocab).float()              # (B, T, V)
         packed = pack_padded_sequence(x, lengths, batch_first=True,
                                       enforce_sorted=False)
-        _, h = self.rnn(packed)
+        out, h = self.rnn(packed)
+        if self.pool == "mean":
+            # (B, T, D*H) with zeros past each length, back in the caller's order.
+            padded, _ = pad_packed_sequence(out, batch_first=True)
+            return self.head(padded.sum(1) / lengths.unsqueeze(1).to(padded.dtype))
         if isinstance(h, tuple):                          # LSTM: (h_n, c_n)
             h = h[0]
         # h_n: (layers*dirs, B, H), already back in the caller's batch order.
@@ -184,6 +189,7 @@ def build_argparser():
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--bidirectional", action="store_true")
+    ap.add_argument("--pool", choices=["last", "mean"], default="last")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -213,7 +219,7 @@ def main(argv=None):
     if len(train_x) < args.batch:
         die(f"{args.data}: {len(train_x)} training examples, fewer than --batch {args.batch}")
     V, C = len(chars), len(labels)
-    model = CharClassifier(args.cell, V, args.hidden, args.layers, args.bidirectional, C)
+    model = CharClassifier(args.cell, V, args.hidden, args.layers, args.bidirectional, C, args.pool)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     n_params = sum(p.numel() for p in model.parameters())
@@ -273,7 +279,7 @@ def main(argv=None):
     result = {
         "impl": "pytorch", "torch": torch.__version__, "task": "classify",
         "cell": args.cell, "layers": args.layers, "hidden": args.hidden,
-        "bidirectional": args.bidirectional, "batch": args.batch,
+        "bidirectional": args.bidirectional, "pool": args.pool, "batch": args.batch,
         "steps": args.steps, "lr": args.lr, "clip": args.clip,
         "threads": torch.get_num_threads(), "seed": args.seed,
         "max_len": args.max_len, "vocab": V, "labels": C, "params": n_params,
