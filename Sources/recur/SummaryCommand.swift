@@ -19,9 +19,10 @@ struct SummaryCommand: ParsableCommand {
 
     func validate() throws {
         if checkpoint != nil, model.cell != nil || model.layers != nil || model.hidden != nil || vocab != nil || data != nil
-            || model.bidirectional || labels != nil {
-            throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab, --data, --bidirectional and --labels do not go with it")
+            || model.bidirectional || model.pool != nil || labels != nil {
+            throw ValidationError("--checkpoint gives the model; --cell, --layers, --hidden, --vocab, --data, --bidirectional, --pool and --labels do not go with it")
         }
+        if model.pool != nil && labels == nil { throw ValidationError("--pool goes with --labels (a classifier's head)") }
         if let labels, labels < 1 { throw ValidationError("--labels must be at least 1, got \(labels)") }
         if let vocab, vocab < 1 { throw ValidationError("--vocab must be at least 1, got \(vocab)") }
         if model.resolvedLayers < 1 || model.resolvedHidden < 1 { throw ValidationError("--layers and --hidden must be at least 1") }
@@ -42,7 +43,7 @@ struct SummaryCommand: ParsableCommand {
                                                              layers: layers).flatMap { MemoryBudget.multiply($0, model.bidirectional ? 8 : 4) },
                                  for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden) --vocab \(V)")
         let config = ModelConfig(cell: cell, vocabularySize: V, hiddenSize: hidden, layerCount: layers,
-                                 bidirectional: model.bidirectional, labelCount: labels)
+                                 bidirectional: model.bidirectional, labelCount: labels, pooling: model.pool ?? .last)
         print(ModelSummary.table(config))
     }
 }
@@ -71,6 +72,10 @@ enum ModelSummary {
             let name = config.bidirectional ? "bidirectional_\(l + 1) (Bidirectional(\(kind)))" : "\(config.cell.rawValue)_\(l + 1) (\(kind))"
             rows.append(Row(layer: name, shape: "(None, T, \(width))", lastStep: "(None, \(width))", parameters: count))
         }
+        if config.labelCount != nil && config.pooling == .mean {
+            // The head reads the mean over the positions, Keras's GlobalAveragePooling1D.
+            rows.append(Row(layer: "mean (GlobalAveragePooling1D)", shape: "", lastStep: "(None, \(width))", parameters: 0))
+        }
         let head = layout.elements(of: layout.headSlices).count
         let headShape = config.labelCount.map { "(None, \($0))" } ?? "(None, T, \(config.vocabularySize))"
         rows.append(Row(layer: "head (Dense)", shape: config.labelCount == nil ? headShape : "", lastStep: config.labelCount == nil ? "" : headShape,
@@ -88,6 +93,7 @@ enum ModelSummary {
         var title = "Model: \"\(config.cell.rawValue)\" (one-hot input over \(config.vocabularySize) symbols"
         if config.bidirectional { title += ", bidirectional" }
         if let labels = config.labelCount { title += ", classifier of \(labels) labels" }
+        if config.labelCount != nil && config.pooling == .mean { title += ", mean-pooled" }
         var out = [title + ")", String(repeating: "_", count: width)]
         if plain {
             out.append(pad("Layer (type)", 28) + pad("Output Shape", 22) + "Param #")

@@ -44,11 +44,18 @@ final class ClassifierSummaryTests: RecurBinaryTestCase {
         let uni = try summaryRows(["--cell", "gru", "--layers", "1", "--hidden", "3", "--vocab", "10", "--labels", "2"])
         XCTAssertEqual(uni[0], ["gru_1 (GRU)", "(None, T, 3)", "(None, 3)", "135"])
         XCTAssertEqual(uni[1], ["head (Dense)", "(None, 2)", "8"])
+        // --pool mean: Keras's return_sequences=True + GlobalAveragePooling1D (no parameters).
+        let mean = try summaryRows(["--cell", "lstm", "--layers", "1", "--hidden", "3", "--vocab", "10", "--bidirectional",
+                                    "--labels", "4", "--pool", "mean"])
+        XCTAssertEqual(mean[1], ["mean (GlobalAveragePooling1D)", "(None, 6)", "0"])
+        XCTAssertEqual(mean[2], ["head (Dense)", "(None, 4)", "28"])
+        XCTAssertEqual(mean.last, ["Total params", "364"])
     }
 
     func testBadClassifierFlags() throws {
         for (arguments, word) in [(["summary", "--labels", "0", "--vocab", "10"], "labels"),
-                                  (["summary", "--checkpoint", "x", "--bidirectional"], "bidirectional")] {
+                                  (["summary", "--checkpoint", "x", "--bidirectional"], "bidirectional"),
+                                  (["summary", "--pool", "mean", "--vocab", "10"], "--labels")] {
             let result = try recur.run(arguments, in: scratch.url)
             XCTAssertNotEqual(result.status, 0, result.all)
             XCTAssertTrue(result.standardError.contains(word), result.all)
