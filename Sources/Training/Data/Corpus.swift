@@ -17,9 +17,9 @@ public struct Corpus: Sendable {
     /// n, the number of scalars.
     public var count: Int { tokens.count }
 
-    /// The largest corpus file read: 4 GiB. Decoding needs about 6 bytes of memory per byte
-    /// of text for a while (the bytes, one Int32 id per scalar, the compact tokens); a corpus
-    /// mapped from its token file needs none of that.
+    /// The largest corpus file read: 4 GiB. Decoding holds the bytes and the compact ids (1 or
+    /// 2 bytes per character for most vocabularies), about 2 bytes per byte of an ASCII text;
+    /// a corpus mapped from its token file needs none of that.
     public static let maximumFileBytes = 4 << 30
 
     /// Reads and decodes the regular file at `path` (at most `maximumFileBytes`). With a
@@ -82,41 +82,60 @@ public struct Corpus: Sendable {
         }
     }
 
-    /// Decodes, builds the vocabulary (presence table below U+0800, a set above), then maps
-    /// code points to ids in place.
-    private init(utf8 bytes: UnsafeBufferPointer<UInt8>, name: String) throws(StrictUTF8.Failure) {
-        var failure: StrictUTF8.Failure?
-        var ids = [Int32](unsafeUninitializedCapacity: bytes.count) { output, initialized in
-            do throws(StrictUTF8.Failure) {
-                initialized = try StrictUTF8.decode(bytes, into: output)
-            } catch {
-                failure = error
-                initialized = 0
+    /// Bytes decoded at a time: the scratch of one chunk's code points is 4× this.
+    static let chunkBytes = 1 << 22
+
+    /// Decodes in two passes over chunks of `chunkBytes`, so that memory holds only the bytes,
+    /// one chunk's code points and the compact ids: the first finds the vocabulary (presence
+    /// table below U+0800, a set above), the second maps every code point to its id at the
+    /// width the vocabulary needs. A failure is reported as decoding the whole text at once would.
+    init(utf8 bytes: UnsafeBufferPointer<UInt8>, name: String, chunkBytes: Int = Corpus.chunkBytes) throws(StrictUTF8.Failure) {
+        let scratch = UnsafeMutableBufferPointer<Int32>.allocate(capacity: min(bytes.count, chunkBytes + 4))
+        defer { scratch.deallocate() }
+        /// Calls `body` with the code points of each chunk, in order.
+        func forEachChunk(_ body: (UnsafeMutableBufferPointer<Int32>) -> Void) throws(StrictUTF8.Failure) {
+            var start = 0
+            while start < bytes.count {
+                let end = StrictUTF8.chunkEnd(bytes, near: min(start + chunkBytes, bytes.count), after: start)
+                let (written, stop) = try StrictUTF8.decode(bytes, range: start..<end, into: scratch)
+                body(UnsafeMutableBufferPointer(rebasing: scratch[..<written]))
+                start = stop
             }
         }
-        if let failure { throw failure }
 
-        var seenLow = [Bool](repeating: false, count: 0x800)
+        let seenLow = UnsafeMutableBufferPointer<Bool>.allocate(capacity: 0x800)
+        seenLow.initialize(repeating: false)
+        defer { seenLow.deallocate() }
         var seenHigh = Set<Int32>()
-        ids.withUnsafeBufferPointer { values in
-            seenLow.withUnsafeMutableBufferPointer { seen in
-                for value in values {
-                    if value < 0x800 { seen[Int(value)] = true } else { seenHigh.insert(value) }
-                }
+        var count = 0
+        try forEachChunk { values in
+            for value in values {
+                if value < 0x800 { seenLow[Int(value)] = true } else { seenHigh.insert(value) }
             }
+            count += values.count
         }
         var scalars = seenLow.indices.filter { seenLow[$0] }.map { Unicode.Scalar(UInt32($0))! }
         scalars += seenHigh.sorted().map { Unicode.Scalar(UInt32($0))! }
         let vocabulary = Vocabulary(sortedDistinct: scalars)
 
-        ids.withUnsafeMutableBufferPointer { values in
-            for i in values.indices {
-                values[i] = vocabulary.id(ofCodePoint: UInt32(values[i]))!
+        let width = TokenStore.width(vocabularySize: vocabulary.count)
+        let ids = UnsafeMutableRawPointer.allocate(byteCount: max(1, count * width), alignment: 8)
+        var i = 0
+        try! forEachChunk { values in   // the first pass decoded the same bytes
+            for value in values {
+                let id = vocabulary.id(ofCodePoint: UInt32(value))!
+                switch width {
+                case 1: ids.storeBytes(of: UInt8(id), toByteOffset: i, as: UInt8.self)
+                case 2: ids.storeBytes(of: UInt16(id), toByteOffset: 2 * i, as: UInt16.self)
+                default: ids.storeBytes(of: id, toByteOffset: 4 * i, as: Int32.self)
+                }
+                i += 1
             }
         }
         self.name = name
         self.vocabulary = vocabulary
-        self.tokens = TokenStore(ids, vocabularySize: vocabulary.count)
+        self.tokens = TokenStore(storage: TokenStore.Storage(base: UnsafeRawPointer(ids), width: width) { ids.deallocate() },
+                                 offset: 0, count: count)
         self.digest = SHA256.hex(UnsafeRawBufferPointer(bytes))
     }
 

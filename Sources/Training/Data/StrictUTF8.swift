@@ -11,14 +11,16 @@ enum StrictUTF8 {
         var reason: String
     }
 
-    /// Decodes `bytes` into code points written to `output` (capacity ≥ bytes.count) and
-    /// returns how many were written.
-    static func decode(_ bytes: UnsafeBufferPointer<UInt8>,
-                       into output: UnsafeMutableBufferPointer<Int32>) throws(Failure) -> Int {
-        precondition(output.count >= bytes.count)
+    /// Decodes the sequences of `bytes` that start in `range` into code points written to
+    /// `output` (capacity ≥ range.count) and returns how many were written and where decoding
+    /// stopped: range.upperBound, or past it when a sequence runs over (continuation bytes
+    /// are read beyond the range, so a failure is the one decoding all of `bytes` reports).
+    static func decode(_ bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>,
+                       into output: UnsafeMutableBufferPointer<Int32>) throws(Failure) -> (written: Int, end: Int) {
+        precondition(output.count >= range.count && range.upperBound <= bytes.count)
         let n = bytes.count
-        var i = 0, written = 0
-        while i < n {
+        var i = range.lowerBound, written = 0
+        while i < range.upperBound {
             let lead = bytes[i]
             if lead < 0x80 {
                 output[written] = Int32(lead)
@@ -57,6 +59,15 @@ enum StrictUTF8 {
             written += 1
             i += length
         }
-        return written
+        return (written, i)
+    }
+
+    /// Where to end a chunk of `bytes` near `end`: at the first of end, end−1, end−2, end−3
+    /// that does not hold a continuation byte (so that no well-formed sequence spans two
+    /// chunks), else at `end` (four continuation bytes in a row are an error anyway).
+    static func chunkEnd(_ bytes: UnsafeBufferPointer<UInt8>, near end: Int, after start: Int) -> Int {
+        guard end < bytes.count else { return bytes.count }
+        for e in stride(from: end, to: max(start, end - 4), by: -1) where bytes[e] & 0xC0 != 0x80 { return e }
+        return end
     }
 }
