@@ -45,7 +45,7 @@ public final class TrainingSession {
     /// What starting had to do, one line each, which the loop reports: repairs of the checkpoint
     /// directory when resuming (a half-replaced checkpoint restored, leftovers of dead writers
     /// removed), or a language model's layers copied into a classifier (`--init-from`).
-    public private(set) var recovered: [String] = []
+    public private(set) var startNotes: [String] = []
 
     public var config: TrainingConfig { plan.config }
     public var model: ModelConfig { plan.model }
@@ -76,7 +76,7 @@ public final class TrainingSession {
             guard let directory = options.checkpointDirectory else {
                 throw TrainingError.missingSetting(.resume, requires: .checkpointDirectory)
             }
-            recovered = try Checkpoint.recover(directory)
+            startNotes = try Checkpoint.recover(directory)
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
                 throw TrainingError.nothingToResume(path: directory.path)
             }
@@ -97,7 +97,7 @@ public final class TrainingSession {
             if plan.classification != nil, checkpoint.model.labelCount == nil {
                 let report = try LanguageModelTransfer.copy(from: checkpoint, into: &initial, layout: plan.layout,
                                                             vocabulary: corpus.vocabulary, path: source.path)
-                recovered.append("started the recurrent layers from the language model in \(source.path): \(report.tensors) tensors, \(report.scalars) values; the head starts fresh"
+                startNotes.append("started the recurrent layers from the language model in \(source.path): \(report.tensors) tensors, \(report.scalars) values; the head starts fresh"
                                  + (report.unseenCharacters > 0 ? "; \(report.unseenCharacters) character(s) it never saw keep fresh input weights" : ""))
             } else {
                 var saved = checkpoint.model

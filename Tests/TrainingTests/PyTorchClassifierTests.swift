@@ -5,7 +5,8 @@ import XCTest
 
 /// Classifiers written by PyTorch itself (nn.RNN/LSTM/GRU(V, 8, num_layers=2, batch_first=True,
 /// bidirectional=True) + nn.Linear(16, 5), and one unidirectional LSTM; random non-zero
-/// bias_ih and bias_hh) give, through `SequenceClassifier<Float>`, the logits PyTorch computed
+/// bias_ih and bias_hh; and a bidirectional GRU whose head reads the mean of the top layer's
+/// outputs, `pad_packed_sequence(out).sum(1) / lengths`) give, through `SequenceClassifier<Float>`, the logits PyTorch computed
 /// for 4 texts of different lengths run as one PackedSequence. This pins the classifier's
 /// contract: `_reverse` weights, the reverse direction's feature (h after position 0), the
 /// 2H-wide input of layer 1, variable lengths. Fixtures: scripts/make-pytorch-classifier-fixtures.py.
@@ -22,6 +23,7 @@ final class PyTorchClassifierTests: XCTestCase {
         var vocab_size: Int
         var bidirectional: Bool
         var num_labels: Int
+        var pooling: String?
     }
 
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
@@ -33,7 +35,8 @@ final class PyTorchClassifierTests: XCTestCase {
         let file = try JSONDecoder().decode(FileConfig.self, from: Data(metadata["config"]!.utf8))
         let vocabulary = try JSONDecoder().decode([String].self, from: Data(metadata["vocabulary"]!.utf8)).map { Character($0) }
         let config = ModelConfig(cell: CellType(rawValue: file.cell)!, vocabularySize: file.vocab_size, hiddenSize: file.hidden_size,
-                                 layerCount: file.num_layers, bidirectional: file.bidirectional, labelCount: file.num_labels)
+                                 layerCount: file.num_layers, bidirectional: file.bidirectional, labelCount: file.num_labels,
+                                 pooling: file.pooling.map { Pooling(rawValue: $0)! } ?? .last)
         let layout = ParameterLayout(config)
         var parameters = [Float](repeating: 0, count: layout.count)
         var used = Set<String>()
@@ -55,11 +58,12 @@ final class PyTorchClassifierTests: XCTestCase {
     func testPyTorchClassifiersGiveTheirLogits() throws {
         let expected = try JSONDecoder().decode(Expected.self,
                                                 from: Data(contentsOf: Self.fixtures.appendingPathComponent("pytorch-classifier-expected.json")))
-        XCTAssertEqual(Set(expected.logits.keys), ["rnn", "lstm", "gru", "lstm-uni"])
+        XCTAssertEqual(Set(expected.logits.keys), ["rnn", "lstm", "gru", "lstm-uni", "gru-mean"])
         XCTAssertEqual(Set(expected.texts.map(\.count)).count, 4, "4 different lengths")
         for name in expected.logits.keys.sorted() {
             let (config, parameters, vocabulary) = try Self.load(name)
             XCTAssertEqual(config.bidirectional, name != "lstm-uni")
+            XCTAssertEqual(config.pooling, name == "gru-mean" ? .mean : .last)
             let T = expected.texts.map(\.count).max()!
             let net = SequenceClassifier<Float>(config: config, capacity: 4, maxLength: T)
             for (b, text) in expected.texts.enumerated() {

@@ -55,7 +55,7 @@ public final class TrainingLoop {
             throw error
         }
         report(.started(session.startInfo(mode: source.mode)))
-        for line in session.recovered { report(.message(line)) }
+        for line in session.startNotes { report(.message(line)) }
         var losses: [Double] = [], rates: [Double] = []
         var validation: Evaluator.Result?
         let path: String?
