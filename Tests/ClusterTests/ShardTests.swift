@@ -59,6 +59,22 @@ final class ShardTests: ClusterTestCase {
         XCTAssertEqual(three, reference, "--workers 2 --shards 3 changed the weights")
     }
 
+    /// The shards broadcast step s+1's weights as soon as they have applied step s, so the
+    /// workers push step s+1 while the coordinator still evaluates step s. An evaluation longer
+    /// than the servicing interval (heartbeat timeout 1 s → 0.2 s; the whole validation split of
+    /// a 2×128 LSTM) used to reject those pushes as "between steps", and the run waited forever
+    /// for step s+1. They are kept for the next gather: the run ends with the in-process bytes.
+    func testPushesOfTheNextStepDuringAnEvaluationAreKept() throws {
+        let slowEvaluation = ["--hidden", "128", "--heartbeat-timeout", "1", "--eval-every", "2", "--eval-chars", "0"]
+        let reference = try train(workers: 1, shards: 1, steps: 6, directory: try temporaryDirectory(), extra: slowEvaluation)
+        let directory = try temporaryDirectory()
+        let run = try launch(["train", "--workers", "2", "--threads", "1", "--shards", "2", "--steps", "6",
+                              "--checkpoint-dir", directory.path] + model + slowEvaluation)
+        XCTAssertEqual(run.waitForExit(timeout: 120), 0, run.transcript)
+        XCTAssertNil(run.stdout.line(containing: ["between steps"]), run.transcript)
+        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")), reference)
+    }
+
     /// A checkpoint has one format whatever S: 10 steps with S = 4, then 10 more with S = 1
     /// after --resume (and the other way round) equal 20 uninterrupted steps.
     func testResumeAcrossShardCountsIsExact() throws {

@@ -9,6 +9,7 @@ extension Coordinator {
     /// Splits the chunks over the joined workers in join order and welcomes each at `step` with
     /// its streams and their carried state (L, n, H) as of the start of `step`.
     func assign(step: Int, state: CarriedState) throws {
+        heldPushes = []   // pushes of the old assignment: the step is computed again
         let blocks = StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
         workers = zip(joined.indices, blocks).map { rank, block in
             WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan,

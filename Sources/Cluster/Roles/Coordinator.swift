@@ -32,6 +32,12 @@ public final class Coordinator: GradientSource {
     let shards: ShardLinks?
     /// Sharded: the step whose state the local update last fetched.
     private var synchronizedStep: Int?
+    /// Sharded: pushes that arrived between steps. The shards broadcast the next weights as
+    /// soon as they have applied a step, so workers may push step s+1 while this coordinator
+    /// still evaluates or checkpoints step s; the next gather takes these first. Dropped at a
+    /// new assignment (the step is computed again). At most `maximumHeldPushes`.
+    var heldPushes: [(PeerIdentity, DecodedMessage)] = []
+    var maximumHeldPushes: Int { 4 * plan.chunkCount + 8 }
     private var shardsAreSetUp = false
 
     /// The limits every message from a worker must keep: one gradient plus its state.
@@ -167,7 +173,9 @@ public final class Coordinator: GradientSource {
                 throw workers.lost(error, step: s)
             }
             let received: (PeerIdentity, DecodedMessage)?
-            if let shards {
+            if !heldPushes.isEmpty {
+                received = heldPushes.removeFirst()
+            } else if let shards {
                 try takeBlockSquares(from: shards, step: s, into: &squares)
                 if pending == 0 {
                     let pushed = allPushed ?? monotonicSeconds()
@@ -280,6 +288,10 @@ public final class Coordinator: GradientSource {
                 peer.lastSeen = monotonicSeconds()
                 if case .heartbeat = message { continue }
                 if case .error(let e) = message { throw ClusterError.workerFailed("\(peer.name) failed: \(e.message)") }
+                if case .gradientPush = message, shards != nil, heldPushes.count < maximumHeldPushes {
+                    heldPushes.append((identity, message))
+                    continue
+                }
                 messenger.reject(from: identity, "unexpected \(message.kind.rawValue) between steps")
             }
         }
