@@ -1,7 +1,8 @@
 /// Many-to-one classifier: forward and full BPTT of stacked (optionally bidirectional)
-/// RNN/LSTM/GRU layers over up to n examples of variable length ≤ T, read once at the end
-/// by a linear head of C = labelCount logits, on one thread (callers parallelise over
-/// workspaces, as with `RecurrentNetwork`).
+/// RNN/LSTM/GRU layers over up to n examples of variable length ≤ T, read once per example
+/// by a linear head of C = labelCount logits (the final h, or the mean of the top layer's
+/// outputs: `config.pooling`), on one thread (callers parallelise over workspaces, as with
+/// `RecurrentNetwork`).
 ///
 /// Dimensions: n capacity, T maxLength, V vocabulary, H hidden, L layers, G gate blocks,
 /// D directions (2 bidirectional), C labels, R = Σ lengths of the call (≤ n·T) packed rows.
