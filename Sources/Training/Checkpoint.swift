@@ -221,13 +221,15 @@ public struct Checkpoint {
     static let maximumVocabularySize = 0x110000
 
     static func parseModelJSON(_ text: String, path: String) throws -> ModelConfig {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        let pooling = (object?["pooling"] as? String).flatMap(Pooling.init(rawValue:))
+        guard let object,
               let cellName = object["cell"] as? String, let cell = CellType(rawValue: cellName),
               let hidden = object["hidden_size"] as? Int, let layers = object["num_layers"] as? Int,
               let vocabulary = object["vocab_size"] as? Int, hidden > 0, layers > 0, vocabulary > 0,
               vocabulary <= maximumVocabularySize,
               object["bidirectional"] == nil || object["bidirectional"] is Bool,
-              object["pooling"] == nil || (object["pooling"] as? String).flatMap(Pooling.init(rawValue:)) != nil,
+              object["pooling"] == nil || pooling != nil,
               object["num_labels"] == nil || (object["num_labels"] as? Int).map({ $0 > 0 && $0 <= maximumLabelCount }) == true else {
             throw TrainingError.checkpoint("\(path): config metadata must look like \(modelJSON(ModelConfig(cell: .lstm, vocabularySize: 65, hiddenSize: 256, layerCount: 2))), got \(text)")
         }
@@ -235,12 +237,11 @@ public struct Checkpoint {
         guard !bidirectional || labels != nil else {
             throw TrainingError.checkpoint("\(path): config metadata \(text) is bidirectional without num_labels: only classifiers are bidirectional")
         }
-        let pooling = (object["pooling"] as? String).flatMap(Pooling.init(rawValue:)) ?? .last
-        guard pooling == .last || labels != nil else {
+        guard (pooling ?? .last) == .last || labels != nil else {
             throw TrainingError.checkpoint("\(path): config metadata \(text) has pooling without num_labels: only classifiers pool")
         }
         return ModelConfig(cell: cell, vocabularySize: vocabulary, hiddenSize: hidden, layerCount: layers,
-                           bidirectional: bidirectional, labelCount: labels, pooling: pooling)
+                           bidirectional: bidirectional, labelCount: labels, pooling: pooling ?? .last)
     }
 
     struct StateFile: Codable {

@@ -191,7 +191,7 @@ public final class Worker {
                 // carries loss, tokens and state only).
                 let early = shards == nil ? engine.earlySlices : nil
                 let parts = early == nil ? 1 : 2
-                let shardEarly = shards == nil || engine.earlySlices == nil ? nil : config.earlyElements(of: layout)
+                let shardEarly = shards == nil ? nil : config.earlyElements(of: layout)   // as the shards derive it
                 try computeSendingEarlyPart(engine: engine, parameters: UnsafePointer(parameters.baseAddress!),
                                             stepInEpoch: stepInEpoch, state: state, step: weights.step) { slices in
                     if let shards, shardEarly != nil {

@@ -24,9 +24,7 @@ public enum LanguageModelTransfer {
     public static func copy(from source: Checkpoint, into parameters: inout [Float], layout: ParameterLayout,
                             vocabulary: Vocabulary, path: String) throws(TrainingError) -> Report {
         let from = source.model, to = layout.config
-        guard from.labelCount == nil else {
-            throw .checkpoint("\(path) is a classifier; --init-from a classifier needs the same model (give its --task classify run the same labels)")
-        }
+        precondition(from.labelCount == nil, "the source is a language model (TrainingSession starts from a classifier as it is)")
         guard from.cell == to.cell, from.hiddenSize == to.hiddenSize, from.layerCount == to.layerCount else {
             throw .checkpoint("\(path) is a language model of --cell \(from.cell.rawValue) --hidden \(from.hiddenSize) --layers \(from.layerCount); a classifier started from it keeps those")
         }
