@@ -143,7 +143,7 @@ extension Checkpoint {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return Array(try encoder.encode(StateFile(step: t.step, corpus_digest: t.corpusDigest, random_state: t.randomState,
-                                                  training_config: t.config, corpus_path: t.corpusPath)))
+                                                  training_config: t.config, corpus_path: t.corpusPath, log_jsonl: t.logPath)))
     }
 
     /// The metadata's sizes must be those of the tensors, checked before the layout (whose
@@ -208,7 +208,8 @@ extension Checkpoint {
         let c = model.cell.hasCellState ? try tensor("c", shape: shape, in: hidden, file: hiddenFile, path: path) : []
         return TrainingState(config: config, step: state.step, corpusDigest: state.corpus_digest,
                              randomState: state.random_state, optimizerStepCount: stepCount,
-                             optimizerBuffers: buffers, hiddenH: h, hiddenC: c, corpusPath: state.corpus_path)
+                             optimizerBuffers: buffers, hiddenH: h, hiddenC: c, corpusPath: state.corpus_path,
+                             logPath: state.log_jsonl)
     }
 
     /// The run whose checkpoint `directory` holds, from its state.json alone (nil when there is

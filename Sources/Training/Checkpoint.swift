@@ -37,11 +37,15 @@ public struct Checkpoint {
         /// The corpus file the run trained on (absolute), nil for the built-in corpus: what
         /// `--resume` reads when no --data is given.
         public var corpusPath: String?
+        /// The run's `--log-jsonl` file (absolute), nil without one: where `--resume` goes on
+        /// appending when no --log-jsonl is given.
+        public var logPath: String?
 
         public init(config: TrainingConfig, step: Int, corpusDigest: String, randomState: [UInt64],
                     optimizerStepCount: Int, optimizerBuffers: [(name: String, values: [Float])],
-                    hiddenH: [Float], hiddenC: [Float], corpusPath: String? = nil) {
+                    hiddenH: [Float], hiddenC: [Float], corpusPath: String? = nil, logPath: String? = nil) {
             self.corpusPath = corpusPath
+            self.logPath = logPath
             self.config = config
             self.step = step
             self.corpusDigest = corpusDigest
@@ -250,6 +254,7 @@ public struct Checkpoint {
         var random_state: [UInt64]
         var training_config: TrainingConfig
         var corpus_path: String?
+        var log_jsonl: String?
     }
 }
 

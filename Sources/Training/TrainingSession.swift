@@ -10,6 +10,8 @@ public struct RunOptions: Sendable {
     public var checkpointEvery = 0
     public var resume = false
     public var initFrom: URL?
+    /// The run's `--log-jsonl` file (absolute), recorded in its checkpoints.
+    public var logPath: String?
     /// Score the validation split when the run ends (benchmarks turn it off).
     public var evaluateAtEnd = true
     /// Named checkpoints after evaluations (`CheckpointHistory`): the best one and this many
@@ -55,8 +57,15 @@ public final class TrainingSession {
     public var streamLayout: StreamLayout? { plan.streamLayout }
 
     /// `validation`: a classifier's validation examples from another file (`--val-data`).
-    public init(config: TrainingConfig, corpus: Corpus, options: RunOptions, validation: LabelledExamples? = nil) throws {
-        plan = try RunPlan(config: config, corpus: corpus, validation: validation)
+    public convenience init(config: TrainingConfig, corpus: Corpus, options: RunOptions, validation: LabelledExamples? = nil) throws {
+        try self.init(plan: RunPlan(config: config, corpus: corpus, validation: validation), corpus: corpus, options: options)
+    }
+
+    /// A session of a plan made beforehand (the executable checks the plan's worker and shard
+    /// counts before anything starts).
+    public init(plan: RunPlan, corpus: Corpus, options: RunOptions) throws {
+        self.plan = plan
+        let config = plan.config
         self.options = options
         self.corpus = corpus
         let model = plan.model
@@ -172,7 +181,8 @@ public final class TrainingSession {
             config: config, step: step, corpusDigest: corpus.digest, randomState: random.state,
             optimizerStepCount: update.optimizer.stepCount, optimizerBuffers: update.optimizer.stateBuffers,
             hiddenH: state.values("h"), hiddenC: model.cell.hasCellState ? state.values("c") : [],
-            corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path)
+            corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path,
+            logPath: options.logPath)
         let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values,
                                     labels: plan.classification?.labels ?? [], training: training)
         try checkpoint.write(to: directory)

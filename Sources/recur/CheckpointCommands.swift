@@ -5,7 +5,8 @@ import Training
 
 struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "sample", abstract: "Generate text from a checkpoint.")
+        commandName: "sample", abstract: "Generate text from a checkpoint.",
+        usage: "recur sample --checkpoint DIR [<options>]")
 
     @Option(help: "Checkpoint directory.")
     var checkpoint: String
@@ -30,6 +31,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Loss of a checkpoint on a text file (nats/char and bits/char), or a classifier's metrics on a labelled file.",
+        usage: "recur eval --checkpoint DIR [--data PATH] [<options>]",
         discussion: """
         Scores the validation split, the end of the file by --val-fraction (the training \
         rule), or with --all the whole file. Characters outside the checkpoint's vocabulary \
@@ -42,8 +44,8 @@ struct EvalCommand: ParsableCommand {
 
     @Option(help: "Checkpoint directory.")
     var checkpoint: String
-    @Option(help: "UTF-8 text file.")
-    var data: String
+    @Option(help: "UTF-8 text file, or a classifier's lines label<TAB>text (default: the checkpoint's corpus).")
+    var data: String?
     @Flag(help: "Score the whole file, not its validation split.")
     var all = false
     @Option(name: .customLong("val-fraction"), help: "Fraction of the file (its end) scored (default: the checkpoint's, else \(Defaults.config.validationFraction)).")
@@ -68,9 +70,13 @@ struct EvalCommand: ParsableCommand {
         let c = try readCheckpoint(checkpoint)
         if c.model.labelCount != nil {
             if valFraction != nil || seq != nil { throw ValidationError("a classifier's eval scores every line of --data: --val-fraction and --seq do not apply") }
-            return try evaluateClassifier(c, data: data)
+            guard let path = data ?? c.training?.corpusPath else {
+                throw ValidationError("\(checkpoint) was trained on built-in data: give --data a labelled file to score")
+            }
+            return try evaluateClassifier(c, data: path)
         }
-        let corpus = try Corpus.load(path: data)
+        // The checkpoint's own corpus by default: the file it trained on, else the built-in text.
+        let corpus = try (data ?? c.training?.corpusPath).map { try Corpus.load(path: $0) } ?? Corpus.builtin(task: nil)
         let window = seq ?? c.training?.config.window ?? Defaults.config.window
         let start = all ? 0 : Corpus.trainCount(total: corpus.count,
                                                 validationFraction: valFraction ?? c.training?.config.validationFraction ?? Defaults.config.validationFraction)
@@ -96,7 +102,7 @@ struct EvalCommand: ParsableCommand {
         }
         guard let r = c.parameters.withUnsafeBufferPointer({
             Evaluator.evaluate(model: c.model, parameters: $0.baseAddress!, tokens: tokens, window: window, streams: evalStreams)
-        }) else { throw TrainingError.vocabulary("\(all ? "" : "the validation split of ")\(data) has fewer than 2 known characters") }
+        }) else { throw TrainingError.vocabulary("\(all ? "" : "the validation split of ")\(corpus.name) has fewer than 2 known characters") }
         let what = all ? "loss" : "validation loss"
         print(String(format: "%@ %.4f nats/char, %.4f bits/char over %d chars", what, r.natsPerCharacter, r.bitsPerCharacter, r.characters))
     }

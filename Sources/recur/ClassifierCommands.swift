@@ -19,7 +19,7 @@ struct PredictCommand: ParsableCommand {
     var checkpoint: String
     @Option(help: "Text file, one input per line (default: standard input).")
     var data: String?
-    @Option(help: "Print the this many most likely classes per line, best first (default: 1).")
+    @Option(help: "Print this many most likely classes per line, best first.")
     var top = 1
 
     func validate() throws {

@@ -88,6 +88,8 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--shards \(sharding.shards) needs as many --shard-endpoints, got \(shardList.count)")
         }
 
+        try Endpoint.validate(bind, flag: "--bind", bind: true)
+        for endpoint in shardList { try Endpoint.validate(endpoint, flag: "--shard-endpoints", bind: false) }
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated workers")
         }
@@ -97,48 +99,50 @@ struct ServeCommand: ParsableCommand {
         BLASInfo.useSingleThread()
         let run = try TrainingRun(checkpoints: checkpoints, output: output, sampling: sampling)
         guard let setup = try run.setup(model: model, data: data, optimization: optimization, chunk: chunk) else { return }
-        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count, workersElsewhere: workers)
-        let session = try run.session(setup, threads: 1)
-        let console = run.console
-        var settings = ZMQServerSettings(bind: bind, maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
+        let plan = try run.plan(setup, workers: workers, shards: sharding.shards, local: false)
+        // Key files and a given token are inputs: read before anything is written or bound.
+        var settings = ZMQServerSettings(bind: Endpoint.bindable(bind), maxMessageBytes: Coordinator.decodeLimits(plan).maxMessageBytes)
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = transport.heartbeatTimeout
+        var shardCurve: CurveClientSettings?
         if let keyPath = transport.key, let allowPath = authorizedKeys {
             let own = try KeyFile.keyPair(keyPath)
             settings.curve = CurveServerSettings(secretKey: own.secretKey, allowedPublicKeys: try KeyFile.publicKeys(allowPath))
+            // Shards run with this coordinator's key pair; it connects to them as a client with it.
+            shardCurve = CurveClientSettings(serverPublicKey: own.publicKey, publicKey: own.publicKey, secretKey: own.secretKey)
         }
-        let log = console.line
-        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
         options.minWorkers = minWorkers
+        var tokenNote: String?
         if settings.curve == nil {
             let (token, fresh) = try JoinToken.forCoordinator(file: transport.tokenFile)
             options.joinToken = token
             if fresh {
-                let place = transport.tokenFile.map { "it is in \($0) (give workers --token-file)" }
-                    ?? "give workers \(JoinToken.environmentVariable)=\(token) in their environment"
-                log("join token \(token): workers without it are refused; \(place)")
+                // A token written to a file is never printed: the file is how it travels.
+                tokenNote = transport.tokenFile.map { "wrote a new join token to \($0): give workers --token-file \($0)" }
+                    ?? "join token \(token): workers without it are refused; give workers \(JoinToken.environmentVariable)=\(token) in their environment"
             }
         }
+        let session = try run.session(setup, plan: plan, threads: 1)
+        let log = run.console.line
+        if let tokenNote { log(tokenNote) }
+        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
         var shards: ShardConnection?
         if sharding.shards > 1 {
-            // Shards run with this coordinator's key pair; it connects to them as a client with it.
-            let curve = try transport.key.map { path -> CurveClientSettings in
-                let own = try KeyFile.keyPair(path)
-                return CurveClientSettings(serverPublicKey: own.publicKey, publicKey: own.publicKey, secretKey: own.secretKey)
-            }
-            let timeout = transport.heartbeatTimeout
+            let timeout = transport.heartbeatTimeout, curve = shardCurve
             shards = ShardConnection(endpoints: shardList, connect: {
                 try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: server.context)
             }, update: session.update)
         }
-        let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
-                                          stop: stop, shards: shards, log: log)
-        try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
+        try run.resumable {
+            let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
+                                              stop: stop, shards: shards, log: log)
+            try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
+        }
         run.sample(session, label: "sample")
     }
 }
@@ -149,6 +153,7 @@ struct WorkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "work",
         abstract: "Run a worker: it receives config, streams and weights from the coordinator.",
+        usage: "recur work --connect ENDPOINT [<options>]",
         discussion: "--data must name the same corpus as the coordinator's (its fingerprint is checked).")
 
     @Option(help: "Coordinator endpoint, e.g. tcp://10.0.0.1:5555.")
@@ -181,6 +186,7 @@ struct WorkCommand: ParsableCommand {
             throw ValidationError("--emulate-compute must be a positive number of milliseconds up to one hour (3600000), got \(ms)")
         }
         if (transport.key == nil) != (serverKey == nil) { throw ValidationError("--key and --server-key go together") }
+        try Endpoint.validate(connect, flag: "--connect", bind: false)
     }
 
     func run() throws {
@@ -193,7 +199,7 @@ struct WorkCommand: ParsableCommand {
         var curve: CurveClientSettings?
         if let keyPath = transport.key, let serverPath = serverKey {
             let own = try KeyFile.keyPair(keyPath)
-            guard let server = try KeyFile.read(serverPath).publicKey else { throw ValidationError("\(serverPath) holds no public-key") }
+            guard let server = try KeyFile.read(serverPath, flag: "--server-key").publicKey else { throw ValidationError("--server-key \(serverPath) holds no public-key") }
             curve = CurveClientSettings(serverPublicKey: server, publicKey: own.publicKey, secretKey: own.secretKey)
             options.encrypted = true
         } else if let token = try JoinToken.given(file: transport.tokenFile) {
@@ -224,11 +230,16 @@ struct KeygenCommand: ParsableCommand {
     var out = "."
     @Option(help: "Base name of the key files.")
     var name = "recur"
+    @Flag(help: "Replace existing key files of that name (a replaced secret key locks out whoever uses it).")
+    var force = false
 
     func run() throws {
+        let secretPath = "\(out)/\(name).key", publicPath = "\(out)/\(name).pub"
+        for path in [secretPath, publicPath] where !force && FileManager.default.fileExists(atPath: path) {
+            throw OutputPath.Unusable(flag: "--out", path: path, reason: "exists; refusing to replace a key (pass --force, or another --name)")
+        }
         let pair = try CurveKeys.generate()
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let secretPath = "\(out)/\(name).key", publicPath = "\(out)/\(name).pub"
         try KeyFile.write(secretPath, "# recur CurveZMQ key pair: keep secret\npublic-key = \(pair.publicKey)\nsecret-key = \(pair.secretKey)\n", mode: 0o600)
         try KeyFile.write(publicPath, "# recur CurveZMQ public key\npublic-key = \(pair.publicKey)\n", mode: 0o644)
         print("wrote \(secretPath) and \(publicPath)")
@@ -242,8 +253,8 @@ enum KeyFile {
     /// Parses a key file. A file holding a secret key must be private to its owner (no group
     /// or other permission bits, as ssh demands of private keys): refused otherwise, with the
     /// chmod to run.
-    static func read(_ path: String) throws -> Keys {
-        let (text, mode) = try readText(path)
+    static func read(_ path: String, flag: String = "key file") throws -> Keys {
+        let (text, mode) = try readText(path, flag: flag)
         var keys = Keys()
         for line in text.split(whereSeparator: \.isNewline) {
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -264,13 +275,13 @@ enum KeyFile {
     }
 
     /// The file's text and permission bits, both from one open descriptor.
-    static func readText(_ path: String) throws -> (String, mode_t) {
+    static func readText(_ path: String, flag: String = "key file") throws -> (String, mode_t) {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw ValidationError("cannot read key file \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ValidationError("cannot read \(flag) \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_size <= 1 << 16 else {
-            throw ValidationError("cannot read key file \(path): not a regular file of at most 64 KiB")
+            throw ValidationError("cannot read \(flag) \(path): not a regular file of at most 64 KiB")
         }
         var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
         var filled = 0
@@ -281,7 +292,7 @@ enum KeyFile {
             filled += n
         }
         guard let text = String(validating: bytes[..<filled], as: UTF8.self) else {
-            throw ValidationError("cannot read key file \(path): not UTF-8 text")
+            throw ValidationError("cannot read \(flag) \(path): not UTF-8 text")
         }
         return (text, status.st_mode)
     }
@@ -289,8 +300,8 @@ enum KeyFile {
     /// This process's own pair from a `recur keygen` .key file (the public key derived from
     /// the secret when the file omits it).
     static func keyPair(_ path: String) throws -> (publicKey: String, secretKey: String) {
-        let keys = try read(path)
-        guard let secret = keys.secretKey else { throw ValidationError("\(path) holds no secret-key") }
+        let keys = try read(path, flag: "--key")
+        guard let secret = keys.secretKey else { throw ValidationError("--key \(path) holds no secret-key") }
         return (try keys.publicKey ?? CurveKeys.publicKey(fromSecret: secret), secret)
     }
 
@@ -299,7 +310,7 @@ enum KeyFile {
     /// line is a bare key when it is exactly one 40-character word.
     static func publicKeys(_ path: String) throws -> [String] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ValidationError("cannot read --authorized-keys file \(path)")
+            throw ValidationError("cannot read --authorized-keys \(path)")
         }
         var keys: [String] = []
         for raw in text.split(whereSeparator: \.isNewline) {
@@ -330,6 +341,30 @@ enum KeyFile {
 }
 
 enum Endpoint {
+    /// A ZeroMQ endpoint this program can use: `tcp://HOST:PORT` (PORT 1–65535, or `*` for a
+    /// bind), `ipc://PATH` or `inproc://NAME`. Anything else is a bad flag (exit 64), found
+    /// before a socket exists.
+    static func validate(_ endpoint: String, flag: String, bind: Bool) throws {
+        func refuse(_ why: String) -> ValidationError {
+            ValidationError("\(flag) \(endpoint): \(why) (expected tcp://HOST:PORT or ipc://PATH, e.g. tcp://127.0.0.1:5555)")
+        }
+        if let rest = endpoint.dropPrefix("ipc://") ?? endpoint.dropPrefix("inproc://") {
+            guard !rest.isEmpty, !rest.contains("\0") else { throw refuse("no path") }
+            return
+        }
+        guard let address = endpoint.dropPrefix("tcp://") else { throw refuse("unknown transport") }
+        guard let colon = address.lastIndex(of: ":"), colon != address.startIndex else { throw refuse("no host:port") }
+        let port = address[address.index(after: colon)...]
+        if bind && port == "*" { return }
+        guard let number = Int(port), (1...65535).contains(number) else { throw refuse("port must be 1–65535") }
+    }
+
+    /// A bind address libzmq accepts: it binds interfaces and addresses, not host names, so
+    /// `localhost` (which this program calls loopback) becomes 127.0.0.1.
+    static func bindable(_ endpoint: String) -> String {
+        endpoint.hasPrefix("tcp://localhost:") ? "tcp://127.0.0.1:" + endpoint.dropFirst("tcp://localhost:".count) : endpoint
+    }
+
     /// ipc/inproc and tcp on loopback addresses stay on this machine.
     static func isLocal(_ endpoint: String) -> Bool {
         if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
@@ -362,3 +397,8 @@ private func systemRead(_ fd: Int32, _ bytes: UnsafeMutableRawPointer, _ count: 
 
 /// write(2) under a name `KeyFile.write` does not shadow.
 private func systemWrite(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int { write(fd, bytes, count) }
+
+extension String {
+    /// The rest after `prefix`, nil when the string does not start with it.
+    func dropPrefix(_ prefix: String) -> String? { hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil }
+}

@@ -3,15 +3,16 @@ import Foundation
 import Recurrent
 import Training
 
-/// Turns training events into console output: one progress line of at most 100 columns
-/// (updating in place on a terminal, every --print-every steps otherwise), evaluation and
+/// Turns training events into console output: one progress line no wider than the terminal
+/// (`width`; updating in place on a terminal, every --print-every steps otherwise), evaluation and
 /// checkpoint lines, and with --log-jsonl one JSON record per step and per evaluation.
 /// The worker split goes to the JSONL, and to the terminal with --verbose.
 final class Console {
     private let isTerminal = isatty(STDOUT_FILENO) != 0
     private let printEvery: Int
     private let verbose: Bool
-    private let jsonl: JSONLFile?
+    /// `--log-jsonl`, opened once every check of the run has passed (`openLog`).
+    private var jsonl: JSONLFile?
     private let prefix: String
     private var totalSteps = 0
     /// What a step's rate counts: tokens of a language model, examples of a classifier.
@@ -22,18 +23,31 @@ final class Console {
     /// When the last evaluation-progress line was printed (non-terminal output).
     private var lastEvaluationLine: UInt64 = 0
 
-    /// The widest progress line.
-    static let columns = 100
+    /// Columns of output when neither the terminal nor `COLUMNS` says.
+    static let defaultWidth = 80
 
-    init(logJsonl: String?, append: Bool = false, printEvery: Int = Defaults.printEvery, verbose: Bool = false,
-         prefix: String = "") throws {
-        jsonl = try logJsonl.map { try JSONLFile(path: $0, append: append) }
+    /// The output's width: the terminal's (TIOCGWINSZ, asked each time, so a resized window
+    /// is followed), else `COLUMNS`, else 80.
+    var width: Int {
+        var size = winsize()
+        if isTerminal, ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns > 0 { return columns }
+        return Self.defaultWidth
+    }
+
+    init(printEvery: Int = Defaults.printEvery, verbose: Bool = false, prefix: String = "") {
         self.printEvery = max(1, printEvery)
         self.verbose = verbose
         self.prefix = prefix
     }
 
     private let lock = NSLock()
+
+    /// Opens the `--log-jsonl` file before the run's first event: a new run truncates it, a
+    /// resumed one appends.
+    func openLog(_ path: String, append: Bool) throws {
+        jsonl = try JSONLFile(path: path, append: append)
+    }
 
     /// Prints a whole line (worker output arrives on other threads).
     func line(_ text: String) {
@@ -64,18 +78,19 @@ final class Console {
             line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
         case .step(let r):
             log(LoggedStep(record: r, time: elapsed))
-            let text = Self.format(r, total: totalSteps, eta: eta(step: r.step), unit: unit)
+            let width = self.width
+            let text = Self.format(r, total: totalSteps, eta: eta(step: r.step), unit: unit, width: width - prefix.count)
             if isTerminal && !verbose {
                 showProgress(text)
             } else if r.step % printEvery == 0 || r.step == firstStep + 1 || r.step == totalSteps {
                 line(text)
-                if verbose { for detail in Self.details(r) { line(detail) } }
+                if verbose { for detail in Self.details(r, width: width - prefix.count) { line(detail) } }
             }
         case .evaluating(let step, let done, let total):
             // A terminal's progress line shows it; elsewhere a line every 10 seconds at most.
             let text = String(format: "step %d evaluating: %d of %d chars (%.0f%%)", step, done, total, 100 * Double(done) / Double(max(total, 1)))
             if isTerminal && !verbose {
-                showProgress(text)
+                showProgress(String(text.prefix(max(1, width - prefix.count))))
             } else if DispatchTime.now().uptimeNanoseconds - lastEvaluationLine >= 10_000_000_000 {
                 lastEvaluationLine = DispatchTime.now().uptimeNanoseconds
                 line(text)
@@ -131,41 +146,52 @@ final class Console {
     }
 
     /// `step 12/500 | loss 2.3456 | gnorm 1.23 | lr 2.0e-03 | 45.1k tok/s | 90.1 ms | ETA 1m02s`,
-    /// and with workers the step's compute/communicate/wait split, ` (c/m/w 80.0/8.0/2.1)`, when
-    /// the line still fits `columns` (in-process, communicate and wait are zero). Never wider than
-    /// `columns`: numbers shrink their decimals as they grow.
-    static func format(_ r: StepRecord, total: Int, eta: String, unit: String = "tok/s") -> String {
-        var text = "step \(r.step)/\(total) | loss \(String(format: "%.4f", r.loss)) | gnorm \(compact(r.gradientNorm))"
-            + " | lr \(String(format: "%.1e", Double(r.learningRate))) | \(compact(r.tokensPerSecond)) \(unit)"
-            + " | \(milliseconds(r.stepSeconds)) ms"
-        let split = " (c/m/w \(milliseconds(r.computeSeconds))/\(milliseconds(r.communicateSeconds))/\(milliseconds(r.waitSeconds)))"
-        let end = " | ETA \(eta)"
-        if r.workers?.isEmpty == false, text.count + split.count + end.count <= columns { text += split }
-        text += end
-        return text.count <= columns ? text : String(text.prefix(columns))
+    /// and with workers the step's compute/communicate/wait split, ` (c/m/w 80.0/8.0/2.1)`
+    /// (in-process, communicate and wait are zero). Never wider than `width`: numbers shrink
+    /// their decimals as they grow, and a narrow line leaves out, in this order, the split, the
+    /// learning rate, the gradient norm, the step time and the rate; what still does not fit is cut.
+    static func format(_ r: StepRecord, total: Int, eta: String, unit: String = "tok/s", width: Int = defaultWidth) -> String {
+        var fields: [(text: String, dropOrder: Int)] = [
+            ("step \(r.step)/\(total)", 9), ("loss \(String(format: "%.4f", r.loss))", 9),
+            ("gnorm \(compact(r.gradientNorm))", 3), ("lr \(String(format: "%.1e", Double(r.learningRate)))", 2),
+            ("\(compact(r.tokensPerSecond)) \(unit)", 5), ("\(milliseconds(r.stepSeconds)) ms", 4),
+        ]
+        if r.workers?.isEmpty == false {
+            fields.append(("(c/m/w \(milliseconds(r.computeSeconds))/\(milliseconds(r.communicateSeconds))/\(milliseconds(r.waitSeconds)))", 1))
+        }
+        fields.append(("ETA \(eta)", 9))
+        func joined() -> String {
+            fields.map(\.text).joined(separator: " | ").replacingOccurrences(of: " ms | (c/m/w", with: " ms (c/m/w")
+        }
+        var text = joined()
+        for order in 1...5 where text.count > width {
+            fields.removeAll { $0.dropOrder == order }
+            text = joined()
+        }
+        return text.count <= width ? text : String(text.prefix(max(1, width)))
     }
 
     /// --verbose: the epoch and each worker's compute/communicate/wait in ms, in lines of at
-    /// most `columns`.
-    static func details(_ r: StepRecord) -> [String] {
+    /// most `width`.
+    static func details(_ r: StepRecord, width: Int = defaultWidth) -> [String] {
         var lines = ["  epoch \(r.epoch)"]
         for w in r.workers ?? [] {
             let item = " | w\(w.rank) \(milliseconds(w.computeSeconds))/\(milliseconds(w.communicateSeconds))/\(milliseconds(w.waitSeconds))"
-            if lines[lines.count - 1].count + item.count > columns { lines.append(" ") }
+            if lines[lines.count - 1].count + item.count > width { lines.append(" ") }
             lines[lines.count - 1] += item
         }
         return lines
     }
 
-    /// 3–4 significant characters: 0.123, 12.3, 1234, 12.3k, 1.2M.
+    /// 3–4 significant characters: 0.123, 12.3, 1234, 12.3k, 1.23M.
     static func compact(_ x: Double) -> String {
         guard x.isFinite else { return "\(x)" }
         let a = abs(x)
         if a < 10 { return String(format: "%.3f", x) }
         if a < 100 { return String(format: "%.1f", x) }
         if a < 10_000 { return String(format: "%.0f", x) }
-        if a < 10_000_000 { return String(format: "%.1fk", x / 1e3) }
-        if a < 10_000_000_000 { return String(format: "%.1fM", x / 1e6) }
+        if a < 1_000_000 { return String(format: "%.1fk", x / 1e3) }
+        if a < 1_000_000_000 { return String(format: "%.2fM", x / 1e6) }
         return String(format: "%.2e", x)
     }
 

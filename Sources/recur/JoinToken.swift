@@ -32,7 +32,7 @@ enum JoinToken {
 
     /// A token file: private to its owner, one line of text.
     static func read(_ path: String) throws -> String {
-        let (text, mode) = try KeyFile.readText(path)
+        let (text, mode) = try KeyFile.readText(path, flag: "--token-file")
         guard mode & 0o077 == 0 else {
             throw ValidationError("token file \(path) may be read by group or others (mode \(String(mode & 0o777, radix: 8))); run: chmod 600 \(path)")
         }

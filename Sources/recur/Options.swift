@@ -46,7 +46,7 @@ struct ModelFlags: ParsableArguments {
         guard layers >= 1, hidden >= 1 else { return }   // TrainingConfig.validate names these
         let bytes = MemoryBudget.trainingBytes(cell: cell, vocabularySize: 1, hiddenSize: hidden, layers: layers,
                                                streams: 1, window: 1, chunkStreams: 1)
-        try MemoryBudget.require(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden)")
+        try MemoryBudget.requireFlags(bytes, for: "--cell \(cell.rawValue) --layers \(layers) --hidden \(hidden)")
     }
 }
 
@@ -179,7 +179,7 @@ struct CheckpointFlags: ParsableArguments {
     var resume = false
     @Option(name: .customLong("init-from"), help: "Start a new run from the weights (and config) of this checkpoint directory.")
     var initFrom: String?
-    @Flag(help: "Overwrite a --checkpoint directory that holds another run's checkpoint.")
+    @Flag(help: "Start a new run in a --checkpoint directory that holds another run: the earlier run (with its named and best checkpoints) is moved aside to DIR.replaced-TIME, kept.")
     var force = false
     @Option(help: "Besides DIR (the latest) and the best by validation loss (DIR-step-S-val-L, linked as DIR-best), keep this many recent named checkpoints of evaluations.")
     var keep = Defaults.run.keep
@@ -207,7 +207,7 @@ struct OutputFlags: ParsableArguments {
     var evalChars = Defaults.run.evalCharacters
     @Option(name: .customLong("log-jsonl"), help: "Append one JSON record per step and per evaluation to this file (a new run truncates it).")
     var logJsonl: String?
-    @Option(name: .customLong("print-every"), help: "Without a terminal, print the progress line every this many steps (default: \(Defaults.printEvery)).")
+    @Option(name: .customLong("print-every"), help: "Without a terminal, print the progress line every this many steps.")
     var printEvery = Defaults.printEvery
     @Flag(help: "Print each step's compute/communicate/wait split per worker as well.")
     var verbose = false
@@ -246,8 +246,8 @@ struct SamplingFlags: ParsableArguments {
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
         if let stop, stop.isEmpty { throw ValidationError("--stop must not be empty") }
         guard sampleLength >= 0 else { throw ValidationError("--sample-length must be ≥ 0, got \(sampleLength)") }
-        try MemoryBudget.require(MemoryBudget.samplingBytes(parameterCount: 0, length: sampleLength),
-                                 for: "--sample-length \(sampleLength)")
+        try MemoryBudget.requireFlags(MemoryBudget.samplingBytes(parameterCount: 0, length: sampleLength),
+                                      for: "--sample-length \(sampleLength)")
     }
 
     func sampler(seed: UInt64) -> Sampler {
@@ -257,4 +257,16 @@ struct SamplingFlags: ParsableArguments {
 
 enum Machine {
     static var cores: Int { ProcessInfo.processInfo.activeProcessorCount }
+}
+
+extension MemoryBudget {
+    /// `require` for a check made while the command line is parsed (a `validate()`): the
+    /// parser keeps only `ValidationError`'s exit code (64), so the refusal travels as one.
+    static func requireFlags(_ bytes: Int?, for what: String) throws {
+        do {
+            try require(bytes, for: what)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
 }

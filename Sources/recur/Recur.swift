@@ -15,8 +15,12 @@ struct Recur: ParsableCommand {
         73 unusable output path, 1 a run that failed, 128+N after signal N.
         Contracts and file formats: docs/DESIGN.md; examples: README.md.
         """,
+        version: "recur \(Recur.version)",
         subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, ShardCommandLine.self, SampleCommand.self,
                       EvalCommand.self, PredictCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
+
+    /// The release this binary is (`recur --version`).
+    static let version = "0.3.0-dev"
 
     /// Errors end in one line on stderr and the exit code of their kind; help and version
     /// print as usual.

@@ -16,6 +16,8 @@ struct RunSetup {
     var completedSteps = 0
     /// A classifier's validation examples from `--val-data`.
     var validation: LabelledExamples?
+    /// The resumed run's `--log-jsonl` file, which it goes on appending to by default.
+    var savedLogPath: String?
 
     /// Fields a run started from another's weights may not change: the weights' shape.
     static let fixedByWeights: Set<ConfigField> = [.cell, .layers, .hidden, .task, .bidirectional]
@@ -35,6 +37,7 @@ struct RunSetup {
             base = saved.config
             savedPath = saved.corpusPath
             completedSteps = saved.step
+            savedLogPath = saved.logPath
             source = ("--resume", directory.path, saved)
         } else if let initFrom = checkpoints.initFrom {
             let checkpoint = try Checkpoint.read(from: URL(fileURLWithPath: initFrom))

@@ -9,6 +9,7 @@ struct ShardCommandLine: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shard",
         abstract: "Run one parameter server of a sharded run (`serve --shards S --shard-endpoints …`).",
+        usage: "recur shard --bind ENDPOINT [<options>]",
         discussion: """
         The coordinator connects and sends the shard its range of the weights; the workers \
         connect and push that range of their gradients. With CurveZMQ the shard uses the \
@@ -29,13 +30,14 @@ struct ShardCommandLine: ParsableCommand {
     func validate() throws {
         try transport.validateValues()
         if (transport.key == nil) != (authorizedKeys == nil) { throw ValidationError("--key and --authorized-keys go together") }
+        try Endpoint.validate(bind, flag: "--bind", bind: true)
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated peers")
         }
     }
 
     func run() throws {
-        var settings = ZMQServerSettings(bind: bind, maxMessageBytes: DecodeLimits.standard.maxMessageBytes)
+        var settings = ZMQServerSettings(bind: Endpoint.bindable(bind), maxMessageBytes: DecodeLimits.standard.maxMessageBytes)
         settings.sendTimeout = transport.heartbeatTimeout
         var options = ShardOptions()
         options.heartbeatTimeout = transport.heartbeatTimeout

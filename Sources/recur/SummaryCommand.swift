@@ -5,7 +5,8 @@ import Training
 
 struct SummaryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "summary", abstract: "Keras-style table of layers, output shapes and parameter counts.")
+        commandName: "summary", abstract: "Keras-style table of layers, output shapes and parameter counts.",
+        usage: "recur summary [--checkpoint DIR | <model options>]")
 
     @OptionGroup var model: ModelFlags
     @Option(help: "Vocabulary size V (default: that of --data, or of the built-in corpus).")

@@ -34,58 +34,81 @@ struct TrainCommand: ParsableCommand {
         BLASInfo.useSingleThread()
         let run = try TrainingRun(checkpoints: checkpoints, output: output, sampling: sampling)
         guard let setup = try run.setup(model: model, data: data, optimization: optimization, chunk: parallel.chunk) else { return }
-        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count)
         let (workers, threads) = parallel.split
-        let session = try run.session(setup, threads: threads)
+        let plan = try run.plan(setup, workers: workers, shards: parallel.sharding.shards, local: true)
+        let session = try run.session(setup, plan: plan, threads: threads)
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
-        if workers == 1 && parallel.sharding.shards == 1 {
-            let source = LocalGradientSource(plan: session.plan, threads: threads)
-            try TrainingLoop(session: session, source: source, stop: stop, report: run.report(session)).run()
-        } else {
-            try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
-                                 tokenCache: data.tokenCache,
-                                 heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers,
-                                 shards: parallel.sharding.shards, stop: stop,
-                                 report: run.report(session), log: run.console.line)
+        try run.resumable {
+            if workers == 1 && parallel.sharding.shards == 1 {
+                let source = LocalGradientSource(plan: session.plan, threads: threads)
+                try TrainingLoop(session: session, source: source, stop: stop, report: run.report(session)).run()
+            } else {
+                try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
+                                     tokenCache: data.tokenCache,
+                                     heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers,
+                                     shards: parallel.sharding.shards, stop: stop,
+                                     report: run.report(session), log: run.console.line)
+            }
         }
         run.sample(session, label: "sample")
     }
 }
 
-/// The parts of `train` and `serve` around the loop: output paths checked before anything
-/// else, the console, the run's setup, samples.
+/// The parts of `train` and `serve` around the loop, in the order nothing is lost by: every
+/// flag and output path checked, the corpus read and the plan checked against the process
+/// counts; only then an earlier run moved aside (`--force`), the log opened, processes and
+/// sockets started.
 struct TrainingRun {
     let checkpoints: CheckpointFlags
     let output: OutputFlags
     let sampling: SamplingFlags
     let console: Console
 
-    /// Checks every output path (before the corpus is read), then opens the log.
+    /// Checks every output path (before the corpus is read) without creating anything.
     init(checkpoints: CheckpointFlags, output: OutputFlags, sampling: SamplingFlags) throws {
         self.checkpoints = checkpoints
         self.output = output
         self.sampling = sampling
         if let directory = checkpoints.directory { try OutputPath.requireWritableDirectory(directory.path, flag: "--checkpoint") }
-        console = try Console(logJsonl: output.logJsonl, append: checkpoints.resume, printEvery: output.printEvery,
-                              verbose: output.verbose)
+        if let log = output.logJsonl { try OutputPath.requireWritableFile(log, flag: "--log-jsonl") }
+        console = Console(printEvery: output.printEvery, verbose: output.verbose)
     }
 
     /// The run's config and corpus; nil (after saying so) when a resumed run has nothing to do.
+    /// A new run's `--checkpoint` must not hold another run unless `--force`.
     func setup(model: ModelFlags, data: DataFlags, optimization: OptimizationFlags, chunk: Int?) throws -> RunSetup? {
+        if !checkpoints.resume, !checkpoints.force, let directory = checkpoints.directory {
+            try CheckpointGuard.requireFree(directory)
+        }
         let setup = try RunSetup(model: model, data: data, optimization: optimization, chunk: chunk,
                                  checkpoints: checkpoints, log: console.line)
         if setup.isFinished {
             console.line("\(checkpoints.checkpoint) finished its run at step \(setup.completedSteps) of \(setup.config.steps): nothing to do (give --steps above \(setup.completedSteps) to train further)")
             return nil
         }
-        if !checkpoints.resume, !checkpoints.force, let directory = checkpoints.directory {
-            try CheckpointGuard.requireSameRun(directory, config: setup.config, corpus: setup.corpus)
-        }
         return setup
     }
 
-    func session(_ setup: RunSetup, threads: Int) throws -> TrainingSession {
+    /// The run's plan, checked against the worker and shard counts (`Preflight`).
+    func plan(_ setup: RunSetup, workers: Int, shards: Int, local: Bool) throws -> RunPlan {
+        let plan = try RunPlan(config: setup.config, corpus: setup.corpus, validation: setup.validation)
+        try Preflight.check(plan, workers: workers, shards: shards, local: local)
+        return plan
+    }
+
+    /// Everything checked: moves an earlier run aside (`--force`), opens the log (a resumed
+    /// run appends to its own unless --log-jsonl names another), makes the session.
+    func session(_ setup: RunSetup, plan: RunPlan, threads: Int) throws -> TrainingSession {
+        if checkpoints.force, !checkpoints.resume, let directory = checkpoints.directory,
+           let aside = try CheckpointGuard.moveAside(directory) {
+            console.line("--force: moved the earlier run at \(directory.path) aside to \(aside.path)")
+        }
+        let logPath = (output.logJsonl ?? (checkpoints.resume ? setup.savedLogPath : nil)).map { URL(fileURLWithPath: $0).path }
+        if let logPath {
+            try console.openLog(logPath, append: checkpoints.resume)
+            if output.logJsonl == nil { console.line("appending to the run's log \(logPath)") }
+        }
         var options = RunOptions()
         options.threads = threads
         options.evalEvery = output.evalEvery
@@ -97,7 +120,21 @@ struct TrainingRun {
         options.keep = checkpoints.keep
         options.earlyStop = checkpoints.earlyStop
         options.initFrom = checkpoints.initFrom.map { URL(fileURLWithPath: $0) }
-        return try TrainingSession(config: setup.config, corpus: setup.corpus, options: options, validation: setup.validation)
+        options.logPath = logPath
+        return try TrainingSession(plan: plan, corpus: setup.corpus, options: options)
+    }
+
+    /// Runs the loop; when it ends early (a signal, a failure) with a checkpoint on disk, says
+    /// the command that continues it before the error ends the process.
+    func resumable(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            if let directory = checkpoints.directory, Checkpoint.savedRun(in: directory) != nil {
+                console.line("resume with: \(ResumeCommand.line(arguments: CommandLine.arguments, checkpoint: checkpoints.checkpoint))")
+            }
+            throw error
+        }
     }
 
     /// The console's report, plus a sample every --sample-every steps.

@@ -8,7 +8,7 @@ enum UserMessage {
         case TrainingError.invalidValue(let field, let value, let rule):
             return "\(field.flag) must be \(rule), got \(value)"
         case TrainingError.missingSetting(let field, let requires):
-            return "\(field.flag) needs \(requires.flag)"
+            return "\(field.flag) needs \(requires == .task ? "--task classify" : requires.flag)"
         case TrainingError.notADirectory(let field, let path):
             return "\(field.flag) \(path) exists and is not a directory"
         case TrainingError.diverged:
