@@ -164,6 +164,12 @@ public struct WireErrorMessage: Equatable, Sendable {
     public var message: String
 
     public init(message: String) { self.message = message }
+
+    /// A server's answer to a message from a peer it does not know (it restarted, or the
+    /// peer's Hello was lost): not a refusal, a request for the peer's Hello, which a worker
+    /// sends at once.
+    public static let helloFirst = WireErrorMessage(message: "hello first")
+    public var asksForHello: Bool { self == Self.helloFirst }
 }
 
 /// Coordinator -> parameter shard, first message: the run, the shard's place, and its range's

@@ -149,12 +149,13 @@ final class Console {
     /// and with workers the step's compute/communicate/wait split, ` (c/m/w 80.0/8.0/2.1)`
     /// (in-process, communicate and wait are zero). Never wider than `width`: numbers shrink
     /// their decimals as they grow, and a narrow line leaves out, in this order, the split, the
-    /// learning rate, the gradient norm, the step time and the rate; what still does not fit is cut.
+    /// step time (the rate says it too), the gradient norm, the learning rate and the rate; what
+    /// still does not fit is cut. At 80 columns an in-process line keeps all but the step time.
     static func format(_ r: StepRecord, total: Int, eta: String, unit: String = "tok/s", width: Int = defaultWidth) -> String {
         var fields: [(text: String, dropOrder: Int)] = [
             ("step \(r.step)/\(total)", 9), ("loss \(String(format: "%.4f", r.loss))", 9),
-            ("gnorm \(compact(r.gradientNorm))", 3), ("lr \(String(format: "%.1e", Double(r.learningRate)))", 2),
-            ("\(compact(r.tokensPerSecond)) \(unit)", 5), ("\(milliseconds(r.stepSeconds)) ms", 4),
+            ("gnorm \(compact(r.gradientNorm))", 3), ("lr \(String(format: "%.1e", Double(r.learningRate)))", 4),
+            ("\(compact(r.tokensPerSecond)) \(unit)", 5), ("\(milliseconds(r.stepSeconds)) ms", 2),
         ]
         if r.workers?.isEmpty == false {
             fields.append(("(c/m/w \(milliseconds(r.computeSeconds))/\(milliseconds(r.communicateSeconds))/\(milliseconds(r.waitSeconds)))", 1))

@@ -94,3 +94,47 @@ final class ElasticTests: ClusterTestCase {
         XCTAssertEqual(bytes, try reference(steps: steps), "the restarted run changed the weights")
     }
 }
+
+/// A restarted coordinator asks the workers it hears before their hello for one
+/// (`WireErrorMessage.helloFirst`), so they rejoin at once, not after the heartbeat timeout.
+final class CoordinatorRestartTests: ClusterTestCase {
+    func testWorkersRejoinARestartedCoordinatorLongBeforeTheHeartbeatTimeout() throws {
+        let steps = 200, timeout = 30.0
+        let directory = try temporaryDirectory()
+        let endpoint = try freeLoopbackEndpoint()
+        let model = ["--hidden", "32", "--layers", "1", "--batch", "8", "--seq", "16", "--chunk", "2"]
+        let serveArguments = ["serve", "--bind", endpoint, "--workers", "2", "--steps", "\(steps)", "--checkpoint-every", "10",
+                              "--checkpoint-dir", directory.path, "--heartbeat-timeout", "\(timeout)"] + model
+        let first = try launch(serveArguments)
+        let workers = try (0..<2).map { _ in
+            try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "\(timeout)"])
+        }
+        XCTAssertNotNil(first.stdout.waitForLine(containing: ["step 20 checkpoint"], timeout: 60), first.transcript)
+        first.send(SIGKILL)
+        XCTAssertEqual(first.waitForExit(timeout: 5), 128 + SIGKILL)
+        let resumed = try launch(serveArguments + ["--resume"])
+        XCTAssertNotNil(resumed.stdout.waitForLine(containing: ["waiting for 2 worker(s)"], timeout: 30), resumed.transcript)
+        let listening = Date()
+        XCTAssertNotNil(resumed.stdout.waitForLine(containing: ["joined", "(2/2)"], timeout: timeout), resumed.transcript)
+        let rejoin = Date().timeIntervalSince(listening)
+        print("workers rejoined the restarted coordinator \(String(format: "%.3f", rejoin)) s after it listened")
+        XCTAssertLessThan(rejoin, timeout / 3, "the workers waited for the heartbeat timeout: \(resumed.transcript)")
+        XCTAssertEqual(resumed.waitForExit(timeout: 120), 0, resumed.transcript)
+        for worker in workers {
+            XCTAssertEqual(worker.waitForExit(timeout: 20), 0, worker.transcript)
+            XCTAssertNotNil(worker.stdout.line(containing: ["asks for a hello"]), worker.transcript)
+            XCTAssertNotNil(worker.stdout.line(containing: ["rejoined at step"]), worker.transcript)
+            XCTAssertNil(worker.stdout.line(containing: ["stopped answering"]), worker.transcript)
+        }
+        let rejections = resumed.stdout.lines.filter { $0.contains("rejected message") && $0.contains("before hello") }
+        XCTAssertLessThanOrEqual(rejections.count, 2, "one line per worker at most:\n\(resumed.transcript)")
+
+        let reference = try temporaryDirectory()
+        let train = try launch(["train", "--workers", "1", "--threads", "2", "--steps", "\(steps)", "--sample-length", "0",
+                                "--checkpoint-dir", reference.path] + model)
+        XCTAssertEqual(train.waitForExit(timeout: 120), 0, train.transcript)
+        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: reference.appendingPathComponent("model.safetensors")),
+                       "the restarted run changed the weights")
+    }
+}

@@ -145,7 +145,7 @@ final class TrainerUXTests: RecurBinaryTestCase {
         let before = try bytes("ckpt")
         let other = try run(["train", "--data", try corpus(), "--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8",
                              "--steps", "2", "--workers", "1", "--sample-length", "0", "--checkpoint", scratch.child("ckpt").path])
-        assertOneLineError(other, mentions: ["another run", "--force", "--resume"], status: 73)
+        assertOneLineError(other, mentions: ["holds the checkpoint of a run", "--force", "--resume"], status: 73)
         XCTAssertEqual(try bytes("ckpt"), before)
         let forced = try run(["train", "--data", try corpus(), "--hidden", "8", "--layers", "1", "--batch", "4", "--seq", "8",
                               "--steps", "2", "--workers", "1", "--sample-length", "0", "--checkpoint", scratch.child("ckpt").path, "--force"])

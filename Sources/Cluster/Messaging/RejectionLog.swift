@@ -1,15 +1,19 @@
 import Dispatch
 
-/// Counts rejected messages and logs them at a bounded rate: the first `burst` of every
-/// `window` seconds in full, then one line saying how many more were dropped. A peer that
+/// Counts rejected messages and logs them at a bounded rate, per peer: a peer's first
+/// rejection in a `window` of seconds is logged in full, its later ones only counted and said
+/// in one line when the window ends ("rejected 53 more message(s) from peer … in the last
+/// 10 s"). At most `burst` peers are named per window; the others are one count. A peer that
 /// floods a long-running server with junk costs it a counter, not a log file.
 final class RejectionLog {
     private let log: (String) -> Void
     private let burst: Int
     private let window: Double
     private var windowStart = 0.0
-    private var loggedInWindow = 0
-    private var suppressedInWindow = 0
+    /// Peers named in this window → their rejections since (not logged).
+    private var repeats: [String: Int] = [:]
+    /// Rejections of peers beyond the first `burst` of this window.
+    private var unnamed = 0
     /// Every rejection since start.
     private(set) var total = 0
 
@@ -23,22 +27,27 @@ final class RejectionLog {
         total += 1
         let t = monotonicSeconds()
         if t - windowStart >= window { flush(now: t) }
-        if loggedInWindow < burst {
-            loggedInWindow += 1
+        if let count = repeats[who] {
+            repeats[who] = count + 1
+        } else if repeats.count < burst {
+            repeats[who] = 0
             log("rejected message from \(who): \(reason)")
         } else {
-            suppressedInWindow += 1
+            unnamed += 1
         }
     }
 
-    /// Ends the window: says how many were not logged in it.
+    /// Ends the window: says how many were not logged in it, per peer.
     func flush(now t: Double = monotonicSeconds()) {
-        if suppressedInWindow > 0 {
-            log("rejected \(suppressedInWindow) more message(s) in the last \(Int(window)) s (\(total) since start)")
+        for (who, count) in repeats.sorted(by: { $0.key < $1.key }) where count > 0 {
+            log("rejected \(count) more message(s) from \(who) in the last \(Int(window)) s")
+        }
+        if unnamed > 0 {
+            log("rejected \(unnamed) message(s) from other peers in the last \(Int(window)) s (\(total) since start)")
         }
         windowStart = t
-        loggedInWindow = 0
-        suppressedInWindow = 0
+        repeats = [:]
+        unnamed = 0
     }
 }
 

@@ -41,7 +41,7 @@ final class ServerMessenger {
                 } catch {
                     rejections.reject(from: describe(from), "\(error)")
                     if case WireError.versionMismatch = error {
-                        try? send(.error(WireErrorMessage(message: "\(error)")), to: from)
+                        reply(.error(WireErrorMessage(message: "\(error)")), to: from)
                     }
                 }
             }
@@ -50,6 +50,21 @@ final class ServerMessenger {
     }
 
     func reject(from peer: PeerIdentity, _ reason: String) { rejections.reject(from: describe(peer), reason) }
+
+    /// Replies that could not be sent at once (the peer's queue was full) and were dropped.
+    private(set) var droppedReplies = 0
+
+    /// An answer to a peer that is not (or not yet) a member: a refusal, a version mismatch,
+    /// "hello first". Sent only if the peer's queue has room at once, never waited for, so a
+    /// peer that never reads cannot stall the server; a reply that does not fit is dropped
+    /// and counted.
+    func reply(_ message: Message, to peer: PeerIdentity) {
+        do {
+            try send(message, to: peer, waiting: false)
+        } catch {
+            droppedReplies += 1
+        }
+    }
 
     func send(_ message: Message, to peer: PeerIdentity, waiting: Bool = true) throws {
         WireCodec.encode(message, into: &outgoing)

@@ -94,7 +94,9 @@ extension Coordinator {
                 return
             }
             let reason = refusal ?? "this job already has its \(workers.count) workers"
-            try? messenger.send(.error(WireErrorMessage(message: reason)), to: identity)
+            messenger.reply(.error(WireErrorMessage(message: reason)), to: identity)
+        } else {
+            messenger.reply(.error(.helloFirst), to: identity)   // a worker of this run from before a restart
         }
         messenger.reject(from: identity, "\(message.kind.rawValue) from a process that is not a worker of this job")
     }

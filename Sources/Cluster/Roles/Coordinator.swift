@@ -101,12 +101,14 @@ public final class Coordinator: GradientSource {
                 continue
             }
             guard case .hello(let hello) = message else {
-                messenger.reject(from: identity, "\(message.kind.rawValue) before hello")
+                // A worker of this run before a restart: it answers with its hello at once.
+                messenger.reject(from: identity, "\(message.kind.rawValue) before hello (asked for its hello)")
+                messenger.reply(.error(.helloFirst), to: identity)
                 continue
             }
             if let refusal = Fingerprint.refusal(of: hello, expected: fingerprint, joinToken: options.joinToken) {
                 log("refused worker on \(hello.host) (pid \(hello.pid)): \(refusal)")
-                try? messenger.send(.error(WireErrorMessage(message: refusal)), to: identity)
+                messenger.reply(.error(WireErrorMessage(message: refusal)), to: identity)
                 continue
             }
             joined.append((identity, hello))

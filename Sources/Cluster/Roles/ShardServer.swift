@@ -240,7 +240,7 @@ public final class ShardServer {
     private func admit(_ hello: Hello, identity: PeerIdentity, run: Run) {
         let rank = Int(hello.rank)
         if let token = options.joinToken, !sameBytes(hello.joinToken, token) {
-            try? messenger.send(.error(WireErrorMessage(message: hello.joinToken.isEmpty ? "missing join token" : "wrong join token")), to: identity)
+            messenger.reply(.error(WireErrorMessage(message: hello.joinToken.isEmpty ? "missing join token" : "wrong join token")), to: identity)
             messenger.reject(from: identity, "hello without this job's join token")
             return
         }

@@ -80,14 +80,30 @@ public final class Worker {
                 log("worker \(rank): coordinator \(endpoint) stopped answering (no message for \(ClusterError.format(seconds)) s); waiting up to \(ClusterError.format(options.reconnectTimeout)) s for one at that address")
                 welcome = try join(deadline: monotonicSeconds() + options.reconnectTimeout, lost: (endpoint, encrypted))
                 log("worker \(rank): rejoined at step \(oneBased(welcome.step))")
+            } catch is AskedForHello {
+                // A restarted coordinator (`serve --resume`) heard this worker before its hello.
+                log("worker \(rank): the coordinator at \(options.endpoint) asks for a hello (it restarted); joining again")
+                welcome = try join(deadline: monotonicSeconds() + max(options.reconnectTimeout, options.heartbeatTimeout),
+                                   lost: (options.endpoint, options.encrypted))
+                log("worker \(rank): rejoined at step \(oneBased(welcome.step))")
             }
         }
     }
 
     private func join(deadline: Double?, lost: (endpoint: String, encrypted: Bool)? = nil) throws -> Welcome {
-        try messenger.send(.hello(Fingerprint.hello(corpus: corpus, threads: options.threads, joinToken: options.joinToken)))
+        try sendHello()
         return try awaitWelcome(deadline: deadline, lost: lost)
     }
+
+    private var lastHello = 0.0
+
+    private func sendHello() throws {
+        lastHello = monotonicSeconds()
+        try messenger.send(.hello(Fingerprint.hello(corpus: corpus, threads: options.threads, joinToken: options.joinToken)))
+    }
+
+    /// The coordinator asked for this worker's hello (`WireErrorMessage.helloFirst`).
+    private struct AskedForHello: Error {}
 
     /// Works on one assignment; returns the next one, or nil when the run is over.
     private func work(_ welcome: Welcome) throws -> Welcome? {
@@ -159,6 +175,8 @@ public final class Worker {
             case .welcome(let next):
                 log("worker \(rank): new assignment from step \(oneBased(next.step)): streams \(next.streamBegin)..<\(next.streamEnd)")
                 return next
+            case .error(let error) where error.asksForHello && shard == nil:
+                throw AskedForHello()
             case .error(let error):
                 throw ClusterError.refused(error.message)
             case .weights(let weights):
@@ -293,6 +311,9 @@ public final class Worker {
             heardAnything = true
             switch message {
             case .welcome(let welcome): return welcome
+            case .error(let error) where error.asksForHello:
+                // The hello is on its way, or was lost: again at most once a second.
+                if monotonicSeconds() - lastHello >= 1 { try sendHello() }
             case .error(let error): throw ClusterError.refused(error.message)
             case .heartbeat: continue
             case .shutdown(let s): throw StopRequest.Stopped(reason: "coordinator ended the run before it started: \(s.reason)")
