@@ -116,7 +116,9 @@ final class Console {
                 v.classification.map { String(format: "%.4f nats/example, accuracy %.1f%%", v.natsPerCharacter, 100 * $0.accuracy) }
                     ?? String(format: "%.4f nats/char (%.4f bits/char)", v.natsPerCharacter, v.bitsPerCharacter)
             } ?? "-"
-            line("done: \(s.steps) steps in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) \(unit) median; checkpoint \(s.checkpoint ?? "none")")
+            // The steps this invocation ran; a resumed run says where it started.
+            let ran = s.steps - firstStep, span = firstStep > 0 ? " (steps \(firstStep + 1)…\(s.steps))" : ""
+            line("done: \(ran) steps\(span) in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) \(unit) median; checkpoint \(s.checkpoint ?? "none")")
         }
     }
 

@@ -200,4 +200,52 @@ final class RunSafetyTests: RecurBinaryTestCase {
         assertOneLineError(try run(["work", "--connect", "tcp://127.0.0.1:5999", "--token-file", scratch.child("none").path]),
                            mentions: ["--token-file", "none"], status: 64)
     }
+
+    // MARK: Small ones
+
+    /// A resumed run appends to its own log and says how many steps it ran; eval scores the
+    /// checkpoint's own corpus without --data.
+    func testResumedRunKeepsItsLogAndEvalReadsTheCheckpointsCorpus() throws {
+        let corpus = scratch.child("corpus.txt")
+        try Data(CLITests.corpusText.utf8).write(to: corpus)
+        let log = scratch.child("run.jsonl").path
+        let flags = ["--hidden", "16", "--layers", "1", "--batch", "4", "--seq", "8", "--workers", "1", "--sample-length", "0"]
+        let first = try run(["train", "--data", corpus.path, "--steps", "10", "--checkpoint", scratch.child("ck").path,
+                             "--log-jsonl", log] + flags)
+        XCTAssertEqual(first.status, 0, first.all)
+        XCTAssertTrue(first.standardOutput.contains("done: 10 steps in"), first.all)
+        let resumed = try run(["train", "--resume=\(scratch.child("ck").path)", "--steps", "14", "--workers", "1", "--sample-length", "0"])
+        XCTAssertEqual(resumed.status, 0, resumed.all)
+        XCTAssertTrue(resumed.standardOutput.contains("done: 4 steps (steps 11…14)"), resumed.all)
+        let steps = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            .filter { $0.contains("\"kind\":\"step\"") }.count
+        XCTAssertEqual(steps, 14, "the resumed run did not append its 4 steps to the run's log")
+
+        let evaluated = try run(["eval", "--checkpoint", scratch.child("ck").path])
+        XCTAssertEqual(evaluated.status, 0, evaluated.all)
+        XCTAssertTrue(evaluated.standardOutput.hasPrefix("validation loss "), evaluated.all)
+        let named = try run(["eval", "--checkpoint", scratch.child("ck").path, "--data", corpus.path])
+        XCTAssertEqual(named.standardOutput, evaluated.standardOutput, "the default is not the checkpoint's corpus")
+    }
+
+    /// A classifier's confusion matrix has column headers, and scripts/plot draws its loss per
+    /// example and its accuracy.
+    func testClassifierTableHeadersAndCurve() throws {
+        let log = scratch.child("classify.jsonl").path
+        let trained = try run(["train", "--task", "classify", "--hidden", "8", "--layers", "1", "--batch", "8", "--steps", "6",
+                               "--eval-every", "3", "--workers", "1", "--checkpoint", scratch.child("cls").path, "--log-jsonl", log])
+        XCTAssertEqual(trained.status, 0, trained.all)
+        let lines = trained.standardOutput.split(separator: "\n").map(String.init)
+        let header = try XCTUnwrap(lines.firstIndex { $0.contains("confusion: true class by row, predicted class by column") }, trained.all)
+        let columns = lines[header + 1].split(separator: " ").map(String.init)
+        XCTAssertEqual(columns, (0..<columns.count).map(String.init), lines[header + 1])
+        XCTAssertTrue(lines[header + 2].hasPrefix("0 "), lines[header + 2])
+
+        guard let root = ProcessRunner.packageRoot() else { return XCTFail("no package root") }
+        let plotted = try ProcessRunner.run(root.appendingPathComponent("scripts/plot"), [log, "-o", scratch.child("c.png").path],
+                                            in: scratch.url, timeout: 120)
+        XCTAssertEqual(plotted.status, 0, plotted.all)
+        XCTAssertTrue(plotted.standardOutput.contains("loss per example and validation accuracy"), plotted.all)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: scratch.child("c.png").path))
+    }
 }

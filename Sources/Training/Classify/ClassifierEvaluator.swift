@@ -35,14 +35,20 @@ public struct ClassificationMetrics: Equatable, Sendable, Encodable {
 
     /// A few lines for the terminal: accuracy, then precision/recall/F1 and the row of the
     /// confusion matrix of each class.
+    /// One row per class, numbered: `N name`, precision, recall, F1, then its row of the
+    /// confusion matrix under column headers 0, 1, … (the predicted class's number).
     public var table: String {
-        let width = max(5, labels.map(\.count).max() ?? 5)
+        let names = labels.enumerated().map { "\($0.offset) \($0.element)" }
+        let width = max(5, names.map(\.count).max() ?? 5)
+        let cell = max(String(labels.count - 1).count, String(confusion.joined().max() ?? 0).count) + 1
         func pad(_ s: String) -> String { s + String(repeating: " ", count: max(0, width - s.count)) }
-        var lines = [pad("class") + "  " + ["precision", "recall", "f1"].map { String(repeating: " ", count: 9 - $0.count) + $0 }.joined(separator: " ")
-                     + "  confusion (true row, predicted columns)"]
-        for (c, name) in labels.enumerated() {
-            let row = confusion[c].map { String($0) }.joined(separator: " ")
-            lines.append(pad(name) + "  " + [precision[c], recall[c], f1[c]].map { fixed($0, 9) }.joined(separator: " ") + "  " + row)
+        func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        let metrics = pad("class") + "  " + ["precision", "recall", "f1"].map { right($0, 9) }.joined(separator: " ")
+        var lines = [metrics + "  confusion: true class by row, predicted class by column",
+                     String(repeating: " ", count: metrics.count + 1) + labels.indices.map { right(String($0), cell) }.joined()]
+        for (c, name) in names.enumerated() {
+            let row = confusion[c].map { right(String($0), cell) }.joined()
+            lines.append(pad(name) + "  " + [precision[c], recall[c], f1[c]].map { fixed($0, 9) }.joined(separator: " ") + " " + row)
         }
         return lines.joined(separator: "\n")
     }
