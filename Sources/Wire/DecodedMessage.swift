@@ -66,6 +66,9 @@ public struct DecodedGradientPush: Sendable {
     public let parts: UInt32
     public let chunkBegin: UInt32
     public let chunkEnd: UInt32
+    /// The chunks `chunkBegin ..< chunkEnd` as a range; nil when they do not make one (a
+    /// peer's numbers: begin ≥ end is refused, never a trap).
+    public var chunks: Range<Int>? { chunkBegin < chunkEnd ? Int(chunkBegin)..<Int(chunkEnd) : nil }
     /// To a shard: where its one "slab" tensor starts in the slab.
     public let offset: UInt64
     public let tensors: DecodedTensorList

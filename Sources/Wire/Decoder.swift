@@ -29,7 +29,7 @@ extension WireCodec {
             let body = envelope.hello.pointee
             return .hello(Hello(corpusDigest: string(body.corpus_digest),
                                 vocabularyDigest: string(body.vocabulary_digest),
-                                host: string(body.host),
+                                host: PeerText.clean(string(body.host)),
                                 pid: body.pid, threads: body.threads, joinToken: string(body.join_token),
                                 rank: body.rank))
         case RECUR__ENVELOPE__BODY_WELCOME:
@@ -60,9 +60,9 @@ extension WireCodec {
             let body = envelope.heartbeat.pointee
             return .heartbeat(Heartbeat(rank: body.rank, step: body.step))
         case RECUR__ENVELOPE__BODY_SHUTDOWN:
-            return .shutdown(Shutdown(reason: string(envelope.shutdown.pointee.reason)))
+            return .shutdown(Shutdown(reason: PeerText.clean(string(envelope.shutdown.pointee.reason))))
         case RECUR__ENVELOPE__BODY_ERROR:
-            return .error(WireErrorMessage(message: string(envelope.error.pointee.message)))
+            return .error(WireErrorMessage(message: PeerText.clean(string(envelope.error.pointee.message))))
         case RECUR__ENVELOPE__BODY_SHARD_SETUP:
             let body = envelope.shard_setup.pointee
             guard let parameters = try tensorValues(owner: owner, body.parameters, limits: limits) else {

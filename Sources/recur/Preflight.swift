@@ -1,10 +1,11 @@
 import ArgumentParser
 import Training
 
-/// The checks of a whole command line that need the run's plan (its corpus read, its model
-/// known), made before any process, file or socket of the run exists: the count of local
-/// processes, workers against gradient chunks, shards against the model, memory. Each
-/// refusal is a `ValidationError` or `MemoryBudgetError`: exit 64.
+/// The checks of a whole command line that need the run's config and corpus, made before any
+/// process, file or socket of the run exists: memory (before the plan, whose data checks
+/// assume a size that fits), then against the plan the count of local processes, workers
+/// against gradient chunks, shards against the model. Each refusal is a `ValidationError` or
+/// `MemoryBudgetError`: exit 64.
 enum Preflight {
     /// Processes one command starts on this machine at most (workers and shards): a larger
     /// count is a typo, and starting it would be a fork storm.
@@ -12,6 +13,10 @@ enum Preflight {
 
     /// `local`: the workers and shards are processes this command starts (train, bench);
     /// otherwise they run elsewhere and join (serve).
+    static func requireMemory(_ setup: RunSetup, workers: Int, local: Bool) throws {
+        try setup.config.requireMemory(vocabularySize: setup.corpus.vocabulary.count, workersElsewhere: local ? 1 : workers)
+    }
+
     static func check(_ plan: RunPlan, workers: Int, shards: Int, local: Bool) throws {
         if local {
             let processes = (workers > 1 || shards > 1 ? workers : 0) + (shards > 1 ? shards : 0)
@@ -26,6 +31,5 @@ enum Preflight {
         guard shards <= maximumShards else {
             throw ValidationError("--shards \(shards): this model's parameters make at most \(maximumShards) shards")
         }
-        try plan.config.requireMemory(vocabularySize: plan.model.vocabularySize, workersElsewhere: local ? 1 : workers)
     }
 }

@@ -92,6 +92,7 @@ struct TrainingRun {
 
     /// The run's plan, checked against the worker and shard counts (`Preflight`).
     func plan(_ setup: RunSetup, workers: Int, shards: Int, local: Bool) throws -> RunPlan {
+        try Preflight.requireMemory(setup, workers: workers, local: local)
         let plan = try RunPlan(config: setup.config, corpus: setup.corpus, validation: setup.validation)
         try Preflight.check(plan, workers: workers, shards: shards, local: local)
         return plan

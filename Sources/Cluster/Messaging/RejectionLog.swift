@@ -1,16 +1,17 @@
 import Dispatch
 
-/// Counts rejected messages and logs them at a bounded rate, per peer: a peer's first
-/// rejection in a `window` of seconds is logged in full, its later ones only counted and said
-/// in one line when the window ends ("rejected 53 more message(s) from peer … in the last
-/// 10 s"). At most `burst` peers are named per window; the others are one count. A peer that
-/// floods a long-running server with junk costs it a counter, not a log file.
+/// Counts rejected messages and logs them at a bounded rate, per peer and reason: the first
+/// rejection of a peer for a reason in a `window` of seconds is logged in full, the same
+/// rejection again only counted and said in one line when the window ends ("rejected 53 more
+/// message(s) from peer …: reason, in the last 10 s"). At most `burst` (peer, reason) pairs are
+/// logged per window; the others are one count. A peer that floods a long-running server with
+/// junk costs it a counter, not a log file.
 final class RejectionLog {
     private let log: (String) -> Void
     private let burst: Int
     private let window: Double
     private var windowStart = 0.0
-    /// Peers named in this window → their rejections since (not logged).
+    /// "peer: reason" logged in this window → its repeats since (not logged).
     private var repeats: [String: Int] = [:]
     /// Rejections of peers beyond the first `burst` of this window.
     private var unnamed = 0
@@ -27,11 +28,12 @@ final class RejectionLog {
         total += 1
         let t = monotonicSeconds()
         if t - windowStart >= window { flush(now: t) }
-        if let count = repeats[who] {
-            repeats[who] = count + 1
+        let key = "\(who): \(reason)"
+        if let count = repeats[key] {
+            repeats[key] = count + 1
         } else if repeats.count < burst {
-            repeats[who] = 0
-            log("rejected message from \(who): \(reason)")
+            repeats[key] = 0
+            log("rejected message from \(key)")
         } else {
             unnamed += 1
         }
@@ -39,8 +41,8 @@ final class RejectionLog {
 
     /// Ends the window: says how many were not logged in it, per peer.
     func flush(now t: Double = monotonicSeconds()) {
-        for (who, count) in repeats.sorted(by: { $0.key < $1.key }) where count > 0 {
-            log("rejected \(count) more message(s) from \(who) in the last \(Int(window)) s")
+        for (key, count) in repeats.sorted(by: { $0.key < $1.key }) where count > 0 {
+            log("rejected \(count) more message(s) from \(key), in the last \(Int(window)) s")
         }
         if unnamed > 0 {
             log("rejected \(unnamed) message(s) from other peers in the last \(Int(window)) s (\(total) since start)")

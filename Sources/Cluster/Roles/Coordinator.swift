@@ -24,6 +24,9 @@ public final class Coordinator: GradientSource {
     var lostBetweenSteps: [WorkerLost] = []
     private var lastHeartbeatSent = 0.0
     private var stragglers = StragglerWatch()
+    /// The longest compute any worker reported for a step so far (seconds): the stall bound
+    /// scales with it.
+    private var longestCompute = 0.0
     /// The step being gathered or last gathered (heartbeats carry it).
     private var currentStep = 0
     /// Sharded parameter servers (`--shards S`, S ≥ 2): they hold the weights and the
@@ -107,7 +110,7 @@ public final class Coordinator: GradientSource {
                 continue
             }
             if let refusal = Fingerprint.refusal(of: hello, expected: fingerprint, joinToken: options.joinToken) {
-                log("refused worker on \(hello.host) (pid \(hello.pid)): \(refusal)")
+                messenger.reject(from: identity, "refused worker on \(hello.host) (pid \(hello.pid)): \(refusal)")
                 messenger.reply(.error(WireErrorMessage(message: refusal)), to: identity)
                 continue
             }
@@ -221,6 +224,7 @@ public final class Coordinator: GradientSource {
             }
         }
         let gathered = monotonicSeconds()
+        longestCompute = max(longestCompute, workers.map(\.timing.computeSeconds).max() ?? 0)
         stragglers.observe(workers.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
         // Leaf order = rank order = chunk order.
         let pushes = workers.flatMap(\.pushes)
@@ -322,13 +326,23 @@ public final class Coordinator: GradientSource {
         }
     }
 
-    /// Throws when a worker that has not pushed yet has been silent too long (dead); says once
-    /// per step when one is still computing after a heartbeat timeout (slow, but alive).
+    /// How long a worker that heartbeats may go without completing its push of a step before
+    /// it counts as lost: 4 heartbeat timeouts, or 10 times the longest step compute seen so
+    /// far when that is more (a hung compute thread keeps heartbeating; a slow node does not
+    /// take 10 times its own worst step).
+    var stallLimit: Double { max(4 * options.heartbeatTimeout, 10 * longestCompute) }
+
+    /// Throws when a worker that has not pushed yet has been silent too long (dead) or has
+    /// made no progress past `stallLimit` (hung); says once per step when one is still
+    /// computing after a heartbeat timeout (slow, but alive).
     private func checkHeartbeats(step s: Int, since start: Double) throws {
         let t = monotonicSeconds()
         for peer in workers where !peer.isComplete {
             if t - peer.lastSeen > options.heartbeatTimeout {
                 throw WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)"))
+            }
+            if t - start > stallLimit {
+                throw WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) made no progress on step \(s + 1) for \(ClusterError.format((t - start).rounded())) s though its heartbeats arrive (hung?)"))
             }
             if !peer.reportedSlow, t - start > options.heartbeatTimeout {
                 peer.reportedSlow = true

@@ -45,8 +45,11 @@ public final class ShardServer {
     private final class Run {
         let shard: Int
         let update: RangeUpdate
-        var workerCount: Int
+        var workerCount: Int { didSet { nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount) } }
         let chunkCount: Int
+        /// The reduction-tree nodes each rank's pushes may name: its block of the assignment
+        /// (`StreamLayout.contiguousBlocks`, as the coordinator assigns) cut into tree nodes.
+        private(set) var nodesOfRank: [[Range<Int>]]
         let tokensPerStep: Int
         /// The pieces of the range a node's push comes in (`SlabPartition.pushPieces`).
         let pieces: [Range<Int>]
@@ -66,11 +69,18 @@ public final class ShardServer {
             self.update = update
             self.workerCount = workerCount
             self.chunkCount = chunkCount
+            nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount)
             self.tokensPerStep = tokensPerStep
             self.step = step
         }
 
         deinit { (nodes.map(\.values) + partial.map(\.values) + spare).forEach { $0.deallocate() } }
+
+        static func nodes(chunkCount: Int, workers: Int) -> [[Range<Int>]] {
+            StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: workers).map {
+                ReductionTree.nodes(covering: $0, in: 0..<chunkCount)
+            }
+        }
 
         func buffer() -> UnsafeMutableBufferPointer<Float> {
             spare.popLast() ?? .allocate(capacity: update.range.count)
@@ -120,8 +130,13 @@ public final class ShardServer {
                 lastHeardFromCoordinator = monotonicSeconds()
                 if try !handleCoordinator(message) { return }
             } else if case .shardSetup(let setup) = message {
-                // The first coordinator, or a restarted one (`serve --resume`): a new run.
-                try setUp(setup, from: identity)
+                // The first coordinator, or a restarted one (`serve --resume`): a new run. A
+                // setup that does not make one is refused; the shard keeps waiting.
+                do {
+                    try setUp(setup, from: identity)
+                } catch ClusterError.protocolViolation(let reason) {
+                    messenger.reject(from: identity, reason)
+                }
             } else if let rank = workers.first(where: { $0.value == identity })?.key {
                 try handleWorker(rank: rank, message)
             } else if case .hello(let hello) = message, let run {
@@ -248,6 +263,12 @@ public final class ShardServer {
             messenger.reject(from: identity, "hello from rank \(rank) of a run of \(run.workerCount) worker(s)")
             return
         }
+        if let holder = workers[rank], holder != identity {
+            // Ranks are handed out by the coordinator; a second peer claiming one is refused
+            // (a new assignment clears them all, so a rejoining worker gets its place back).
+            messenger.reject(from: identity, "hello claiming rank \(rank), which another peer holds")
+            return
+        }
         workers[rank] = identity
         try? messenger.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator!)
         do { try broadcastIfReady() } catch { log("shard \(run.shard): \(error)") }
@@ -260,7 +281,7 @@ public final class ShardServer {
             return
         case .gradientPush(let push):
             do {
-                try accept(push, run: run)
+                try accept(push, from: rank, run: run)
             } catch {
                 messenger.reject(from: workers[rank]!, "\(error)")
             }
@@ -273,15 +294,17 @@ public final class ShardServer {
     /// while backward goes on, then the rest): checked and copied; once a node has every piece
     /// and the nodes tile every chunk, they are added in the fixed tree, divided by the tokens
     /// and reported as block sums of squares.
-    private func accept(_ push: DecodedGradientPush, run: Run) throws {
+    private func accept(_ push: DecodedGradientPush, from rank: Int, run: Run) throws {
         guard push.step == run.step, run.broadcastPending == nil, run.summed == nil else {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: run.step))
         }
-        let chunks = Int(push.chunkBegin)..<Int(push.chunkEnd)
-        guard !chunks.isEmpty, chunks.upperBound <= run.chunkCount,
-              !run.nodes.contains(where: { $0.chunks.overlaps(chunks) }),
-              !run.partial.contains(where: { $0.chunks != chunks && $0.chunks.overlaps(chunks) }) else {
+        // Only a node of the sender's own block: the nodes of different ranks never overlap,
+        // so one worker can neither take another's chunks nor crash the shard with its numbers.
+        guard let chunks = push.chunks, run.nodesOfRank[rank].contains(chunks) else {
             throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
+        }
+        guard !run.nodes.contains(where: { $0.chunks == chunks }) else {
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
         }
         let parts = max(1, Int(push.parts)), part = Int(push.part)   // parts 0 is read as 1
         guard parts == run.pieces.count, part < parts else {

@@ -42,7 +42,7 @@ final class WorkerPeer {
 
     /// The push that `push` is part of: the node it names; nil when this worker holds no such node.
     func assembler(for push: DecodedGradientPush) -> PushAssembler? {
-        nodes.firstIndex(of: Int(push.chunkBegin)..<Int(max(push.chunkBegin, push.chunkEnd))).map { pushes[$0] }
+        push.chunks.flatMap { nodes.firstIndex(of: $0) }.map { pushes[$0] }
     }
 
     var name: String { "worker \(rank) (host \(host), pid \(pid))" }
