@@ -611,7 +611,7 @@ const ProtobufCMessageDescriptor recur__tensor__descriptor =
   (ProtobufCMessageInit) recur__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__hello__field_descriptors[7] =
+static const ProtobufCFieldDescriptor recur__hello__field_descriptors[8] =
 {
   {
     "corpus_digest",
@@ -697,6 +697,18 @@ static const ProtobufCFieldDescriptor recur__hello__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rank_ticket",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Hello, rank_ticket),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__hello__field_indices_by_name[] = {
   0,   /* field[0] = corpus_digest */
@@ -704,6 +716,7 @@ static const unsigned recur__hello__field_indices_by_name[] = {
   5,   /* field[5] = join_token */
   3,   /* field[3] = pid */
   6,   /* field[6] = rank */
+  7,   /* field[7] = rank_ticket */
   4,   /* field[4] = threads */
   1,   /* field[1] = vocabulary_digest */
 };
@@ -711,7 +724,7 @@ static const ProtobufCIntRange recur__hello__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 4, 2 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor recur__hello__descriptor =
 {
@@ -721,14 +734,14 @@ const ProtobufCMessageDescriptor recur__hello__descriptor =
   "Recur__Hello",
   "recur",
   sizeof(Recur__Hello),
-  7,
+  8,
   recur__hello__field_descriptors,
   recur__hello__field_indices_by_name,
   2,  recur__hello__number_ranges,
   (ProtobufCMessageInit) recur__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[9] =
+static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[10] =
 {
   {
     "rank",
@@ -838,9 +851,22 @@ static const ProtobufCFieldDescriptor recur__welcome__field_descriptors[9] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rank_ticket",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Welcome, rank_ticket),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__welcome__field_indices_by_name[] = {
   0,   /* field[0] = rank */
+  9,   /* field[9] = rank_ticket */
   2,   /* field[2] = run_config */
   8,   /* field[8] = shard_bounds */
   7,   /* field[7] = shard_endpoints */
@@ -853,7 +879,7 @@ static const unsigned recur__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor recur__welcome__descriptor =
 {
@@ -863,7 +889,7 @@ const ProtobufCMessageDescriptor recur__welcome__descriptor =
   "Recur__Welcome",
   "recur",
   sizeof(Recur__Welcome),
-  9,
+  10,
   recur__welcome__field_descriptors,
   recur__welcome__field_indices_by_name,
   1,  recur__welcome__number_ranges,
@@ -1437,7 +1463,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   (ProtobufCMessageInit) recur__shard_setup__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[6] =
+static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[7] =
 {
   {
     "kind",
@@ -1511,11 +1537,24 @@ static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[6]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rank_tickets",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Recur__ShardCommand, n_rank_tickets),
+    offsetof(Recur__ShardCommand, rank_tickets),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_command__field_indices_by_name[] = {
   3,   /* field[3] = broadcast_next */
   0,   /* field[0] = kind */
   2,   /* field[2] = norm */
+  6,   /* field[6] = rank_tickets */
   4,   /* field[4] = reset_state */
   1,   /* field[1] = step */
   5,   /* field[5] = worker_count */
@@ -1523,7 +1562,7 @@ static const unsigned recur__shard_command__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__shard_command__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor recur__shard_command__descriptor =
 {
@@ -1533,7 +1572,7 @@ const ProtobufCMessageDescriptor recur__shard_command__descriptor =
   "Recur__ShardCommand",
   "recur",
   sizeof(Recur__ShardCommand),
-  6,
+  7,
   recur__shard_command__field_descriptors,
   recur__shard_command__field_indices_by_name,
   1,  recur__shard_command__number_ranges,

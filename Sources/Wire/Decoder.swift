@@ -31,7 +31,7 @@ extension WireCodec {
                                 vocabularyDigest: string(body.vocabulary_digest),
                                 host: PeerText.clean(string(body.host)),
                                 pid: body.pid, threads: body.threads, joinToken: string(body.join_token),
-                                rank: body.rank))
+                                rank: body.rank, rankTicket: string(body.rank_ticket)))
         case RECUR__ENVELOPE__BODY_WELCOME:
             let body = envelope.welcome.pointee
             let state = try DecodedTensorList(owner: owner, count: body.n_state, tensors: body.state, limits: limits)
@@ -40,7 +40,8 @@ extension WireCodec {
                                     streamEnd: body.stream_end, step: body.step,
                                     state: state.wireTensors(),
                                     shardEndpoints: (0..<body.n_shard_endpoints).map { string(body.shard_endpoints[$0]) },
-                                    shardBounds: Array(UnsafeBufferPointer(start: body.shard_bounds, count: body.n_shard_bounds))))
+                                    shardBounds: Array(UnsafeBufferPointer(start: body.shard_bounds, count: body.n_shard_bounds)),
+                                    rankTicket: string(body.rank_ticket)))
         case RECUR__ENVELOPE__BODY_WEIGHTS:
             let body = envelope.weights.pointee
             let tensors = try DecodedTensorList(owner: owner, count: body.n_tensors, tensors: body.tensors, limits: limits)
@@ -78,7 +79,8 @@ extension WireCodec {
             guard let kind = ShardCommand.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_command.kind", value: body.kind) }
             return .shardCommand(ShardCommand(kind: kind, step: body.step, norm: body.norm,
                                               broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0,
-                                              workerCount: body.worker_count))
+                                              workerCount: body.worker_count,
+                                              rankTickets: (0..<body.n_rank_tickets).map { string(body.rank_tickets[$0]) }))
         case RECUR__ENVELOPE__BODY_SHARD_REPORT:
             let body = envelope.shard_report.pointee
             guard let kind = ShardReport.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_report.kind", value: body.kind) }

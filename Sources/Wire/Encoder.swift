@@ -106,10 +106,11 @@ public enum WireCodec {
     // MARK: The packers: the one place each message's fields meet the C structs.
 
     private static func packHello(_ hello: Hello, into buffer: inout MessageBuffer) {
-        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host, hello.joinToken]) { s in
+        withCStrings([hello.corpusDigest, hello.vocabularyDigest, hello.host, hello.joinToken, hello.rankTicket]) { s in
             var body = Recur__Hello()
             recur__hello__init(&body)
             body.rank = hello.rank
+            body.rank_ticket = s[4]
             body.corpus_digest = s[0]
             body.vocabulary_digest = s[1]
             body.host = s[2]
@@ -124,8 +125,8 @@ public enum WireCodec {
 
     private static func packWelcome(_ welcome: Welcome, state: [TensorView],
                                     into buffer: inout MessageBuffer) {
-        withCStrings([welcome.runConfig] + welcome.shardEndpoints) { s in
-            var endpoints: [UnsafeMutablePointer<CChar>?] = Array(s.dropFirst())
+        withCStrings([welcome.runConfig, welcome.rankTicket] + welcome.shardEndpoints) { s in
+            var endpoints: [UnsafeMutablePointer<CChar>?] = Array(s.dropFirst(2))
             var bounds = welcome.shardBounds
             withCTensors(state) { stateCount, stateTensors in
                 endpoints.withUnsafeMutableBufferPointer { endpoints in
@@ -135,6 +136,7 @@ public enum WireCodec {
                         body.rank = welcome.rank
                         body.worker_count = welcome.workerCount
                         body.run_config = s[0]
+                        body.rank_ticket = s[1]
                         body.stream_begin = welcome.streamBegin
                         body.stream_end = welcome.streamEnd
                         body.step = welcome.step
@@ -265,8 +267,15 @@ public enum WireCodec {
         body.broadcast_next = command.broadcastNext ? 1 : 0
         body.reset_state = command.resetState ? 1 : 0
         body.worker_count = command.workerCount
-        withUnsafeMutablePointer(to: &body) { p in
-            packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
+        withCStrings(command.rankTickets) { s in
+            var tickets: [UnsafeMutablePointer<CChar>?] = s
+            tickets.withUnsafeMutableBufferPointer { tickets in
+                body.n_rank_tickets = tickets.count
+                body.rank_tickets = tickets.baseAddress
+                withUnsafeMutablePointer(to: &body) { p in
+                    packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
+                }
+            }
         }
     }
 

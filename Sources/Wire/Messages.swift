@@ -31,13 +31,15 @@ public struct Hello: Equatable, Sendable {
     public var threads: UInt32
     /// The job's secret when it runs without CurveZMQ (`recur serve` prints it); else empty.
     public var joinToken: String
-    /// To a parameter shard: the rank the worker's Welcome gave it.
+    /// To a parameter shard: the rank the worker's Welcome gave it, and that rank's ticket.
     public var rank: UInt32
+    public var rankTicket: String
 
     public init(corpusDigest: String, vocabularyDigest: String, host: String, pid: UInt32, threads: UInt32,
-                joinToken: String = "", rank: UInt32 = 0) {
+                joinToken: String = "", rank: UInt32 = 0, rankTicket: String = "") {
         self.joinToken = joinToken
         self.rank = rank
+        self.rankTicket = rankTicket
         self.corpusDigest = corpusDigest
         self.vocabularyDigest = vocabularyDigest
         self.host = host
@@ -63,10 +65,14 @@ public struct Welcome: Equatable, Sendable {
     /// `shardBounds[k] ..< shardBounds[k + 1]`. Both empty with one server.
     public var shardEndpoints: [String]
     public var shardBounds: [UInt64]
+    /// Sharded: the secret of this rank in this assignment, which the worker's hellos to the
+    /// shards carry (a shard admits a rank only with its ticket). Empty with one server.
+    public var rankTicket: String
 
     public init(rank: UInt32, workerCount: UInt32, runConfig: String, streamBegin: UInt32,
                 streamEnd: UInt32, step: UInt64, state: [WireTensor] = [],
-                shardEndpoints: [String] = [], shardBounds: [UInt64] = []) {
+                shardEndpoints: [String] = [], shardBounds: [UInt64] = [], rankTicket: String = "") {
+        self.rankTicket = rankTicket
         self.shardEndpoints = shardEndpoints
         self.shardBounds = shardBounds
         self.rank = rank
@@ -228,10 +234,13 @@ public struct ShardCommand: Equatable, Sendable {
     /// The broadcast step starts an epoch (workers zero their carried state).
     public var resetState: Bool
     public var workerCount: UInt32
+    /// `reassign`: the ticket of each rank of the new assignment, in rank order.
+    public var rankTickets: [String]
 
     public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false,
-                workerCount: UInt32 = 0) {
+                workerCount: UInt32 = 0, rankTickets: [String] = []) {
         self.workerCount = workerCount
+        self.rankTickets = rankTickets
         self.kind = kind
         self.step = step
         self.norm = norm

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 
 /// The per-job secret that admits workers to a coordinator running without CurveZMQ: 128
@@ -7,10 +8,7 @@ import Foundation
 enum JoinToken {
     static let environmentVariable = "RECUR_JOIN_TOKEN"
 
-    static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
+    static func generate() -> String { JoinSecret.make() }
 
     /// The token given to this process: `--token-file` first, then the environment.
     static func given(file: String?) throws -> String? {

@@ -243,4 +243,37 @@ final class InMemoryCoordinatorTests: XCTestCase {
         XCTAssertNoThrow(try XCTUnwrap(fastRun.wait(timeout: 10)).get(), fastLogs.text)
         XCTAssertNotNil(run.logs.line(containing: ["pid 555) is slow: no gradient for step 1", "heartbeats arrive"]), run.logs.text)
     }
+
+    /// Issue 21 item 10: a worker that heartbeats but never pushes (a hung compute thread) used
+    /// to hold the run forever with one "is slow" line. Past the stall bound (4 heartbeat
+    /// timeouts here) it is lost like a dead one: with --min-workers 1 its chunks move to the
+    /// other worker and the run ends with the in-process bytes.
+    func testAWorkerThatHeartbeatsButNeverPushesLosesItsChunks() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 4)
+        let reference = try ClusterFixtures.localReference(config: config, directory: try scratch())
+        let network = InMemoryNetwork(), directory = try scratch()
+        let run = try Run(config: config, workers: 2, network: network, checkpoint: directory, heartbeatTimeout: 0.5, minWorkers: 1)
+        var options = WorkerOptions(endpoint: "inmemory://coordinator", threads: 1)
+        options.heartbeatTimeout = 5
+        let honest = Worker(corpus: ClusterFixtures.corpus, options: options,
+                            transport: network.client(identity: Array("honest".utf8)), log: { _ in })
+        let honestRun = BackgroundRun(name: "honest") { try honest.run() }
+        let hung = FakeWorker(network: network, identity: "hung", pid: 777)
+        try hung.sayHello()
+        _ = try hung.awaitWelcome()
+        let start = Date()
+        let heartbeats = BackgroundRun(name: "hung heartbeats") { () -> Void in
+            while Date().timeIntervalSince(start) < 20 {   // alive, never pushing
+                try? hung.send(.heartbeat(Heartbeat(rank: 1, step: 0)))
+                usleep(100_000)
+            }
+        }
+        XCTAssertEqual(try run.result(timeout: 20).get().steps, 4, run.logs.text)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 15, "the hung worker held the run")
+        XCTAssertNotNil(run.logs.line(containing: ["pid 777) made no progress on step 1", "heartbeats arrive"]), run.logs.text)
+        XCTAssertNoThrow(try XCTUnwrap(honestRun.wait(timeout: 10)).get())
+        let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
+        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern))
+        _ = heartbeats
+    }
 }

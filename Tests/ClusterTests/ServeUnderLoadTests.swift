@@ -89,4 +89,27 @@ final class JoinTokenTests: ClusterTestCase {
         XCTAssertEqual(careless.waitForExit(timeout: 10), 64, careless.transcript)
         XCTAssertNotNil(careless.stderr.line(containing: ["chmod 600 \(tokenFile)"]), careless.transcript)
     }
+
+    /// Issue 21 item 1: a peer without the token that never reads its replies used to fill
+    /// its queue, and every refusal after that blocked the coordinator's loop for the send
+    /// timeout (the heartbeat timeout): training froze and the healthy worker was declared
+    /// dead. Replies to non-members are now dropped when the queue is full.
+    func testAPeerThatNeverReadsItsRefusalsCannotFreezeTheRun() throws {
+        let endpoint = try freeLoopbackEndpoint()
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "1", "--steps", "60", "--hidden", "32",
+                                "--layers", "1", "--batch", "8", "--seq", "8", "--checkpoint-dir", "",
+                                "--heartbeat-timeout", "30", "--print-every", "20"])
+        XCTAssertNotNil(serve.stdout.waitForLine(containing: ["waiting for 1 worker(s)"], timeout: 20), serve.transcript)
+        let mute = try FakeWorker(endpoint: endpoint, identity: "never-reads")
+        var wrong = mute.hello()
+        wrong.joinToken = "not-the-token"
+        for _ in 0..<100_000 { try mute.send(.hello(wrong)) }   // each refused with an Error it never reads: its queues fill
+        let worker = try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "30"])
+        let start = Date()
+        XCTAssertEqual(serve.waitForExit(timeout: 60), 0, serve.transcript.suffix(3000).description)
+        XCTAssertEqual(worker.waitForExit(timeout: 10), 0, worker.transcript)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 25, "the run waited on the peer that never reads")
+        let refusals = serve.stdout.lines.filter { $0.contains("wrong join token") }.count
+        XCTAssertLessThan(refusals, 60, "100,000 refusals of one peer gave \(refusals) log lines")
+    }
 }

@@ -76,10 +76,14 @@ struct  Recur__Hello
    * to a parameter shard: the rank its Welcome gave this worker
    */
   uint32_t rank;
+  /*
+   * to a parameter shard: the secret of that rank (Welcome.rank_ticket)
+   */
+  char *rank_ticket;
 };
 #define RECUR__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -116,10 +120,15 @@ struct  Recur__Welcome
   char **shard_endpoints;
   size_t n_shard_bounds;
   uint64_t *shard_bounds;
+  /*
+   * Sharded: a secret of this assignment's rank, which the shards also get (ShardCommand
+   * rank_tickets): a shard admits a hello for rank r only with rank r's ticket.
+   */
+  char *rank_ticket;
 };
 #define RECUR__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__welcome__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -309,10 +318,15 @@ struct  Recur__ShardCommand
    * kind 4
    */
   uint32_t worker_count;
+  /*
+   * kind 4: the ticket of each rank, in rank order
+   */
+  size_t n_rank_tickets;
+  char **rank_tickets;
 };
 #define RECUR__SHARD_COMMAND__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_command__descriptor) \
-    , 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0,NULL }
 
 
 /*

@@ -18,15 +18,17 @@ extension Coordinator {
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
         // Shards drop what they gathered for this step and broadcast its weights again once
-        // the workers of this assignment said hello.
-        try shards?.reassign(workers: workers.count, step: step,
+        // the workers of this assignment said hello, each with its rank's ticket.
+        let tickets = shards == nil ? [] : workers.map { _ in JoinSecret.make() }
+        try shards?.reassign(tickets: tickets, step: step,
                              resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
         for peer in workers {
             let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
                                   runConfig: plan.config.canonicalJSON(),
                                   streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
                                   step: UInt64(step), state: state.wireTensors(streams: peer.streams),
-                                  shardEndpoints: shards?.connection.endpoints ?? [], shardBounds: shards?.bounds ?? [])
+                                  shardEndpoints: shards?.connection.endpoints ?? [], shardBounds: shards?.bounds ?? [],
+                                  rankTicket: tickets.isEmpty ? "" : tickets[peer.rank])
             do {
                 try messenger.send(.welcome(welcome), to: peer.identity)
             } catch let error as TransportError {

@@ -31,3 +31,12 @@ func sameBytes(_ a: String, _ b: String) -> Bool {
     for i in x.indices { difference |= x[i] ^ y[i] }
     return difference == 0
 }
+
+/// The secrets of admission: a job's join token, a rank's ticket. 128 random bits from the
+/// system's generator as 32 hex digits.
+public enum JoinSecret {
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+}

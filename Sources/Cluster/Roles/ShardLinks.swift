@@ -78,8 +78,9 @@ final class ShardLinks {
     /// A new assignment of `workers` workers from `step` on: every shard forgets its workers,
     /// waits for their hellos and then broadcasts the weights of `step`. Waits for every shard's
     /// answer, so that the workers' hellos (sent after their new Welcome) find them ready.
-    func reassign(workers: Int, step: Int, resetState: Bool, stop: StopRequest) throws {
-        try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(workers)))
+    func reassign(tickets: [String], step: Int, resetState: Bool, stop: StopRequest) throws {
+        try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(tickets.count),
+                              rankTickets: tickets))
         var ready = Set<Int>()
         try gather(stop: stop, what: "the shards' new assignment") { k, message in
             guard case .shardReport(let report) = message, report.kind == .ready, report.step == UInt64(step) else { return nil }

@@ -46,6 +46,9 @@ public final class ShardServer {
         let shard: Int
         let update: RangeUpdate
         var workerCount: Int { didSet { nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount) } }
+        /// The secret of each rank of the current assignment (`ShardCommand.rankTickets`): a
+        /// hello for rank r is admitted only with ticket r.
+        var tickets: [String] = []
         let chunkCount: Int
         /// The reduction-tree nodes each rank's pushes may name: its block of the assignment
         /// (`StreamLayout.contiguousBlocks`, as the coordinator assigns) cut into tree nodes.
@@ -99,6 +102,10 @@ public final class ShardServer {
         self.log = log
         // Until the setup names the model, the standard bound (1 GiB) applies.
         messenger = ServerMessenger(transport: transport, limits: .standard, log: log)
+        messenger.describe = { [unowned self] identity in
+            if identity == coordinator { return "the coordinator" }
+            return workers.first { $0.value == identity }.map { "worker \($0.key)" } ?? ServerMessenger.anonymous(identity)
+        }
     }
 
     public var endpoint: String { messenger.transport.endpoint }
@@ -226,8 +233,11 @@ public final class ShardServer {
                     try broadcastIfReady()
                 }
             case .reassign:
-                guard command.workerCount >= 1 else { throw ClusterError.protocolViolation("reassign to 0 workers") }
+                guard command.workerCount >= 1, command.rankTickets.count == Int(command.workerCount) else {
+                    throw ClusterError.protocolViolation("reassign to \(command.workerCount) workers with \(command.rankTickets.count) rank tickets")
+                }
                 run.workerCount = Int(command.workerCount)
+                run.tickets = command.rankTickets
                 workers = [:]
                 run.step = command.step
                 run.recycle()
@@ -263,10 +273,10 @@ public final class ShardServer {
             messenger.reject(from: identity, "hello from rank \(rank) of a run of \(run.workerCount) worker(s)")
             return
         }
-        if let holder = workers[rank], holder != identity {
-            // Ranks are handed out by the coordinator; a second peer claiming one is refused
-            // (a new assignment clears them all, so a rejoining worker gets its place back).
-            messenger.reject(from: identity, "hello claiming rank \(rank), which another peer holds")
+        guard rank < run.tickets.count, sameBytes(hello.rankTicket, run.tickets[rank]) else {
+            // Ranks are handed out by the coordinator with a ticket each: whoever lacks it,
+            // the job's token notwithstanding, cannot take a worker's place.
+            messenger.reject(from: identity, "hello for rank \(rank) without that rank's ticket")
             return
         }
         workers[rank] = identity
@@ -295,8 +305,11 @@ public final class ShardServer {
     /// and the nodes tile every chunk, they are added in the fixed tree, divided by the tokens
     /// and reported as block sums of squares.
     private func accept(_ push: DecodedGradientPush, from rank: Int, run: Run) throws {
-        guard push.step == run.step, run.broadcastPending == nil, run.summed == nil else {
+        guard push.step == run.step, run.broadcastPending == nil else {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: run.step))
+        }
+        guard run.summed == nil else {   // every node of the step is in: this is a repeat
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
         }
         // Only a node of the sender's own block: the nodes of different ranks never overlap,
         // so one worker can neither take another's chunks nor crash the shard with its numbers.

@@ -25,6 +25,7 @@ final class WorkerShards {
         messengers = try welcome.shardEndpoints.map { ClientMessenger(transport: try connect($0), log: log) }
         var hello = hello
         hello.rank = welcome.rank
+        hello.rankTicket = welcome.rankTicket
         for messenger in messengers {
             messenger.limits = .sharded(layout: layout)
             try messenger.send(.hello(hello))
