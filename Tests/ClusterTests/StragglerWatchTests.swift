@@ -25,4 +25,15 @@ final class StragglerWatchTests: XCTestCase {
             XCTAssertEqual(watch.observe(step([5.0])), [])
         }
     }
+
+    /// Issue 21 item 12: sub-millisecond steps said "(last 0 ms vs 0 ms)". Differences under a
+    /// millisecond are noise, and short steps are given with a decimal.
+    func testSubMillisecondDifferencesAreNoiseAndShortStepsKeepADecimal() {
+        var watch = StragglerWatch()
+        for _ in 0..<50 { XCTAssertEqual(watch.observe(step([0.0002, 0.0002, 0.0004])), []) }
+        for _ in 0..<19 { XCTAssertEqual(watch.observe(step([0.002, 0.002, 0.0045])), []) }
+        let named = watch.observe(step([0.002, 0.002, 0.0045]))
+        XCTAssertEqual(named.count, 1)
+        XCTAssertTrue(named.first?.contains("(last 4.5 ms vs 2.0 ms)") == true, "\(named)")
+    }
 }

@@ -199,6 +199,11 @@ public final class Worker {
                         throw ClusterError.protocolViolation("weights for step \(oneBased(weights.step)) do not fit this model: \(error)")
                     }
                 }
+                // Weights that are not finite (a broken or hostile coordinator) are never computed
+                // on: the gradient pushed back would be NaN too.
+                guard allFinite(parameters.baseAddress!, count: parameters.count) else {
+                    throw ClusterError.protocolViolation("weights for step \(oneBased(weights.step)) hold values that are not finite")
+                }
                 if resetState { state.reset() }
                 let stepInEpoch = plan.position(globalStep: Int(weights.step)).stepInEpoch
                 let t1 = monotonicSeconds()
