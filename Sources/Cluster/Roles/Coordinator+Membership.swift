@@ -51,6 +51,10 @@ extension Coordinator {
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 if let peer = workers.first(where: { $0.identity == identity }) {
                     peer.lastSeen = monotonicSeconds()
+                    // A worker has every shard's weights as soon as the last hello reached the
+                    // shards, so its push for `step` may arrive before their reports do: keep it
+                    // for the gather (dropped, the step waited for it forever).
+                    if case .gradientPush = message, heldPushes.count < maximumHeldPushes { heldPushes.append((identity, message)) }
                 } else {
                     admitOrReject(identity, message, step: step)
                 }
