@@ -132,14 +132,16 @@ final class ShardTests: ClusterTestCase {
     }
 
     /// A shard reports each worker's hello to the coordinator (`workerJoined`) and broadcasts
-    /// the step's weights once every hello is in, so a worker may compute and push before the
-    /// coordinator has read the reports. Here the coordinator reads everything its shards say
-    /// 0.3 s late, so the pushes of step 1 always come first. They used to be dropped while the
-    /// coordinator waited for the reports, and the step then waited for them forever ("is slow:
-    /// no gradient for step 1 …, but its heartbeats arrive"; also after a lost or joining worker,
-    /// the join hang of scripts/test-cluster). They are kept: the run ends with the in-process
-    /// bytes.
-    func testPushesThatOvertakeTheShardsHelloReportsAreKept() throws {
+    /// the step's weights once every hello is in, so a worker may compute and push, and a shard
+    /// report the step's norm blocks, before the coordinator has read the other shards' hello
+    /// reports. Here the coordinator reads what shard 1 says 0.5 s late (shard 0 at once), so
+    /// at every assignment the workers' pushes and shard 0's norm blocks come first. Both used to
+    /// be dropped while the coordinator waited for the reports: the step then waited forever for
+    /// the pushes ("is slow: no gradient for step 1 …, but its heartbeats arrive"; also after a
+    /// lost or joining worker: the join hang of scripts/test-cluster), or the run ended with
+    /// "shard 0 sent no gradient norm" (after a restart). Both are kept: the run ends with the
+    /// in-process bytes.
+    func testPushesAndNormsThatOvertakeTheShardsHelloReportsAreKept() throws {
         let config = ClusterFixtures.tinyConfig(steps: 4)
         let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
         let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
@@ -148,7 +150,7 @@ final class ShardTests: ClusterTestCase {
         let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options(checkpoint: directory))
         let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 5, shardEndpoints: endpoints,
-                                               shardLink: { LateLink($0, delay: 0.3) })
+                                               shardLink: { endpoint, link in LateLink(link, delay: endpoint == endpoints[1] ? 0.5 : 0) })
         let workers = try (0..<2).map { _ in try startWorker(coordinator.endpoint) }
         let result = try XCTUnwrap(coordinator.wait(timeout: 40))
         XCTAssertEqual(try result.get().steps, 4, coordinator.logs.text)
