@@ -150,9 +150,11 @@ final class CoordinatorHarness: @unchecked Sendable {
 
     /// `onStep` runs on the coordinator's thread after each step is reported (a test may
     /// block it briefly to hold the run at a known step).
-    /// `shardEndpoints`: `recur shard` processes to run with (sharded parameter servers).
+    /// `shardEndpoints`: `recur shard` processes to run with (sharded parameter servers);
+    /// `shardLink` wraps the coordinator's connection to each endpoint (a test delays what they say).
     init(session: TrainingSession, workers: Int, heartbeatTimeout: Double = 5, joinTimeout: Double = 30,
-         bind: String = "tcp://127.0.0.1:*", shardEndpoints: [String] = [], onStep: @escaping (Int) -> Void = { _ in }) throws {
+         bind: String = "tcp://127.0.0.1:*", shardEndpoints: [String] = [],
+         shardLink: @escaping (String, ClientTransport) -> ClientTransport = { $1 }, onStep: @escaping (Int) -> Void = { _ in }) throws {
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = joinTimeout
@@ -162,7 +164,7 @@ final class CoordinatorHarness: @unchecked Sendable {
         let logs = self.logs, steps = self.steps
         let server = try ZMQServerTransport(settings)
         let shards = shardEndpoints.isEmpty ? nil : ShardConnection(endpoints: shardEndpoints, connect: {
-            try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: server.context)
+            shardLink($0, try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: server.context))
         }, update: session.update)
         coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
                                       transport: server, stop: stopRequest, shards: shards, log: logs.append)
@@ -441,9 +443,11 @@ class ClusterTestCase: XCTestCase {
 
     func startCoordinator(_ session: TrainingSession, workers count: Int, heartbeatTimeout: Double = 5,
                           joinTimeout: Double = 30, shardEndpoints: [String] = [],
+                          shardLink: @escaping (String, ClientTransport) -> ClientTransport = { $1 },
                           onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
         let harness = try CoordinatorHarness(session: session, workers: count, heartbeatTimeout: heartbeatTimeout,
-                                             joinTimeout: joinTimeout, shardEndpoints: shardEndpoints, onStep: onStep)
+                                             joinTimeout: joinTimeout, shardEndpoints: shardEndpoints, shardLink: shardLink,
+                                             onStep: onStep)
         coordinators.append(harness)
         harness.start()
         return harness

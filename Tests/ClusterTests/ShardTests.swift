@@ -131,9 +131,78 @@ final class ShardTests: ClusterTestCase {
         for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
     }
 
+    /// A shard reports each worker's hello to the coordinator (`workerJoined`) and broadcasts
+    /// the step's weights once every hello is in, so a worker may compute and push, and a shard
+    /// report the step's norm blocks, before the coordinator has read the other shards' hello
+    /// reports. Here the coordinator reads what shard 1 says 0.5 s late (shard 0 at once), so
+    /// at every assignment the workers' pushes and shard 0's norm blocks come first. Both used to
+    /// be dropped while the coordinator waited for the reports: the step then waited forever for
+    /// the pushes ("is slow: no gradient for step 1 …, but its heartbeats arrive"; also after a
+    /// lost or joining worker: the join hang of scripts/test-cluster), or the run ended with
+    /// "shard 0 sent no gradient norm" (after a restart). Both are kept: the run ends with the
+    /// in-process bytes.
+    func testPushesAndNormsThatOvertakeTheShardsHelloReportsAreKept() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 4)
+        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
+        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
+        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "5"]) }
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 5, shardEndpoints: endpoints,
+                                               shardLink: { endpoint, link in LateLink(link, delay: endpoint == endpoints[1] ? 0.5 : 0) })
+        let workers = try (0..<2).map { _ in try startWorker(coordinator.endpoint) }
+        let result = try XCTUnwrap(coordinator.wait(timeout: 40))
+        XCTAssertEqual(try result.get().steps, 4, coordinator.logs.text)
+        XCTAssertEqual(try ClusterFixtures.outcome(of: session, checkpoint: directory).values, reference.values)
+        for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text) }
+        for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
+    }
+
     /// "[worker pid 123] shard 1 of 2: …" → 123 (local processes' log prefix).
     static func pid(inPrefixOf line: String) -> pid_t? {
         guard let range = line.range(of: "pid ") else { return nil }
         return pid_t(line[range.upperBound...].prefix { $0.isNumber })
     }
+}
+
+/// A client link that hands on each message `delay` seconds after it arrived (in order), as a
+/// loaded machine or a slow path would.
+final class LateLink: ClientTransport {
+    private let inner: ClientTransport
+    private let delay: Double
+    private var queue: [(due: Double, from: PeerIdentity, bytes: [UInt8])] = []
+    /// The body handed out last: valid until the next `receive`, as the protocol says.
+    private var current = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    init(_ inner: ClientTransport, delay: Double) {
+        self.inner = inner
+        self.delay = delay
+    }
+
+    deinit { current.deallocate() }
+
+    func receive(timeout: Double) throws -> Received? {
+        let deadline = Date().timeIntervalSince1970 + timeout
+        while true {
+            while let received = try inner.receive(timeout: 0) {
+                guard case .message(let from, let body) = received else { return received }
+                queue.append((Date().timeIntervalSince1970 + delay, from, Array(body)))
+            }
+            let now = Date().timeIntervalSince1970
+            if let first = queue.first, first.due <= now {
+                queue.removeFirst()
+                current.deallocate()
+                current = .allocate(byteCount: first.bytes.count, alignment: 16)
+                first.bytes.withUnsafeBytes { current.copyMemory(from: $0) }
+                return .message(from: first.from, body: UnsafeRawBufferPointer(current))
+            }
+            if now >= deadline { return nil }
+            usleep(1000)
+        }
+    }
+
+    func send(_ body: UnsafeRawBufferPointer) throws { try inner.send(body) }
+    func close() { inner.close() }
+    func discard() { inner.discard() }
 }

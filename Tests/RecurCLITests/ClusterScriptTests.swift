@@ -23,9 +23,11 @@ final class ClusterScriptTests: XCTestCase {
         return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
     }
 
-    /// Runs `bash script arguments…` from the repository with stdout and stderr in one file;
-    /// stops it with SIGTERM (the scripts clean up on TERM) after `seconds`.
-    func runScript(_ script: String, _ arguments: [String] = [], seconds: Double) throws -> Run {
+    /// Runs `bash script arguments…` (or `interpreter script arguments…`) from the repository
+    /// with stdout and stderr in one file; stops it with SIGTERM (the scripts clean up on TERM)
+    /// after `seconds`.
+    func runScript(_ script: String, _ arguments: [String] = [], seconds: Double,
+                   interpreter: [String] = ["/bin/bash"]) throws -> Run {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("\(script.replacingOccurrences(of: "/", with: "-"))-\(getpid()).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: log.path])
@@ -35,8 +37,8 @@ final class ClusterScriptTests: XCTestCase {
         defer { try? handle.close() }
 
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script] + arguments
+        process.executableURL = URL(fileURLWithPath: interpreter[0])
+        process.arguments = interpreter.dropFirst() + [script] + arguments
         process.currentDirectoryURL = repository
         var environment = ProcessInfo.processInfo.environment
         if let builtBinary { environment["RECUR_BINARY"] = builtBinary }
@@ -71,6 +73,45 @@ final class ClusterScriptTests: XCTestCase {
         XCTAssertFalse(run.timedOut, "\(name) did not finish in time", file: file, line: line)
         XCTAssertEqual(run.status, 0, "\(name) failed (exit status \(run.status))", file: file, line: line)
         XCTAssertTrue(passed, "\(name) printed no '\(summary)' line", file: file, line: line)
+    }
+
+    /// cluster/ and scripts/ run on bash 4.4 (RHEL 8; Ubuntu 20.04 has 5.0): scripts/lib/bash44-lint
+    /// finds no bash 5 feature in them, and it does find each one it knows in a file that has
+    /// them (so a clean verdict means something), while 4.4's own features pass.
+    func testShellScriptsUseNoBash5Features() throws {
+        let clean = try runScript("scripts/lib/bash44-lint", seconds: 60, interpreter: ["/usr/bin/env", "python3"])
+        XCTAssertEqual(clean.status, 0, clean.output)
+        XCTAssertTrue(clean.output.contains("shell script(s) clean: cluster/launch, cluster/slurm.sbatch"), clean.output)
+
+        let sample = FileManager.default.temporaryDirectory.appendingPathComponent("bash5-\(getpid()).sh")
+        defer { try? FileManager.default.removeItem(at: sample) }
+        let lines = [
+            "#!/usr/bin/env bash",
+            "wait -n -p finished \"$a\" \"$b\"",        // 2
+            "wait -f \"$pid\"",                           // 3
+            "start=$EPOCHREALTIME",                        // 4
+            "echo \"$EPOCHSECONDS\"",                      // 5
+            "n=$SRANDOM",                                  // 6
+            "BASH_ARGV0=name",                             // 7
+            "echo \"${name@U} ${name@u} ${name@L}\"",      // 8
+            "echo \"${map@K} ${map@k}\"",                  // 9
+            "shopt -s assoc_expand_once localvar_inherit", // 10
+            "shopt -s localvar_unset patsub_replacement",  // 11
+            "wait -n; local -; echo \"${x@Q} ${x@A} ${#list[@]}\"   # wait -p in a comment",  // 12: bash 4.4
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(to: sample, atomically: true, encoding: .utf8)
+        let found = try runScript("scripts/lib/bash44-lint", [sample.path], seconds: 60, interpreter: ["/usr/bin/env", "python3"])
+        XCTAssertEqual(found.status, 1, found.output)
+        for (line, what) in [(2, "wait -p VAR (bash 5.1)"), (3, "wait -f (bash 5.0)"), (4, "$EPOCHREALTIME (bash 5.0)"),
+                             (5, "$EPOCHSECONDS (bash 5.0)"), (6, "$SRANDOM (bash 5.1)"), (7, "BASH_ARGV0 (bash 5.0)"),
+                             (8, "${var@U}/@u/@L case transformation (bash 5.1)"), (9, "${var@K} transformation (bash 5.1)"),
+                             (9, "${var@k} transformation (bash 5.2)"), (10, "shopt assoc_expand_once (bash 5.0)"),
+                             (10, "shopt localvar_inherit (bash 5.0)"), (11, "shopt localvar_unset (bash 5.1)"),
+                             (11, "shopt patsub_replacement (bash 5.2)")] {
+            XCTAssertTrue(found.output.contains("\(sample.path):\(line): \(what)"), "line \(line), \(what):\n\(found.output)")
+        }
+        XCTAssertFalse(found.output.contains("\(sample.path):12:"), "bash 4.4's features flagged:\n\(found.output)")
+        XCTAssertTrue(found.output.contains("bash44-lint: 13 bash 5 feature(s) in 1 of 1 shell script(s)"), found.output)
     }
 
     func testLauncherAcrossNamespaceNodes() throws {

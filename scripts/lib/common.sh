@@ -1,4 +1,4 @@
-# scripts/lib/common.sh — shared helpers of the bash test scripts (source it; needs bash 5).
+# scripts/lib/common.sh — shared helpers of the bash test scripts (source it; bash 4.4 or later).
 #
 # Gives: say/fail/skip messages, a cleanup stack run on every exit path, Debian package
 # installation, bounded waiting, and assertions that print what they checked.

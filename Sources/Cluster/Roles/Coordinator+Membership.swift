@@ -48,11 +48,22 @@ extension Coordinator {
         while seen.contains(where: { $0.count < workers.count }) {
             try sendHeartbeatsIfDue(step: step)
             for (k, message) in try shards.poll() {
-                if case .shardReport(let report) = message, report.kind == .workerJoined { seen[k].insert(Int(report.step)) }
+                guard case .shardReport(let report) = message else { continue }
+                if report.kind == .workerJoined {
+                    seen[k].insert(Int(report.step))
+                } else if report.kind == .blockSquares, report.step == UInt64(step) {
+                    // A shard that has every push of `step` reports its norm blocks, maybe before
+                    // another shard's hello reports arrive here: kept for the gather.
+                    shards.hold(k, message)
+                }
             }
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 if let peer = workers.first(where: { $0.identity == identity }) {
                     peer.lastSeen = monotonicSeconds()
+                    // A worker has every shard's weights as soon as the last hello reached the
+                    // shards, so its push for `step` may arrive before their reports do: kept for
+                    // the gather (dropped, the step waited for it forever).
+                    if case .gradientPush = message, heldPushes.count < maximumHeldPushes { heldPushes.append((identity, message)) }
                 } else {
                     admitOrReject(identity, message, step: step)
                 }

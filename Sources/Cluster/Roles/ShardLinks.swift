@@ -89,6 +89,9 @@ final class ShardLinks {
         }
     }
 
+    /// Puts a message back for the next `poll` (it came before the wait that takes it).
+    func hold(_ k: Int, _ message: DecodedMessage) { held.append((k, message)) }
+
     func send(_ command: ShardCommand) throws {
         for messenger in messengers { try messenger.send(.shardCommand(command)) }
     }

@@ -21,11 +21,12 @@ final class CorpusTests: XCTestCase {
         return url.path
     }
 
-    /// The shared Tiny Shakespeare file, found from this source file: <root>/../shared/data.
+    /// The repository's Tiny Shakespeare (data/README.md), found from this source file:
+    /// <root>/Tests/TrainingTests/Data/CorpusTests.swift → <root>/data/tinyshakespeare.txt.
     private static let shakespearePath = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("shared/data/tinyshakespeare.txt").path
+        .deletingLastPathComponent()
+        .appendingPathComponent("data/tinyshakespeare.txt").path
 
     /// Counts and digest as Python reports them (len(text), len(set(text)), hashlib.sha256).
     func testTinyShakespeare() throws {
