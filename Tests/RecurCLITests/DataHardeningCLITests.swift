@@ -66,7 +66,7 @@ final class DataHardeningCLITests: RecurBinaryTestCase {
         let inputs = try write(Data("nxyz\nsxyz\n".utf8), to: "inputs.txt")
         let predicted = try run(["predict", "--checkpoint", scratch.child("cls").path, "--data", inputs, "--top", "3"])
         XCTAssertEqual(predicted.status, 0, predicted.all)
-        XCTAssertEqual(Set(predicted.standardOutput.split(separator: "\n")[0].split(separator: "\t").enumerated()
+        XCTAssertEqual(Set((predicted.standardOutput.split(separator: "\n").first ?? "").split(separator: "\t").enumerated()
                            .filter { $0.offset % 2 == 0 }.map { String($0.element) }), ["east", "north", "south"], predicted.all)
         let classified = try run(["eval", "--checkpoint", scratch.child("cls").path, "--data", labelled])
         XCTAssertEqual(classified.status, 0, classified.all)

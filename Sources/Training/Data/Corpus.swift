@@ -77,7 +77,7 @@ public struct Corpus: Sendable {
 
     /// A corpus from text already in memory; `text` must not be empty (nor only a byte order mark).
     public init(text: String, name: String) {
-        precondition(text.unicodeScalars.contains { $0 != "\u{FEFF}" }, "corpus \(name) is empty")
+        precondition(text.utf8.count > Self.byteOrderMarkLength(text.utf8), "corpus \(name) is empty")
         var text = text
         self = text.withUTF8 { buffer in
             // A Swift String is always valid UTF-8, so decoding cannot fail.

@@ -68,8 +68,8 @@ final class DataHardeningTests: XCTestCase {
         }
     }
 
-    /// A token file of a BOM corpus maps to the tokens decoding gives (a version 1 token file,
-    /// which held the BOM as a token, is not read).
+    /// A token file of a BOM corpus maps to the tokens decoding gives, without the BOM; it is a
+    /// version 2 file (a version 1 token file, which held the BOM as a token, is not read).
     func testItem6TokenFileOfByteOrderMarkCorpusMatchesDecoding() throws {
         let directory = TemporaryDirectory()
         let path = directory.child("bom.txt").path
@@ -78,6 +78,11 @@ final class DataHardeningTests: XCTestCase {
         let decoded = try Corpus.load(path: path)
         let written = try Corpus.load(path: path, cache: cache)
         let mapped = try Corpus.load(path: path, cache: cache)
+        XCTAssertFalse(decoded.vocabulary.scalars.contains("\u{FEFF}"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache.directory.path)
+        XCTAssertEqual(files.count, 1)
+        let head = try Data(contentsOf: cache.directory.appendingPathComponent(files[0])).prefix(8)
+        XCTAssertEqual(String(decoding: head, as: UTF8.self), "RECURTK2")
         for corpus in [written, mapped] {
             XCTAssertEqual(corpus.vocabulary, decoded.vocabulary)
             XCTAssertEqual(Array(corpus.tokens), Array(decoded.tokens))
