@@ -41,7 +41,8 @@ struct Finding: Error, CustomStringConvertible {
 }
 
 public enum FuzzTargets {
-    public static let all: [FuzzTarget] = [wire, safetensors, checkpointModel, checkpointMetadata, stateJSON, corpus]
+    public static let all: [FuzzTarget] = [wire, safetensors, checkpointModel, checkpointMetadata, stateJSON, corpus,
+                                           labelFile, inputLines]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -209,22 +210,131 @@ public enum FuzzTargets {
         name: "corpus",
         seeds: {
             [Array("the cat sat on the mat.\n".utf8), Array("héllo wörld ☃ \u{1F600} \u{10FFFF}\r\n".utf8),
-             [0xEF, 0xBB, 0xBF, 0x61], [0x00, 0x7F, 0xC2, 0x80, 0xDF, 0xBF, 0xE0, 0xA0, 0x80, 0xF4, 0x8F, 0xBF, 0xBF]]
+             [0xEF, 0xBB, 0xBF, 0x61], [0x00, 0x7F, 0xC2, 0x80, 0xDF, 0xBF, 0xE0, 0xA0, 0x80, 0xF4, 0x8F, 0xBF, 0xBF],
+             [0xEF, 0xBB, 0xBF, 0xEF, 0xBB, 0xBF, 0x0D, 0x0A, 0x00, 0x0D],
+             Array(String(repeating: "a long line without an end ", count: 400).utf8)]
         },
-        dictionary: [[0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE0, 0x80], [0xF0], [0x80], [0xFF], [0xC2]],
+        dictionary: [[0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE0, 0x80], [0xF0], [0x80], [0xFF], [0xC2],
+                     [0xEF, 0xBB, 0xBF], [0x0D, 0x0A], [0x0D], [0x00]],
         body: { bytes in
-            // Swift's validator is the oracle: both must agree on every input.
+            // Swift's validator is the oracle: both must agree on every input. A leading byte
+            // order mark is not text (Corpus), so it is not counted.
             let valid = String(validating: bytes, as: UTF8.self)
             do {
                 let corpus = try Corpus.decode(bytes, name: "fuzz")
                 guard let text = valid else { throw Finding("strict decoder accepted bytes Swift rejects") }
-                guard corpus.count == text.unicodeScalars.count, corpus.vocabulary.count == Set(text.unicodeScalars).count else {
-                    throw Finding("decoded \(corpus.count) scalars, Swift \(text.unicodeScalars.count)")
+                let scalars = text.unicodeScalars.first == "\u{FEFF}" ? Array(text.unicodeScalars.dropFirst()) : Array(text.unicodeScalars)
+                guard corpus.count == scalars.count, corpus.vocabulary.count == Set(scalars).count else {
+                    throw Finding("decoded \(corpus.count) scalars, Swift \(scalars.count)")
+                }
+                guard corpus.vocabulary.decode(corpus.tokens) == String(String.UnicodeScalarView(scalars)) else {
+                    throw Finding("decoded text differs from Swift's")
                 }
             } catch let error as CorpusError {
                 if case .invalidUTF8 = error, valid != nil { throw Finding("strict decoder rejected valid UTF-8: \(error)") }
                 throw error
             }
+        },
+        isTyped: { $0 is CorpusError })
+}
+
+// MARK: Lines
+
+extension FuzzTargets {
+    /// The line limit under fuzzing: small, so inputs of a few hundred bytes reach it.
+    static let fuzzLineLimit = 64
+
+    static let lineTokens: [[UInt8]] = [[0x09], [0x0A], [0x0D, 0x0A], [0x0D], [0x00], [0x1B], [0xEF, 0xBB, 0xBF], [0xFF], [0xC2],
+                                        [0xE2, 0x82], Array(String(repeating: "x", count: 60).utf8)]
+
+    /// Training's reading of a classification file (`Corpus.decode`, then `LabelledExamples.parse`)
+    /// against `eval`'s and `--val-data`'s (`LabelledExamples.read` through a `LineReader`
+    /// fed a few bytes at a time): when training accepts a file, reading it with the training
+    /// vocabulary and labels gives the same examples; when training refuses a line by the line
+    /// contract, the reader refuses the same line for the same reason.
+    static let labelFile = FuzzTarget(
+        name: "label-file",
+        seeds: {
+            ["pos\tgood day\nneg\tbad\n", "pos\tgood\r\nneg\tbad\tstill text\r\n", "\u{FEFF}pos\tgood\nneg\tbad",
+             "a\tnul \u{0} here\r\nb\tx\u{FEFF}y\n", "é\t😀\r\nx\ty\r"].map { Array($0.utf8) }
+        },
+        dictionary: lineTokens,
+        body: { bytes in
+            let corpus = try Corpus.decode(bytes, name: "fuzz")
+            let reader = LineReader(bytes: bytes, name: "fuzz", readBytes: 1 + bytes.count % 7, maximumLineBytes: fuzzLineLimit)
+            let labels: [String], examples: [LabelledExamples.Example]
+            do {
+                (labels, examples) = try LabelledExamples.parse(corpus, maximumLineBytes: fuzzLineLimit)
+            } catch CorpusError.badExample(_, let line, let reason)
+                        where reason == TextLines.loneCarriageReturn || reason == TextLines.tooLong(limit: fuzzLineLimit) {
+                do {
+                    while try reader.next() != nil {}
+                    throw Finding("training refused line \(line) (\(reason)), the reader read every line")
+                } catch CorpusError.badExample(_, let readLine, let readReason) {
+                    guard readLine == line, readReason == reason else {
+                        throw Finding("training refused line \(line) (\(reason)), the reader line \(readLine) (\(readReason))")
+                    }
+                }
+                throw CorpusError.badExample(path: "fuzz", line: line, reason: reason)
+            }
+            for label in labels where LabelledExamples.labelProblem(label) != nil {
+                throw Finding("training accepted the label \(label.debugDescription)")
+            }
+            let read: LabelledExamples
+            do {
+                read = try LabelledExamples.read(lines: reader, vocabulary: corpus.vocabulary, labels: labels)
+            } catch {
+                throw Finding("training accepted the file, reading it failed: \(error)")
+            }
+            guard read.count == examples.count, read.skippedCharacters == 0, read.skippedEmpty == 0, read.skippedUnknownLabels == 0 else {
+                throw Finding("training split \(examples.count) examples, reading \(read.count) (skipped \(read.skippedUnknownLabels) labels, \(read.skippedEmpty) empty)")
+            }
+            for (t, r) in zip(examples, read.examples) {
+                guard t.label == r.label, Array(corpus.tokens[t.start..<(t.start + t.count)]) == Array(read.tokens[r.start..<(r.start + r.count)]) else {
+                    throw Finding("an example differs between training and reading")
+                }
+            }
+        },
+        isTyped: { $0 is CorpusError })
+
+    /// `predict`'s input: a `LineReader` fed 1–5 bytes at a time against a reference splitter
+    /// written from the contract (split at LF, drop a BOM on line 1 and one CR before the end,
+    /// then: too long, lone CR, not UTF-8): the same lines, or a refusal of the same line for
+    /// the same reason.
+    static let inputLines = FuzzTarget(
+        name: "input-lines",
+        seeds: {
+            ["one\ntwo\n", "one\r\ntwo", "\u{FEFF}first\r\n\u{FEFF}second\n\n", "nul\u{0}\r\n\u{1B}[2J é😀\r"].map { Array($0.utf8) }
+        },
+        dictionary: lineTokens,
+        body: { bytes in
+            var expected: [String] = []
+            var refusal: (line: Int, reason: String)?
+            var pieces = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
+            if pieces.last?.isEmpty == true { pieces.removeLast() }
+            for (i, piece) in pieces.enumerated() {
+                var text = piece[...]
+                if i == 0, text.starts(with: TextLines.byteOrderMark) { text = text.dropFirst(3) }
+                if text.last == 0x0D { text = text.dropLast() }
+                if text.count > fuzzLineLimit { refusal = (i + 1, TextLines.tooLong(limit: fuzzLineLimit)) }
+                else if text.contains(0x0D) { refusal = (i + 1, TextLines.loneCarriageReturn) }
+                else if let line = String(validating: text, as: UTF8.self) { expected.append(line) }
+                else { refusal = (i + 1, "not valid UTF-8") }
+                if refusal != nil { break }
+            }
+            let reader = LineReader(bytes: bytes, name: "fuzz", readBytes: 1 + bytes.count % 5, maximumLineBytes: fuzzLineLimit)
+            var lines: [String] = []
+            do {
+                while let line = try reader.next() { lines.append(line) }
+            } catch CorpusError.badExample(_, let line, let reason) {
+                guard let refusal, refusal.line == line, reason.hasPrefix(refusal.reason) else {
+                    throw Finding("the reader refused line \(line) (\(reason)), the contract \(refusal.map { "line \($0.line) (\($0.reason))" } ?? "nothing")")
+                }
+                guard lines == expected else { throw Finding("the lines before the refusal differ") }
+                throw CorpusError.badExample(path: "fuzz", line: line, reason: reason)
+            }
+            if let refusal { throw Finding("the reader read every line, the contract refuses line \(refusal.line) (\(refusal.reason))") }
+            guard lines == expected else { throw Finding("the reader gave \(lines.count) lines, the contract \(expected.count)") }
         },
         isTyped: { $0 is CorpusError })
 }

@@ -84,6 +84,13 @@ extension Checkpoint {
               labels.count == count, Set(labels).count == count else {
             throw TrainingError.checkpoint("\(path)/\(modelFile): a classifier of \(count) classes needs \"labels\" metadata, a JSON array of \(count) distinct names")
         }
+        // A hand-made or foreign header is held to what training files allow (no control
+        // characters): the names are printed in predict's tab-separated lines.
+        for (i, label) in labels.enumerated() {
+            if let problem = LabelledExamples.labelProblem(label) {
+                throw TrainingError.checkpoint("\(path)/\(modelFile): labels entry \(i): \(problem)")
+            }
+        }
         return labels
     }
 

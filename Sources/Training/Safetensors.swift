@@ -127,7 +127,10 @@ public enum Safetensors {
         return bytes
     }
 
-    /// JSON string literal: quotes, backslashes and control characters escaped, the rest as UTF-8.
+    /// JSON string literal: quotes, backslashes and control characters escaped, the rest as UTF-8
+    /// except U+FEFF, written `\ufeff`: Foundation's JSONSerialization (swift-corelibs) drops a
+    /// raw U+FEFF at the start of a string or right after an escape, so a vocabulary holding it
+    /// would not read back (see `decode`, which guards files written by other tools).
     static func jsonString(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
@@ -137,13 +140,33 @@ public enum Safetensors {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
+            case _ where scalar.value < 0x20 || scalar.value == 0xFEFF:
                 let hex = String(scalar.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(scalar)
             }
         }
         return out + "\""
+    }
+
+    /// `header` with every U+FEFF (EF BB BF, only ever that scalar in valid UTF-8) written as the
+    /// escape `\ufeff`, which means the same in JSON: JSONSerialization drops a raw U+FEFF at the
+    /// start of a string or after an escape (a vocabulary entry "\u{FEFF}" read back as "").
+    /// Outside strings U+FEFF is not JSON whitespace, so the escape is as invalid there as it was.
+    static func escapingByteOrderMarks(_ header: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(header.count)
+        var i = header.startIndex
+        while i < header.endIndex {
+            if header[i] == 0xEF, i + 2 < header.endIndex, header[i + 1] == 0xBB, header[i + 2] == 0xBF {
+                out += Array("\\ufeff".utf8)
+                i += 3
+            } else {
+                out.append(header[i])
+                i += 1
+            }
+        }
+        return out
     }
 
     static func appendLittleEndian(_ values: [Float], to bytes: inout [UInt8]) {
@@ -174,7 +197,7 @@ public enum Safetensors {
         }
         let object: Any
         do {
-            object = try JSONSerialization.jsonObject(with: Data(headerBytes))
+            object = try JSONSerialization.jsonObject(with: Data(escapingByteOrderMarks(headerBytes)))
         } catch {
             let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
             throw SafetensorsError.invalidHeader(reason: detail ?? error.localizedDescription)

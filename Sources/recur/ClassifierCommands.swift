@@ -9,10 +9,11 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Label lines of text with a classifier checkpoint (--task classify).",
         discussion: """
-        Reads one text per line (from --data, else standard input) and prints for each line \
-        `label<TAB>probability` of the most likely class, in input order. Inputs are cut to \
-        the checkpoint's --max-len; characters outside its vocabulary are dropped (counted on \
-        stderr); a line left empty prints `-<TAB>-`.
+        Reads one text per line (from --data, a file or pipe, else standard input; lines end \
+        in LF or CR LF, at most 4 MiB each) and prints for each line \
+        `label<TAB>probability` of the most likely class, in input order, as it reads. Inputs \
+        are cut to the checkpoint's --max-len; characters outside its vocabulary are dropped \
+        (counted on stderr); a line left empty prints `-<TAB>-`.
         """)
 
     @Option(help: "Checkpoint directory of a classifier.")
@@ -26,27 +27,42 @@ struct PredictCommand: ParsableCommand {
         if top < 1 { throw ValidationError("--top must be at least 1, got \(top)") }
     }
 
+    /// Inputs are streamed: lines are read (`LineReader`, the line contract of every label
+    /// file), scored and printed a batch at a time, so memory holds one batch whatever the
+    /// input's size. A line's result does not depend on its batch (`ClassifierEvaluator`).
     func run() throws {
         let c = try readClassifier(checkpoint)
-        let bytes: Data
-        if let data { bytes = try Data(contentsOf: URL(fileURLWithPath: data)) } else { bytes = FileHandle.standardInput.readDataToEndOfFile() }
-        guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("\(data ?? "standard input") is not UTF-8 text") }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last == "" { lines.removeLast() }
-        let (examples, dropped) = LabelledExamples.unlabelled(lines: lines, vocabulary: c.vocabulary)
-        if dropped > 0 { warn("dropped \(dropped) character(s) outside the checkpoint's vocabulary") }
+        let lines = try data.map { try LineReader(path: $0, flag: "--data") } ?? LineReader.standardInput()
         let maxLength = c.training?.config.resolvedMaxLength ?? TrainingConfig.defaultMaxLength
-        let probabilities = c.parameters.withUnsafeBufferPointer {
-            ClassifierEvaluator.predict(model: c.model, parameters: $0.baseAddress!, examples: examples, maxLength: maxLength)
+        var batch: [String] = [], batchBytes = 0, dropped = 0
+        func flush() {
+            let (examples, droppedHere) = LabelledExamples.unlabelled(lines: batch, vocabulary: c.vocabulary)
+            dropped += droppedHere
+            let probabilities = c.parameters.withUnsafeBufferPointer {
+                ClassifierEvaluator.predict(model: c.model, parameters: $0.baseAddress!, examples: examples, maxLength: maxLength)
+            }
+            var out = ""
+            for p in probabilities {
+                guard let p else { out += "-\t-\n"; continue }
+                let best = p.indices.sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }.prefix(top)
+                out += best.map { String(format: "%@\t%.4f", c.labels[$0], Double(p[$0])) }.joined(separator: "\t") + "\n"
+            }
+            FileHandle.standardOutput.write(Data(out.utf8))
+            batch.removeAll(keepingCapacity: true)
+            batchBytes = 0
         }
-        var out = ""
-        for p in probabilities {
-            guard let p else { out += "-\t-\n"; continue }
-            let best = p.indices.sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }.prefix(top)
-            out += best.map { String(format: "%@\t%.4f", c.labels[$0], Double(p[$0])) }.joined(separator: "\t") + "\n"
+        // A batch ends at `predictBatchLines` lines or `predictBatchBytes` of text, whichever
+        // comes first: a few long lines must not hold a thousand lines' worth of memory.
+        while let line = try lines.next() {
+            batch.append(line)
+            batchBytes += line.utf8.count
+            if batch.count == Self.predictBatchLines || batchBytes >= Self.predictBatchBytes { flush() }
         }
-        FileHandle.standardOutput.write(Data(out.utf8))
+        if !batch.isEmpty { flush() }
+        if dropped > 0 { warn("dropped \(dropped) character(s) outside the checkpoint's vocabulary") }
     }
+
+    static let predictBatchLines = 1024, predictBatchBytes = 16 << 20
 }
 
 /// A checkpoint that must be a classifier's.

@@ -64,7 +64,7 @@ struct RunSetup {
         if let valData = data.valData {
             guard config.isClassifier else { throw ValidationError("--val-data goes with --task classify (a language model holds out the end of --data: --val-fraction)") }
             let labels = try LabelledExamples.split(corpus, validationFraction: 0).train.labels
-            validation = try LabelledExamples.read(path: valData, vocabulary: corpus.vocabulary, labels: labels)
+            validation = try LabelledExamples.read(path: valData, flag: "--val-data", vocabulary: corpus.vocabulary, labels: labels)
             if let v = validation, v.skippedCharacters + v.skippedUnknownLabels + v.skippedEmpty > 0 {
                 log("\(valData): skipped \(v.skippedUnknownLabels) example(s) of labels the training data lacks, \(v.skippedEmpty) left empty, and \(v.skippedCharacters) character(s) outside the vocabulary")
             }

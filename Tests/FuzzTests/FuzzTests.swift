@@ -8,7 +8,7 @@ import XCTest
 /// error; a trap ends the test process. scripts/fuzz runs the same targets for longer, and
 /// under libFuzzer with AddressSanitizer.
 final class FuzzTests: XCTestCase {
-    /// Per target: about 5 s for the six together on a loaded machine, tens of thousands of inputs.
+    /// Per target: about 6 s for the eight together on a loaded machine, tens of thousands of inputs.
     static let seconds = 0.8
     static let maximumInputs = 20_000
 
@@ -45,6 +45,8 @@ final class FuzzTests: XCTestCase {
     func testCheckpointMetadata() throws { try fuzz("checkpoint-metadata") }
     func testStateJSON() throws { try fuzz("state-json") }
     func testCorpus() throws { try fuzz("corpus") }
+    func testLabelFile() throws { try fuzz("label-file") }
+    func testInputLines() throws { try fuzz("input-lines") }
 
     /// The same seed gives the same inputs.
     func testMutatorIsDeterministic() {

@@ -42,32 +42,58 @@ public struct LabelledExamples: Sendable {
     /// How many examples are longer than `maxLength` (the run says it truncates them).
     public func truncatedCount(maxLength: Int) -> Int { examples.reduce(0) { $0 + ($1.count > maxLength ? 1 : 0) } }
 
-    /// The examples of a training corpus: every line, in file order. Throws
-    /// `CorpusError.badExample` naming the first line without a tab, label or text.
-    public static func parse(_ corpus: Corpus) throws -> (labels: [String], examples: [Example]) {
+    /// The examples of a training corpus: every line, in file order, split as `TextLines`
+    /// splits every line-based input (so `eval` and `--val-data` see the same lines: a CR LF
+    /// file's CR is part of the line end, not of the text). Throws `CorpusError.badExample`
+    /// naming the first line without a tab, label or text, with a lone CR, longer than
+    /// `TextLines.maximumLineBytes`, or whose label holds a control character.
+    /// (`maximumLineBytes` is lowered only by fuzzing, to reach the limit with small inputs.)
+    public static func parse(_ corpus: Corpus, maximumLineBytes: Int = TextLines.maximumLineBytes) throws -> (labels: [String], examples: [Example]) {
         let v = corpus.vocabulary
         let newline = v.id(of: "\n") ?? -1   // a one-line file has no newline
+        let carriageReturn = v.id(of: "\r") ?? -1
         guard let tab = v.id(of: "\t") else {
             throw CorpusError.badExample(path: corpus.name, line: 1, reason: "no tab: each line must be label<TAB>text")
         }
+        let utf8Width = v.scalars.map { UTF8.width($0) }
         let tokens = corpus.tokens
         var raw: [(label: String, start: Int, count: Int)] = []
         var lineStart = 0, line = 1
         while lineStart < tokens.count {
-            var end = lineStart
-            while end < tokens.count && tokens[end] != newline { end += 1 }
-            guard let split = (lineStart..<end).first(where: { tokens[$0] == tab }) else {
+            var end = lineStart, bytes = 0
+            while end < tokens.count && tokens[end] != newline {
+                bytes += utf8Width[Int(tokens[end])]
+                end += 1
+            }
+            let (textEnd, lone) = TextLines.textEnd(start: lineStart, end: end) { tokens[$0] == carriageReturn }
+            guard bytes - (end - textEnd) <= maximumLineBytes else {
+                throw CorpusError.badExample(path: corpus.name, line: line, reason: TextLines.tooLong(limit: maximumLineBytes))
+            }
+            if lone != nil { throw CorpusError.badExample(path: corpus.name, line: line, reason: TextLines.loneCarriageReturn) }
+            guard let split = (lineStart..<textEnd).first(where: { tokens[$0] == tab }) else {
                 throw CorpusError.badExample(path: corpus.name, line: line, reason: "no tab: each line must be label<TAB>text")
             }
             guard split > lineStart else { throw CorpusError.badExample(path: corpus.name, line: line, reason: "empty label") }
-            guard end > split + 1 else { throw CorpusError.badExample(path: corpus.name, line: line, reason: "empty text") }
-            raw.append((v.decode((lineStart..<split).map { tokens[$0] }), split + 1, end - split - 1))
+            guard textEnd > split + 1 else { throw CorpusError.badExample(path: corpus.name, line: line, reason: "empty text") }
+            let label = v.decode((lineStart..<split).map { tokens[$0] })
+            if let reason = labelProblem(label) { throw CorpusError.badExample(path: corpus.name, line: line, reason: reason) }
+            raw.append((label, split + 1, textEnd - split - 1))
             lineStart = end + 1
             line += 1
         }
         let labels = Array(Set(raw.map(\.label))).sorted { Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) }
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
         return (labels, raw.map { Example(label: index[$0.label]!, start: $0.start, count: $0.count) })
+    }
+
+    /// Why `label` cannot name a class, or nil: a control character (TAB, LF, CR, ESC, NUL, …)
+    /// would break `predict`'s `label<TAB>probability` lines or print as a terminal escape.
+    /// Training files and checkpoint metadata are both checked, so no checkpoint holds one.
+    public static func labelProblem(_ label: String) -> String? {
+        if label.isEmpty { return "empty label" }
+        guard let bad = label.unicodeScalars.first(where: { $0.properties.generalCategory == .control }) else { return nil }
+        let hex = String(bad.value, radix: 16, uppercase: true)
+        return "label \(Vocabulary.quoted(bad)) is a control character (U+\(String(repeating: "0", count: max(0, 4 - hex.count)) + hex)): class names are printed in predict's label<TAB>probability lines"
     }
 
     /// The training and validation examples of `corpus`: the validation set is the last
@@ -95,19 +121,18 @@ public struct LabelledExamples: Sendable {
 
     /// Examples of another labelled file (`--val-data`, `recur eval`) read with a trained
     /// model's vocabulary and labels: characters outside the vocabulary are dropped and
-    /// examples of an unknown label skipped (both counted); a line without a tab is an error.
-    public static func read(text: String, name: String, vocabulary: Vocabulary, labels: [String]) throws -> LabelledExamples {
+    /// examples of an unknown label skipped (both counted); a line without a tab, or one that
+    /// breaks the line contract (`TextLines`), is an error.
+    public static func read(lines: LineReader, vocabulary: Vocabulary, labels: [String]) throws -> LabelledExamples {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
         var ids: [Int32] = [], examples: [Example] = []
         var skippedCharacters = 0, unknown = 0, empty = 0
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last == "" { lines.removeLast() }
-        for (i, line) in lines.enumerated() {
+        while let line = try lines.next() {
             guard let tab = line.firstIndex(of: "\t") else {
-                throw CorpusError.badExample(path: name, line: i + 1, reason: "no tab: each line must be label<TAB>text")
+                throw CorpusError.badExample(path: lines.name, line: lines.lineNumber, reason: "no tab: each line must be label<TAB>text")
             }
             let label = String(line[..<tab])
-            guard !label.isEmpty else { throw CorpusError.badExample(path: name, line: i + 1, reason: "empty label") }
+            guard !label.isEmpty else { throw CorpusError.badExample(path: lines.name, line: lines.lineNumber, reason: "empty label") }
             guard let classIndex = index[label] else { unknown += 1; continue }
             let start = ids.count
             for scalar in line[line.index(after: tab)...].unicodeScalars {
@@ -123,20 +148,21 @@ public struct LabelledExamples: Sendable {
         return result
     }
 
-    /// `read(text:…)` of the file at `path` (strict UTF-8, at most `Corpus.maximumFileBytes`).
-    public static func read(path: String, vocabulary: Vocabulary, labels: [String]) throws -> LabelledExamples {
-        let bytes = try FileBytes.contents(path: path, maximumBytes: Corpus.maximumFileBytes)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            let lines = bytes.split(separator: 10, omittingEmptySubsequences: false)
-            let bad = lines.firstIndex { String(validating: $0, as: UTF8.self) == nil } ?? 0
-            throw CorpusError.badExample(path: path, line: bad + 1, reason: "not valid UTF-8")
-        }
-        return try read(text: text, name: path, vocabulary: vocabulary, labels: labels)
+    /// `read(lines:…)` of a text in memory.
+    public static func read(text: String, name: String, vocabulary: Vocabulary, labels: [String]) throws -> LabelledExamples {
+        try read(lines: LineReader(bytes: Array(text.utf8), name: name), vocabulary: vocabulary, labels: labels)
+    }
+
+    /// `read(lines:…)` of the file or pipe at `path` (`flag` names it in errors), streamed: at
+    /// most `Corpus.maximumFileBytes` in all, as for a training file.
+    public static func read(path: String, flag: String = "--data", vocabulary: Vocabulary, labels: [String]) throws -> LabelledExamples {
+        try read(lines: LineReader(path: path, flag: flag, maximumTotalBytes: Corpus.maximumFileBytes),
+                 vocabulary: vocabulary, labels: labels)
     }
 
     /// Unlabelled lines (`recur predict`) as examples of class 0, characters outside the
     /// vocabulary dropped (counted); empty lines are kept as empty (count 0) examples.
-    public static func unlabelled(lines: [Substring], vocabulary: Vocabulary) -> (LabelledExamples, dropped: Int) {
+    public static func unlabelled(lines: some Sequence<String>, vocabulary: Vocabulary) -> (LabelledExamples, dropped: Int) {
         var ids: [Int32] = [], examples: [Example] = [], dropped = 0
         for line in lines {
             let start = ids.count

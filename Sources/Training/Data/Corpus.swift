@@ -4,6 +4,8 @@ import Foundation
 ///
 /// Reading follows the data-layout contract: strict UTF-8, split into scalars (not Swift
 /// `Character`s, so "\r\n" is two tokens), vocabulary = distinct scalars sorted by code point.
+/// A byte order mark at the start of the file is not text and is dropped (Python's
+/// `utf-8-sig`); U+FEFF anywhere else is an ordinary scalar.
 /// The train split is the first floor(n·(1-f)) tokens, validation the rest (see `split`).
 public struct Corpus: Sendable {
     /// The path it was loaded from, or the name given (e.g. "builtin").
@@ -11,7 +13,8 @@ public struct Corpus: Sendable {
     public let vocabulary: Vocabulary
     /// Ids of all n scalars, in order: compact, in memory or mapped from a token file.
     public let tokens: TokenStore
-    /// SHA-256 hex of the UTF-8 bytes, for the corpus fingerprint.
+    /// SHA-256 hex of the file's bytes (a leading byte order mark included: `sha256sum`'s
+    /// value), for the corpus fingerprint.
     public let digest: String
 
     /// n, the number of scalars.
@@ -61,7 +64,7 @@ public struct Corpus: Sendable {
     /// A file's bytes → corpus, as `load` decodes them (also the fuzzing entry point).
     /// Throws `CorpusError.empty` or `.invalidUTF8`.
     @_spi(Fuzzing) public static func decode(_ bytes: [UInt8], name path: String) throws -> Corpus {
-        guard !bytes.isEmpty else { throw CorpusError.empty(path: path) }
+        guard bytes.count > byteOrderMarkLength(bytes) else { throw CorpusError.empty(path: path) }
         return try bytes.withUnsafeBufferPointer { buffer in
             do throws(StrictUTF8.Failure) {
                 return try Corpus(utf8: buffer, name: path)
@@ -72,14 +75,19 @@ public struct Corpus: Sendable {
         }
     }
 
-    /// A corpus from text already in memory; `text` must not be empty.
+    /// A corpus from text already in memory; `text` must not be empty (nor only a byte order mark).
     public init(text: String, name: String) {
-        precondition(!text.isEmpty, "corpus \(name) is empty")
+        precondition(text.utf8.count > Self.byteOrderMarkLength(text.utf8), "corpus \(name) is empty")
         var text = text
         self = text.withUTF8 { buffer in
             // A Swift String is always valid UTF-8, so decoding cannot fail.
             try! Corpus(utf8: buffer, name: name)
         }
+    }
+
+    /// 3 when `bytes` start with the UTF-8 byte order mark EF BB BF, else 0.
+    static func byteOrderMarkLength(_ bytes: some Collection<UInt8>) -> Int {
+        bytes.starts(with: TextLines.byteOrderMark) ? TextLines.byteOrderMark.count : 0
     }
 
     /// Bytes decoded at a time: the scratch of one chunk's code points is 4× this.
@@ -88,13 +96,17 @@ public struct Corpus: Sendable {
     /// Decodes in two passes over chunks of `chunkBytes`, so that memory holds only the bytes,
     /// one chunk's code points and the compact ids: the first finds the vocabulary (presence
     /// table below U+0800, a set above), the second maps every code point to its id at the
-    /// width the vocabulary needs. A failure is reported as decoding the whole text at once would.
+    /// width the vocabulary needs. A failure is reported as decoding the whole text at once would
+    /// (offsets count from the file's first byte). A leading byte order mark is skipped, so
+    /// every process that loads the file (coordinator, workers, a resumed run, the token file)
+    /// sees the same tokens; the digest still covers it.
     init(utf8 bytes: UnsafeBufferPointer<UInt8>, name: String, chunkBytes: Int = Corpus.chunkBytes) throws(StrictUTF8.Failure) {
         let scratch = UnsafeMutableBufferPointer<Int32>.allocate(capacity: min(bytes.count, chunkBytes + 4))
         defer { scratch.deallocate() }
+        let textStart = Self.byteOrderMarkLength(bytes)
         /// Calls `body` with the code points of each chunk, in order.
         func forEachChunk(_ body: (UnsafeMutableBufferPointer<Int32>) -> Void) throws(StrictUTF8.Failure) {
-            var start = 0
+            var start = textStart
             while start < bytes.count {
                 let end = StrictUTF8.chunkEnd(bytes, near: min(start + chunkBytes, bytes.count), after: start)
                 let (written, stop) = try StrictUTF8.decode(bytes, range: start..<end, into: scratch)

@@ -1,5 +1,12 @@
-/// Why a text cannot serve as a training corpus. Each case prints as one line naming the file.
+/// Why a text cannot serve as a training corpus, a classification file or `predict`'s input.
+/// Each case prints as one line naming the file.
 public enum CorpusError: Error, CustomStringConvertible, Equatable {
+    /// A line-based input (`eval --data`, `--val-data`, `predict --data`, standard input) that
+    /// cannot be opened or read; `flag` names the option (empty for standard input).
+    case unreadableInput(flag: String, path: String, reason: String)
+    /// A line-based input that is neither a regular file nor a pipe (a device, a directory, a
+    /// socket), refused before reading: /dev/zero would never end.
+    case unsupportedInput(flag: String, path: String, kind: String)
     /// The file could not be opened or read; `reason` is the system's (strerror) wording.
     case unreadable(path: String, reason: String)
     /// The file has no bytes.
@@ -18,14 +25,19 @@ public enum CorpusError: Error, CustomStringConvertible, Equatable {
     case tooShort(name: String, totalCount: Int, trainCount: Int, requiredTrainCount: Int,
                   streams: Int, window: Int, validationFraction: Double)
 
-    /// A line of a classification file (`--task classify`) that is not `label<TAB>text`;
-    /// `line` counts from 1.
+    /// A line that breaks the line contract (`TextLines`: a lone CR, too long, not UTF-8) or,
+    /// in a classification file (`--task classify`), is not `label<TAB>text`; `line` counts
+    /// from 1.
     case badExample(path: String, line: Int, reason: String)
 
     public var description: String {
         switch self {
         case .badExample(let path, let line, let reason):
             return "\(path):\(line): \(reason)"
+        case .unreadableInput(let flag, let path, let reason):
+            return "cannot read \(flag.isEmpty ? "" : flag + " ")\(path): \(reason)"
+        case .unsupportedInput(let flag, let path, let kind):
+            return "\(flag.isEmpty ? "" : flag + " ")\(path) is a \(kind): give a text file or a pipe"
         case .unreadable(let path, let reason):
             return "cannot read corpus \(path): \(reason)"
         case .empty(let path):

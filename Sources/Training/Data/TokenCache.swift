@@ -11,7 +11,7 @@ import Foundation
 /// tokens. KEY is derived from the corpus's real path, size, modification time and inode; a
 /// file whose header does not match them is ignored and rewritten.
 ///
-///     "RECURTK1"  UInt32 n (little endian)  n bytes of JSON header  zero padding
+///     "RECURTK2"  UInt32 n (little endian)  n bytes of JSON header  zero padding
 ///     tokens at the next multiple of 4096: count · width bytes
 ///
 /// Header: `source`, `size`, `mtime_ns`, `inode`, `count`, `width`, `digest` (SHA-256 of the
@@ -22,7 +22,9 @@ public struct TokenCache: Sendable {
     public var minimumBytes: Int
 
     public static let defaultMinimumBytes = 16 << 20
-    static let magic = Array("RECURTK1".utf8)
+    /// Version 2: a leading byte order mark is no longer a token (version 1 files of such a
+    /// corpus hold one token more, so they are not read).
+    static let magic = Array("RECURTK2".utf8)
     static let page = 4096
 
     public init(directory: URL, minimumBytes: Int = TokenCache.defaultMinimumBytes) {
