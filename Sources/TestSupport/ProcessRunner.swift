@@ -20,12 +20,16 @@ public enum ProcessRunner {
     }
 
     /// Runs `executable arguments…` in `directory`, killing it after `timeout` seconds. Output
-    /// goes through files, so a chatty program never blocks on a full pipe.
+    /// goes through files, so a chatty program never blocks on a full pipe. `environment` is
+    /// added to this process's environment for the child.
     public static func run(_ executable: URL, _ arguments: [String], in directory: URL,
-                           timeout: TimeInterval = 60) throws -> Result {
+                           timeout: TimeInterval = 60, environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         process.currentDirectoryURL = directory
         let scratch = FileManager.default.temporaryDirectory
         let output = scratch.appendingPathComponent("recur-test-stdout-\(UUID().uuidString)")
