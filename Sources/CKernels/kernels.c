@@ -257,10 +257,10 @@ void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float
 // block into panels of MR rows (ap[panel][kk][0..MR)), both zero-padded at the edges; a
 // register-blocked micro-kernel updates each MR × NR tile of C from one A panel and one B panel.
 // Tiles cut by C's edge run on a copy in a local full tile, and only the valid part goes back.
-// Sizes: the B panel (KC·NR floats, 32 KB at NR = 32) stays in L1 while A panels stream from L2
-// (MC·KC, 96 KB); the packed B block (KC·NC, 256 KB) stays in L2.
+// Sizes: the B panel (KC·NR floats, ≤ 40 KB at NR = 32) stays in L1 while A panels stream from
+// L2 (MC·KC, ≤ 120 KB); the packed B block (KC·NC, ≤ 320 KB) stays in L2.
 
-#define KC 256
+#define KC 320
 #define MC 96
 #define NC 256
 
@@ -293,13 +293,25 @@ static float *grow(float **buffer, size_t *capacity, size_t count) {
     return *buffer;
 }
 
+// Copies of a fixed count inline into vector moves (a call per 32-byte row would cost as much
+// as a third of the product).
+static inline void copy_floats(float *dst, const float *src, int count) {
+    switch (count) {
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
+    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
+    default: for (int i = 0; i < count; i++) dst[i] = src[i]; break;
+    }
+}
+
 // bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n.
 static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
     for (int p = 0; p * nr < nc; p++) {
         int width = nc - p * nr < nr ? nc - p * nr : nr;
         float *dst = bp + (size_t)p * kc * nr;
         for (int kk = 0; kk < kc; kk++) {
-            memcpy(dst + (size_t)kk * nr, b + (size_t)kk * ldb + p * nr, sizeof(float) * width);
+            copy_floats(dst + (size_t)kk * nr, b + (size_t)kk * ldb + p * nr, width);
             for (int j = width; j < nr; j++) dst[(size_t)kk * nr + j] = 0.0f;
         }
     }
@@ -313,7 +325,7 @@ static void pack_a_block(float *ap, const float *a, int lda, int trans_a, int mc
         float *dst = ap + (size_t)p * kc * mr;
         for (int kk = 0; kk < kc; kk++) {
             float *row = dst + (size_t)kk * mr;
-            if (trans_a) memcpy(row, a + (size_t)kk * lda + p * mr, sizeof(float) * height);
+            if (trans_a) copy_floats(row, a + (size_t)kk * lda + p * mr, height);
             else for (int r = 0; r < height; r++) row[r] = a[(size_t)(p * mr + r) * lda + kk];
             for (int r = height; r < mr; r++) row[r] = 0.0f;
         }
@@ -325,15 +337,18 @@ typedef void (*micro_kernel)(int kc, const float *ap, const float *bp, float *c,
 // One level's blocked driver; `micro` updates a full MR × NR tile of C (row stride ldc).
 static void gemm_add_blocked(micro_kernel micro, int mr, int nr, int trans_a, int m, int n, int k,
                              const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
-    int nc_max = n < NC ? n : NC, mc_max = m < MC ? m : MC, kc_max = k < KC ? k : KC;
+    // k in equal blocks of at most KC (k = 16·65 = 1040 → 4 × 260, not 3 × 320 + 80): each
+    // block is one pass over C.
+    int k_blocks = (k + KC - 1) / KC, kc_max = (k + k_blocks - 1) / k_blocks;
+    int nc_max = n < NC ? n : NC, mc_max = m < MC ? m : MC;
     float *bp = grow(&pack_b_buffer, &pack_b_capacity, (size_t)kc_max * ((nc_max + nr - 1) / nr) * nr);
     float *ap = grow(&pack_a_buffer, &pack_a_capacity, (size_t)kc_max * ((mc_max + mr - 1) / mr) * mr);
     if (!bp || !ap) { gemm_add_portable(trans_a, m, n, k, a, lda, b, ldb, c, ldc); return; }   // out of memory: same bits, slowly
     float edge[16 * 64];   // one tile (mr·nr ≤ 16·64) for tiles cut by C's edge
     for (int jc = 0; jc < n; jc += NC) {
         int nc = n - jc < NC ? n - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {   // ascending: each element's chain continues in order
-            int kc = k - pc < KC ? k - pc : KC;
+        for (int pc = 0; pc < k; pc += kc_max) {   // ascending: each element's chain continues in order
+            int kc = k - pc < kc_max ? k - pc : kc_max;
             pack_b_block(bp, b + (size_t)pc * ldb + jc, ldb, kc, nc, nr);
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;

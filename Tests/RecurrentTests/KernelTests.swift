@@ -80,7 +80,7 @@ final class KernelTests: XCTestCase {
     }
 
     /// Every level gives exactly the reference's bits, including edge tiles (m, n not multiples
-    /// of the tile), k longer than one k-block (256) and m, n longer than one block (96, 256),
+    /// of the tile), k longer than one k-block (≤ 320) and m, n longer than one block (96, 256),
     /// row strides wider than the rows, and the columns of C past n left alone.
     func testGemmAddIsTheFMAChainAtEveryLevel() {
         let available = recur_cpu_level()
