@@ -47,6 +47,12 @@ final class GoldenHashTests: RecurBinaryTestCase {
         return hashes
     }
 
+    /// RECUR_KERNEL_LEVEL that is not a level: one line naming it, exit 64, before anything runs.
+    func testAnUnknownKernelLevelIsOneLineAndExit64() throws {
+        let result = try recur.run(["train", "--steps", "1"], in: scratch.url, environment: ["RECUR_KERNEL_LEVEL": "sse4"])
+        assertOneLineError(result, mentions: ["RECUR_KERNEL_LEVEL", "sse4", "portable, avx2, avx512"], status: 64)
+    }
+
     func testPortable() throws { try check(level: "portable") }
     func testAVX2() throws { try check(level: "avx2") }
     func testAVX512() throws { try check(level: "avx512") }
