@@ -53,8 +53,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Recurrent", "TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "CWire", "Recurrent", "TestSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Training", "TestSupport"]),
-        .testTarget(name: "RecurCLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Wire", "Training", "Recurrent", "TestSupport"]),
+        .testTarget(name: "RecurCLITests", dependencies: ["TestSupport", "Training"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets"]),
     ],
     swiftLanguageModes: [.v5]

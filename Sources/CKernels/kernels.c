@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <immintrin.h>
 
 #define PANEL 16
@@ -192,9 +193,9 @@ static void gemm_avx512(int m, int n, int k, const float *a, int lda, const floa
     }
 }
 
-// ---------------------------------------------------------------- dispatch
+// ---------------------------------------------------------------- levels and dispatch
 
-int recur_kernel_level(void) {
+int recur_cpu_level(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
@@ -205,9 +206,22 @@ int recur_kernel_level(void) {
     return level;
 }
 
+// Set once by the executable before any thread starts (RECUR_KERNEL_LEVEL); -1: the CPU's.
+static int forced_level = -1;
+
+int recur_set_kernel_level(int level) {
+    if (level < 0 || level > recur_cpu_level()) return -1;
+    forced_level = level;
+    return 0;
+}
+
+int recur_kernel_level(void) {
+    return forced_level >= 0 ? forced_level : recur_cpu_level();
+}
+
 void recur_gemm_packed_level(int level, int m, int n, int k, const float *a, int lda,
                              const float *packed, int accumulate, float *c, int ldc) {
-    int available = recur_kernel_level();
+    int available = recur_cpu_level();
     if (level > available) level = available;
     if (m <= 0 || n <= 0) return;
     // Blocks of rows keep A's block in cache while all of B's panels stream past it; the
@@ -228,6 +242,196 @@ void recur_gemm_packed_level(int level, int m, int n, int k, const float *a, int
 void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                        int accumulate, float *c, int ldc) {
     recur_gemm_packed_level(recur_kernel_level(), m, n, k, a, lda, packed, accumulate, c, ldc);
+}
+
+// ---------------------------------------------------------------- C += op(A) · B (weight gradients)
+//
+// The contract (recur_kernels.h): for every (i, j), acc = C[i][j]; for kk = 0, 1, …, k−1:
+// acc = fma(op(A)[i][kk], B[kk][j], acc); C[i][j] = acc. The reference is gemm_add_portable
+// below, written as exactly that loop. The vector paths compute the same chains, several
+// elements side by side: k is cut into blocks of KC and each block reloads the accumulator from
+// C (a float store and load are exact), so blocking and packing never change an element's order.
+//
+// Vector paths (GotoBLAS layout): for each block of NC columns and KC steps of k, B's block is
+// packed into panels of NR columns (bp[panel][kk][0..NR)), then for each block of MC rows, op(A)'s
+// block into panels of MR rows (ap[panel][kk][0..MR)), both zero-padded at the edges; a
+// register-blocked micro-kernel updates each MR × NR tile of C from one A panel and one B panel.
+// Tiles cut by C's edge run on a copy in a local full tile, and only the valid part goes back.
+// Sizes: the B panel (KC·NR floats, ≤ 40 KB at NR = 32) stays in L1 while A panels stream from
+// L2 (MC·KC, ≤ 120 KB); the packed B block (KC·NC, ≤ 320 KB) stays in L2.
+
+#define KC 320
+#define MC 96
+#define NC 256
+
+// op(A)[i][kk]: A stored (k × m) when transposed (dGates of a chunk: rows × G·H), else (m × k).
+static inline float a_at(const float *a, int lda, int trans_a, int i, int kk) {
+    return trans_a ? a[(size_t)kk * lda + i] : a[(size_t)i * lda + kk];
+}
+
+static void gemm_add_portable(int trans_a, int m, int n, int k, const float *a, int lda,
+                              const float *b, int ldb, float *c, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = c[(size_t)i * ldc + j];
+            for (int kk = 0; kk < k; kk++) acc = fmaf(a_at(a, lda, trans_a, i, kk), b[(size_t)kk * ldb + j], acc);
+            c[(size_t)i * ldc + j] = acc;
+        }
+}
+
+// Per-thread packing buffers, grown (never shrunk) on first use of a bigger shape: callers run
+// one product per thread at a time, and steps after the first allocate nothing.
+static _Thread_local float *pack_a_buffer, *pack_b_buffer;
+static _Thread_local size_t pack_a_capacity, pack_b_capacity;
+
+static float *grow(float **buffer, size_t *capacity, size_t count) {
+    if (count > *capacity) {
+        free(*buffer);
+        *buffer = aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64);
+        *capacity = *buffer ? count : 0;
+    }
+    return *buffer;
+}
+
+// Copies of a fixed count inline into vector moves (a call per 32-byte row would cost as much
+// as a third of the product).
+static inline void copy_floats(float *dst, const float *src, int count) {
+    switch (count) {
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
+    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
+    default: for (int i = 0; i < count; i++) dst[i] = src[i]; break;
+    }
+}
+
+// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n.
+static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
+    for (int p = 0; p * nr < nc; p++) {
+        int width = nc - p * nr < nr ? nc - p * nr : nr;
+        float *dst = bp + (size_t)p * kc * nr;
+        for (int kk = 0; kk < kc; kk++) {
+            copy_floats(dst + (size_t)kk * nr, b + (size_t)kk * ldb + p * nr, width);
+            for (int j = width; j < nr; j++) dst[(size_t)kk * nr + j] = 0.0f;
+        }
+    }
+}
+
+// ap[panel][kk][0..mr) = op(A)[i0 + panel·mr + r][k0 + kk], zero past mc. `a` points at
+// op(A)[i0][k0].
+static void pack_a_block(float *ap, const float *a, int lda, int trans_a, int mc, int kc, int mr) {
+    for (int p = 0; p * mr < mc; p++) {
+        int height = mc - p * mr < mr ? mc - p * mr : mr;
+        float *dst = ap + (size_t)p * kc * mr;
+        for (int kk = 0; kk < kc; kk++) {
+            float *row = dst + (size_t)kk * mr;
+            if (trans_a) copy_floats(row, a + (size_t)kk * lda + p * mr, height);
+            else for (int r = 0; r < height; r++) row[r] = a[(size_t)(p * mr + r) * lda + kk];
+            for (int r = height; r < mr; r++) row[r] = 0.0f;
+        }
+    }
+}
+
+typedef void (*micro_kernel)(int kc, const float *ap, const float *bp, float *c, int ldc);
+
+// One level's blocked driver; `micro` updates a full MR × NR tile of C (row stride ldc).
+static void gemm_add_blocked(micro_kernel micro, int mr, int nr, int trans_a, int m, int n, int k,
+                             const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
+    // k in equal blocks of at most KC (k = 16·65 = 1040 → 4 × 260, not 3 × 320 + 80): each
+    // block is one pass over C.
+    int k_blocks = (k + KC - 1) / KC, kc_max = (k + k_blocks - 1) / k_blocks;
+    int nc_max = n < NC ? n : NC, mc_max = m < MC ? m : MC;
+    float *bp = grow(&pack_b_buffer, &pack_b_capacity, (size_t)kc_max * ((nc_max + nr - 1) / nr) * nr);
+    float *ap = grow(&pack_a_buffer, &pack_a_capacity, (size_t)kc_max * ((mc_max + mr - 1) / mr) * mr);
+    if (!bp || !ap) { gemm_add_portable(trans_a, m, n, k, a, lda, b, ldb, c, ldc); return; }   // out of memory: same bits, slowly
+    float edge[16 * 64];   // one tile (mr·nr ≤ 16·64) for tiles cut by C's edge
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += kc_max) {   // ascending: each element's chain continues in order
+            int kc = k - pc < kc_max ? k - pc : kc_max;
+            pack_b_block(bp, b + (size_t)pc * ldb + jc, ldb, kc, nc, nr);
+            for (int ic = 0; ic < m; ic += MC) {
+                int mc = m - ic < MC ? m - ic : MC;
+                const float *a0 = trans_a ? a + (size_t)pc * lda + ic : a + (size_t)ic * lda + pc;
+                pack_a_block(ap, a0, lda, trans_a, mc, kc, mr);
+                for (int jr = 0; jr < nc; jr += nr) {
+                    int width = nc - jr < nr ? nc - jr : nr;
+                    const float *bpanel = bp + (size_t)(jr / nr) * kc * nr;
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        int height = mc - ir < mr ? mc - ir : mr;
+                        const float *apanel = ap + (size_t)(ir / mr) * kc * mr;
+                        float *tile = c + (size_t)(ic + ir) * ldc + jc + jr;
+                        if (height == mr && width == nr) {
+                            micro(kc, apanel, bpanel, tile, ldc);
+                        } else {
+                            for (int r = 0; r < mr; r++)
+                                for (int j = 0; j < nr; j++)
+                                    edge[r * nr + j] = r < height && j < width ? tile[(size_t)r * ldc + j] : 0.0f;
+                            micro(kc, apanel, bpanel, edge, nr);
+                            for (int r = 0; r < height; r++) memcpy(tile + (size_t)r * ldc, edge + r * nr, sizeof(float) * width);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// AVX2 + FMA micro-kernel: 6 rows × 16 columns, 12 ymm accumulators.
+#define MR_AVX2 6
+#define NR_AVX2 16
+
+#define AVX2_ROW(r) \
+    x = _mm256_broadcast_ss(ap + r); \
+    c##r##l = _mm256_fmadd_ps(x, bl, c##r##l); c##r##h = _mm256_fmadd_ps(x, bh, c##r##h);
+#define AVX2_LOAD(r) __m256 c##r##l = _mm256_loadu_ps(c + (size_t)(r) * ldc), c##r##h = _mm256_loadu_ps(c + (size_t)(r) * ldc + 8);
+#define AVX2_STORE(r) _mm256_storeu_ps(c + (size_t)(r) * ldc, c##r##l); _mm256_storeu_ps(c + (size_t)(r) * ldc + 8, c##r##h);
+
+__attribute__((target("avx2,fma")))
+static void micro_avx2(int kc, const float *ap, const float *bp, float *c, int ldc) {
+    AVX2_LOAD(0) AVX2_LOAD(1) AVX2_LOAD(2) AVX2_LOAD(3) AVX2_LOAD(4) AVX2_LOAD(5)
+    for (int kk = 0; kk < kc; kk++, ap += MR_AVX2, bp += NR_AVX2) {
+        __m256 bl = _mm256_loadu_ps(bp), bh = _mm256_loadu_ps(bp + 8), x;
+        AVX2_ROW(0) AVX2_ROW(1) AVX2_ROW(2) AVX2_ROW(3) AVX2_ROW(4) AVX2_ROW(5)
+    }
+    AVX2_STORE(0) AVX2_STORE(1) AVX2_STORE(2) AVX2_STORE(3) AVX2_STORE(4) AVX2_STORE(5)
+}
+
+// AVX-512 micro-kernel: 8 rows × 32 columns, 16 zmm accumulators.
+#define MR_AVX512 8
+#define NR_AVX512 32
+
+#define AVX512_ROW(r) \
+    x = _mm512_set1_ps(ap[r]); \
+    c##r##a = _mm512_fmadd_ps(x, b0, c##r##a); c##r##b = _mm512_fmadd_ps(x, b1, c##r##b);
+#define AVX512_LOAD(r) __m512 c##r##a = _mm512_loadu_ps(c + (size_t)(r) * ldc), c##r##b = _mm512_loadu_ps(c + (size_t)(r) * ldc + 16);
+#define AVX512_STORE(r) _mm512_storeu_ps(c + (size_t)(r) * ldc, c##r##a); _mm512_storeu_ps(c + (size_t)(r) * ldc + 16, c##r##b);
+
+__attribute__((target("avx512f")))
+static void micro_avx512(int kc, const float *ap, const float *bp, float *c, int ldc) {
+    AVX512_LOAD(0) AVX512_LOAD(1) AVX512_LOAD(2) AVX512_LOAD(3) AVX512_LOAD(4) AVX512_LOAD(5) AVX512_LOAD(6) AVX512_LOAD(7)
+    for (int kk = 0; kk < kc; kk++, ap += MR_AVX512, bp += NR_AVX512) {
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16), x;
+        AVX512_ROW(0) AVX512_ROW(1) AVX512_ROW(2) AVX512_ROW(3) AVX512_ROW(4) AVX512_ROW(5) AVX512_ROW(6) AVX512_ROW(7)
+    }
+    AVX512_STORE(0) AVX512_STORE(1) AVX512_STORE(2) AVX512_STORE(3) AVX512_STORE(4) AVX512_STORE(5) AVX512_STORE(6) AVX512_STORE(7)
+}
+
+void recur_gemm_add_level(int level, int trans_a, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, float *c, int ldc) {
+    int available = recur_cpu_level();
+    if (level > available) level = available;
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    switch (level) {
+    case 2: gemm_add_blocked(micro_avx512, MR_AVX512, NR_AVX512, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
+    case 1: gemm_add_blocked(micro_avx2, MR_AVX2, NR_AVX2, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
+    default: gemm_add_portable(trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
+    }
+}
+
+void recur_gemm_add(int trans_a, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float *c, int ldc) {
+    recur_gemm_add_level(recur_kernel_level(), trans_a, m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 // ---------------------------------------------------------------- exp, sigmoid, tanh
@@ -341,7 +545,7 @@ static void apply_avx512(float *x, int n, int kind) {
 }
 
 void recur_activation_level(int level, int function, float *x, int n) {
-    int available = recur_kernel_level();
+    int available = recur_cpu_level();
     if (level > available) level = available;
     switch (level) {
     case 2: apply_avx512(x, n, function); break;

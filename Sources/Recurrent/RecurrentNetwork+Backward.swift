@@ -35,9 +35,10 @@ extension RecurrentNetwork {
         }
         for chunk in chunks {
             let r0 = chunk.streams.lowerBound * P, rows = chunk.streams.count * P
-            S.gemm(transA: true, transB: false, m: V, n: H, k: rows, alpha: 1,
+            // dW_head (V, H) += dLogitsᵀ (V, rows) · h_top (rows, H) over the chunk's rows.
+            S.gemm(transA: true, m: V, n: H, k: rows,
                    a: logits + r0 * V, lda: V, b: output(L - 1) + (r0 + 1) * H, ldb: H,
-                   beta: 1, c: chunk.gradient + headWeight, ldc: H)
+                   accumulate: true, c: chunk.gradient + headWeight, ldc: H)
             S.addColumnSums(of: logits + r0 * V, rows: rows, width: V, into: chunk.gradient + headBias)
         }
         S.rowProduct(m: n * P, n: H, k: V, a: logits, lda: V, prepared: headBackward,
@@ -82,17 +83,19 @@ extension RecurrentNetwork {
         let o = offsets[l], grad = chunk.gradient
         let dRecurrent = dGatesH ?? dGates   // GRU keeps separate h-side gate grads
 
-        S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
+        // dW_hh (GH, H) += dGatesᵀ (GH, rows) · h_prev (rows, H); rows = chunk streams · P.
+        S.gemm(transA: true, m: GH, n: H, k: rows,
                a: dRecurrent + r0 * GH, lda: GH, b: hs[l] + r0 * H, ldb: H,
-               beta: 1, c: grad + o.hiddenWeight, ldc: H)
+               accumulate: true, c: grad + o.hiddenWeight, ldc: H)
         S.addColumnSums(of: dGates + r0 * GH, rows: rows, width: GH, into: grad + o.inputBias)
         if let hiddenBias = o.hiddenBias {
             S.addColumnSums(of: dRecurrent + r0 * GH, rows: rows, width: GH, into: grad + hiddenBias)
         }
         if l > 0 {
-            S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1,
+            // dW_ih (GH, H) += dGatesᵀ (GH, rows) · x (rows, H), x = the layer below's output.
+            S.gemm(transA: true, m: GH, n: H, k: rows,
                    a: dGates + r0 * GH, lda: GH, b: output(l - 1) + (r0 + 1) * H, ldb: H,
-                   beta: 1, c: grad + o.inputWeight, ldc: H)
+                   accumulate: true, c: grad + o.inputWeight, ldc: H)
         } else {
             // One-hot input: scatter gate grads into rows of W_ih^T, then add transposed.
             dInputWeightT.update(repeating: 0, count: V * GH)

@@ -141,11 +141,13 @@ extension SequenceClassifier {
 
         // Head: d loss / d logits = p − onehot(label).
         for b in 0..<n { probabilityRows[b * C + Int(labels[b])] -= 1 }
-        S.gemm(transA: true, transB: false, m: C, n: DH, k: n, alpha: 1, a: probabilityRows, lda: C,
-               b: features, ldb: DH, beta: 1, c: gradient + headWeight, ldc: DH)
+        // dW_head (C, DH) += dLogitsᵀ (C, n) · features (n, DH).
+        S.gemm(transA: true, m: C, n: DH, k: n, a: probabilityRows, lda: C,
+               b: features, ldb: DH, accumulate: true, c: gradient + headWeight, ldc: DH)
         S.addColumnSums(of: probabilityRows, rows: n, width: C, into: gradient + headBias)
-        S.gemm(transA: false, transB: false, m: n, n: DH, k: C, alpha: 1, a: probabilityRows, lda: C,
-               b: w + headWeight, ldb: DH, beta: 0, c: dFeatures, ldc: DH)
+        // dFeatures (n, DH) = dLogits (n, C) · W_head (C, DH).
+        S.gemm(transA: false, m: n, n: DH, k: C, a: probabilityRows, lda: C,
+               b: w + headWeight, ldb: DH, accumulate: false, c: dFeatures, ldc: DH)
         dH.update(repeating: 0, count: rows * DH)
         for b in 0..<n {
             let i = rank[b], length = Int(lengths[b]), dFeature = dFeatures + b * DH
@@ -197,15 +199,17 @@ extension SequenceClassifier {
             for i in 0..<mp { (previousH + (row0 + i) * H).update(from: out + (p0 + i) * DH + d * H, count: H) }
             if mp < m { (previousH + (row0 + mp) * H).update(repeating: 0, count: (m - mp) * H) }
         }
-        S.gemm(transA: true, transB: false, m: GH, n: H, k: rows, alpha: 1, a: dRecurrent, lda: GH,
-               b: previousH, ldb: H, beta: 1, c: grad + o.hiddenWeight, ldc: H)
+        // dW_hh (GH, H) += dGatesᵀ (GH, rows) · h_prev (rows, H) over all packed rows.
+        S.gemm(transA: true, m: GH, n: H, k: rows, a: dRecurrent, lda: GH,
+               b: previousH, ldb: H, accumulate: true, c: grad + o.hiddenWeight, ldc: H)
         S.addColumnSums(of: dX, rows: rows, width: GH, into: grad + o.inputBias)
         if let hiddenBias = o.hiddenBias {
             S.addColumnSums(of: dRecurrent, rows: rows, width: GH, into: grad + hiddenBias)
         }
         if l > 0 {
-            S.gemm(transA: true, transB: false, m: GH, n: DH, k: rows, alpha: 1, a: dX, lda: GH,
-                   b: outputs[l - 1], ldb: DH, beta: 1, c: grad + o.inputWeight, ldc: DH)
+            // dW_ih (GH, DH) += dGatesᵀ (GH, rows) · x (rows, DH), x = both directions below.
+            S.gemm(transA: true, m: GH, n: DH, k: rows, a: dX, lda: GH,
+                   b: outputs[l - 1], ldb: DH, accumulate: true, c: grad + o.inputWeight, ldc: DH)
         } else {
             // One-hot input: scatter gate grads into rows of W_ihᵀ, then add transposed.
             dInputWeightT.update(repeating: 0, count: V * GH)

@@ -74,7 +74,8 @@ public struct StartInfo: Sendable {
     public var firstStep: Int
     public var steps: Int
     public var mode: String
-    public var blasCore: String
+    /// The level of the Float kernels (`KernelLevel`: avx512, avx2, portable).
+    public var kernelLevel: String
     /// A classifier's classes (nil for a language model): the counts above are then examples.
     public var labelCount: Int?
     /// Classifier: training examples longer than `maxLength`, which are cut.

@@ -196,7 +196,7 @@ public final class TrainingSession {
                   validationCharacters: plan.classification?.validation.count ?? validation.count,
                   evaluatedCharacters: evaluatedCharacters,
                   parameterCount: layout.count, stepsPerEpoch: plan.stepsPerEpoch,
-                  firstStep: step, steps: config.steps, mode: mode, blasCore: BLASInfo.coreName,
+                  firstStep: step, steps: config.steps, mode: mode, kernelLevel: KernelLevel.current.description,
                   labelCount: model.labelCount,
                   truncatedExamples: plan.classification?.train.truncatedCount(maxLength: config.resolvedMaxLength) ?? 0,
                   maxLength: config.resolvedMaxLength)

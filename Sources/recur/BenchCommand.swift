@@ -10,7 +10,10 @@ struct BenchCommand: ParsableCommand {
         discussion: """
         Runs --warmup untimed steps, then --steps timed ones, and reports the median. \
         --kernel times one workspace's forward+backward on one thread instead (N=--batch \
-        streams), with the machine's sgemm for scale.
+        streams), with the own kernels' square product for scale. --products times each \
+        weight-gradient product shape of the model (one chunk: --chunk streams · (--seq+1) rows) \
+        with Recur's kernels and with OpenBLAS's cblas_sgemm, one thread. The kernel level is \
+        the CPU's best unless RECUR_KERNEL_LEVEL names another.
         """)
 
     @OptionGroup var model: ModelFlags
@@ -29,6 +32,8 @@ struct BenchCommand: ParsableCommand {
     var chunk: Int?
     @Flag(help: "Microbenchmark of the recurrent kernel on one thread.")
     var kernel = false
+    @Flag(help: "GFLOP/s of each product shape, own kernels against cblas_sgemm, one thread.")
+    var products = false
 
     func validate() throws {
         guard steps >= 1, warmup >= 0 else { throw ValidationError("--steps must be ≥ 1 and --warmup ≥ 0") }
@@ -40,6 +45,22 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         BLASInfo.useSingleThread()
         let corpus = try data.loadCorpus()
+        if products {
+            let config = ModelConfig(cell: model.resolvedCell, vocabularySize: corpus.vocabulary.count,
+                                     hiddenSize: model.resolvedHidden, layerCount: model.resolvedLayers)
+            let chunkStreams = TrainingConfig().applying(model: model, data: data, chunk: chunk).chunkStreams
+            let shapes = KernelBenchmark.productShapes(config: config, chunkStreams: chunkStreams, window: data.resolvedSeq)
+            let results = KernelBenchmark.products(shapes, rounds: steps)
+            try printJSON([
+                "benchmark": "products", "kernel_level": KernelLevel.current.description, "blas_core": BLASInfo.coreName,
+                "threads": 1, "rounds": steps,
+                "products": results.map { r -> [String: Any] in
+                    ["name": r.shape.name, "trans_a": r.shape.transA, "m": r.shape.m, "n": r.shape.n, "k": r.shape.k,
+                     "own_gflops": r.ownGflops, "openblas_gflops": r.openBLASGflops]
+                },
+            ])
+            return
+        }
         if kernel {
             let config = ModelConfig(cell: model.resolvedCell, vocabularySize: corpus.vocabulary.count,
                                      hiddenSize: model.resolvedHidden, layerCount: model.resolvedLayers)
@@ -48,7 +69,7 @@ struct BenchCommand: ParsableCommand {
                 "benchmark": "kernel", "cell": r.cell, "layers": r.layers, "hidden": r.hidden, "vocab": r.vocabulary,
                 "streams": r.streams, "seq": r.window, "threads": 1, "iterations": r.iterations,
                 "tokens_per_sec": r.tokensPerSecond, "step_seconds": r.secondsMedian, "gflops": r.gflops,
-                "forward_fraction": r.forwardFraction, "sgemm_gflops_1thread": r.sgemmGflops, "blas_core": r.blasCore,
+                "forward_fraction": r.forwardFraction, "gemm_gflops_1thread": r.gemmGflops, "kernel_level": r.kernelLevel,
             ])
             return
         }
@@ -99,7 +120,7 @@ struct BenchCommand: ParsableCommand {
                 "labels": session.model.outputCount, "vocab": session.model.vocabularySize, "batch": config.streams,
                 "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
                 "examples_per_sec": tokensPerSecond,
-                "blas_core": BLASInfo.coreName, "corpus": session.corpus.name, "final_loss": records.last?.loss ?? 0,
+                "kernel_level": KernelLevel.current.description, "corpus": session.corpus.name, "final_loss": records.last?.loss ?? 0,
             ].merging(timing) { a, _ in a }
         }
         return [
@@ -108,7 +129,7 @@ struct BenchCommand: ParsableCommand {
             "chunk": config.chunkStreams, "workers": workers, "shards": shards, "threads": threads, "timed_steps": records.count,
             "tokens_per_sec": tokensPerSecond,
             "gflops": tokensPerSecond * 6 * Double(session.model.matmulWeightCount) / 1e9,
-            "blas_core": BLASInfo.coreName, "corpus": session.corpus.name,
+            "kernel_level": KernelLevel.current.description, "corpus": session.corpus.name,
             "final_loss": records.last?.loss ?? 0,
         ].merging(timing) { a, _ in a }
     }

@@ -75,7 +75,7 @@ final class Console {
                 let scored = s.evaluatedCharacters < s.validationCharacters ? " (evaluations score the first \(s.evaluatedCharacters), --eval-chars)" : ""
                 line("corpus \(s.corpusName): \(s.corpusCharacters) chars, vocabulary \(s.vocabularySize), train \(s.trainCharacters), validation \(s.validationCharacters)\(scored)")
             }
-            line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); BLAS OpenBLAS \(s.blasCore)")
+            line("model: \(s.parameterCount) parameters; \(s.stepsPerEpoch) steps per epoch; steps \(s.firstStep + 1)…\(s.steps); \(s.mode); kernels \(s.kernelLevel)")
         case .step(let r):
             log(LoggedStep(record: r, time: elapsed))
             let width = self.width

@@ -25,6 +25,10 @@ struct Recur: ParsableCommand {
     /// Errors end in one line on stderr and the exit code of their kind; help and version
     /// print as usual.
     static func main() {
+        if let problem = KernelLevelSetting.apply() {
+            FileHandle.standardError.write(Data("recur: \(problem)\n".utf8))
+            Foundation.exit(ExitStatus.usage.rawValue)
+        }
         do {
             var command = try parseAsRoot(Arguments.normalize(Array(CommandLine.arguments.dropFirst())))
             try command.run()

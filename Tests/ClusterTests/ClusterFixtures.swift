@@ -423,12 +423,13 @@ class ClusterTestCase: XCTestCase {
     func killInTearDown(_ pid: pid_t) { grandchildren.append(pid) }
 
     /// Starts the built `recur` with `arguments`; fails the test when the binary is missing.
-    func launch(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> RecurProcess {
+    func launch(_ arguments: [String], environment: [String: String] = [:],
+                file: StaticString = #filePath, line: UInt = #line) throws -> RecurProcess {
         guard let executable = RecurProcess.executable else {
             XCTFail("no built recur at .build/<configuration>/recur above \(#filePath): run `swift build` first", file: file, line: line)
             throw FakeWorkerError("recur executable missing")
         }
-        let process = try RecurProcess(executable, arguments)
+        let process = try RecurProcess(executable, arguments, environment: environment)
         processes.append(process)
         return process
     }
@@ -524,10 +525,14 @@ final class RecurProcess: @unchecked Sendable {
     /// The built `recur`; nil when it is missing.
     static var executable: URL? { ProcessRunner.recurExecutable() }
 
-    init(_ executable: URL, _ arguments: [String]) throws {
+    /// `environment` is added to this process's environment for the child.
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
         self.arguments = arguments
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

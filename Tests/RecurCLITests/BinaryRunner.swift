@@ -47,8 +47,10 @@ struct BinaryRunner {
         var description: String { "the recur executable was not found; build it with `swift build -c release`" }
     }
 
-    /// Runs `recur arguments…` in `directory` (so that default output paths land there).
-    func run(_ arguments: [String], in directory: URL, timeout: TimeInterval = 60) throws -> Result {
-        try ProcessRunner.run(executable, arguments, in: directory, timeout: timeout)
+    /// Runs `recur arguments…` in `directory` (so that default output paths land there), with
+    /// `environment` added to this process's.
+    func run(_ arguments: [String], in directory: URL, timeout: TimeInterval = 60,
+             environment: [String: String] = [:]) throws -> Result {
+        try ProcessRunner.run(executable, arguments, in: directory, timeout: timeout, environment: environment)
     }
 }

@@ -55,6 +55,91 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    // MARK: C += op(A)·B (weight gradients)
+
+    /// The contract of recur_gemm_add written out: each element one fma chain along k
+    /// ascending from C's value. Swift's `addingProduct` is a fused multiply-add.
+    private func referenceGemmAdd(transA: Bool, m: Int, n: Int, k: Int, a: [Float], lda: Int,
+                                  b: [Float], ldb: Int, c: inout [Float], ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var acc = c[i * ldc + j]
+                for p in 0..<k {
+                    acc = acc.addingProduct(transA ? a[p * lda + i] : a[i * lda + p], b[p * ldb + j])
+                }
+                c[i * ldc + j] = acc
+            }
+        }
+    }
+
+    private func gemmAdd(level: Int32, transA: Bool, m: Int, n: Int, k: Int, a: [Float], lda: Int,
+                         b: [Float], ldb: Int, c: [Float], ldc: Int) -> [Float] {
+        var c = c
+        recur_gemm_add_level(level, transA ? 1 : 0, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), &c, Int32(ldc))
+        return c
+    }
+
+    /// Every level gives exactly the reference's bits, including edge tiles (m, n not multiples
+    /// of the tile), k longer than one k-block (≤ 320) and m, n longer than one block (96, 256),
+    /// row strides wider than the rows, and the columns of C past n left alone.
+    func testGemmAddIsTheFMAChainAtEveryLevel() {
+        let available = recur_cpu_level()
+        for (m, n, k, transA) in [(1, 1, 1, true), (7, 13, 5, true), (8, 32, 64, true), (13, 33, 300, true),
+                                  (65, 256, 1040, true), (100, 300, 257, true), (200, 40, 520, true),
+                                  (9, 70, 3, false), (37, 100, 600, false)] {
+            let lda = (transA ? m : k) + 3, ldb = n + 5, ldc = n + 2
+            let a = randomFloats((transA ? k : m) * lda, seed: UInt64(m * 131 + k))
+            let b = randomFloats(k * ldb, seed: UInt64(n * 17 + k))
+            let start = randomFloats(m * ldc, seed: UInt64(m + n))
+            var expected = start
+            referenceGemmAdd(transA: transA, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: &expected, ldc: ldc)
+            for level in Int32(0)...available {
+                let got = gemmAdd(level: level, transA: transA, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: start, ldc: ldc)
+                XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern),
+                               "level \(level), m=\(m) n=\(n) k=\(k) transA=\(transA)")
+            }
+        }
+    }
+
+    /// The chain starts from C: k steps in one call equal the first k₁ then the rest, so a
+    /// product over rows 0..<k equals two calls over 0..<k₁ and k₁..<k (and blocking cannot
+    /// change a bit). A plain sum of two separate products would round differently.
+    func testGemmAddContinuesTheChainFromC() {
+        let m = 24, n = 48, k = 700, k1 = 333
+        let a = randomFloats(k * m, seed: 11), b = randomFloats(k * n, seed: 12), start = randomFloats(m * n, seed: 13)
+        let level = recur_cpu_level()
+        let whole = gemmAdd(level: level, transA: true, m: m, n: n, k: k, a: a, lda: m, b: b, ldb: n, c: start, ldc: n)
+        let first = gemmAdd(level: level, transA: true, m: m, n: n, k: k1, a: a, lda: m, b: b, ldb: n, c: start, ldc: n)
+        let both = gemmAdd(level: level, transA: true, m: m, n: n, k: k - k1, a: Array(a[(k1 * m)...]), lda: m,
+                           b: Array(b[(k1 * n)...]), ldb: n, c: first, ldc: n)
+        XCTAssertEqual(whole.map(\.bitPattern), both.map(\.bitPattern))
+    }
+
+    /// The Swift entry used by the backward passes: accumulate: false overwrites C (even NaN).
+    func testFloatGemmWithoutAccumulateStartsFromZero() {
+        let m = 5, n = 7, k = 9
+        let a = randomFloats(m * k, seed: 21), b = randomFloats(k * n, seed: 22)
+        var c = [Float](repeating: .nan, count: m * n)
+        Float.gemm(transA: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, accumulate: false, c: &c, ldc: n)
+        var expected = [Float](repeating: 0, count: m * n)
+        referenceGemmAdd(transA: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &expected, ldc: n)
+        XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern))
+    }
+
+    /// Levels: the forced one is what the kernels report, and a level above the CPU's is refused.
+    func testForcingALevelAboveTheCPUIsRefused() throws {
+        XCTAssertEqual(KernelLevel.current, KernelLevel.cpu, "tests run at the CPU's level")
+        XCTAssertEqual(KernelLevel(name: "avx2"), .avx2)
+        XCTAssertNil(KernelLevel(name: "sse"))
+        if KernelLevel.cpu != .avx512 {
+            XCTAssertThrowsError(try KernelLevel.force(.avx512)) { error in
+                XCTAssertEqual(error as? KernelLevelError, .unsupported(requested: .avx512, cpu: KernelLevel.cpu))
+            }
+        }
+        XCTAssertEqual(recur_set_kernel_level(3), -1)
+        XCTAssertEqual(recur_set_kernel_level(-1), -1)
+    }
+
     func testActivationsAreAccurateAndIdenticalOnEveryKernel() {
         let inputs: [Float] = randomFloats(1000, seed: 5, scale: 30) + [0, -0.0, 1e-8, -1e-8, 87, -87, 100, -100, 1e-30]
         let reference: [(Double) -> Double] = [{ Foundation.exp($0) }, { 1 / (1 + Foundation.exp(-$0)) }, { Foundation.tanh($0) }]

@@ -51,7 +51,7 @@ def load_rows(path):
             "step_ms": 1e3 * result["step_seconds"], "compute_ms": 1e3 * result["compute_seconds"],
             "communicate_ms": 1e3 * result["communicate_seconds"], "wait_ms": 1e3 * result["wait_seconds"],
             "worker_compute_ms": None, "bound_ms": None, "bound2_ms": None, "bound_measured_ms": None,
-            "busy_before_pct": r["busy_before_pct"], "others_during_pct": r.get("others_during_pct"), "load1": r["load1"], "blas_core": result.get("blas_core", ""),
+            "busy_before_pct": r["busy_before_pct"], "others_during_pct": r.get("others_during_pct"), "load1": r["load1"], "kernel_level": result.get("kernel_level", ""),
         }
         if result.get("worker_compute_seconds") is not None:
             row["worker_compute_ms"] = 1e3 * result["worker_compute_seconds"]
@@ -348,7 +348,7 @@ def main(raw, outdir, disturbed):
     cluster_lines, cluster_summary = cluster_tables(rows, disturbed)
     rounds = max(r["round"] for r in rows)
     count = sum(1 for r in rows if (r["others_during_pct"] or 0) > disturbed)
-    head = [f"Medians over {rounds} round(s); OpenBLAS core {next((r['blas_core'] for r in rows if r['blas_core']), '?')}. "
+    head = [f"Medians over {rounds} round(s); kernel level {next((r['kernel_level'] for r in rows if r.get('kernel_level')), '?')}. "
             f"{count} of {len(rows)} runs had other programs on more than {disturbed}% of the CPUs; they are "
             "left out where the configuration has a quieter run (\"runs used\"). \"others' CPU share\": the most that "
             "other programs took during a used run (kernel network work not charged to a process counts there too).", ""]

@@ -1,4 +1,7 @@
-// Row-wise matrix products with a pre-packed weight, for the recurrent time loop.
+// Recur's own Float kernels: every Float product and activation of training, evaluation and
+// sampling, at three levels (AVX-512, AVX2+FMA, portable C with fmaf) that give identical bits.
+//
+// Row-wise matrix products with a pre-packed weight, for the recurrent time loop:
 //
 // C (m × n) = A (m × k) · B  (+ C when accumulate), B prepared once by recur_pack or
 // recur_pack_transposed into panels of 16 columns: packed[p][kk][0..16) = column p·16+j.
@@ -30,8 +33,34 @@ void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float
 void recur_gemm_packed_level(int level, int m, int n, int k, const float *a, int lda,
                              const float *packed, int accumulate, float *c, int ldc);
 
-/// The kernel recur_gemm_packed uses on this CPU (2, 1 or 0).
+/// The best kernel level this CPU has: 2 = AVX-512 (avx512f), 1 = AVX2+FMA, 0 = portable.
+int recur_cpu_level(void);
+
+/// The level every kernel call without `_level` uses: the one set by recur_set_kernel_level,
+/// else recur_cpu_level().
 int recur_kernel_level(void);
+
+/// Forces a level at or below the CPU's for the whole process (the executable calls it once,
+/// before starting threads, from RECUR_KERNEL_LEVEL). Returns 0, or -1 when the CPU lacks it.
+int recur_set_kernel_level(int level);
+
+/// C (m × n, row stride ldc) += op(A) · B for the products that sum over many rows (weight
+/// gradients over a chunk's T·streams rows; the classifier head). op(A) is (m × k): A is stored
+/// (k × m) when trans_a != 0, else (m × k), row stride lda; B is (k × n), row stride ldb.
+///
+/// Order of operations, identical at every level: each element of C is one fused-multiply-add
+/// chain along k ascending that starts from C's value:
+///     acc = C[i][j]; for kk in 0..<k: acc = fma(op(A)[i][kk], B[kk][j], acc); C[i][j] = acc
+/// (a product without accumulation is this after C = 0). Blocking k stores the accumulator to C
+/// and reloads it, which is exact, so the result does not depend on the block sizes, the
+/// packing, the vector width or where the element sits in a tile.
+void recur_gemm_add(int trans_a, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float *c, int ldc);
+
+/// The same at a chosen level (falls back to the CPU's best when higher). For tests and
+/// benchmarks.
+void recur_gemm_add_level(int level, int trans_a, int m, int n, int k, const float *a, int lda,
+                          const float *b, int ldb, float *c, int ldc);
 
 
 /// In place over n floats: e^x, 1/(1+e^-x), tanh x (= 2·sigmoid(2x) − 1). Cephes-style exp

@@ -130,7 +130,7 @@ public final class Worker {
             }
             state.set(welcome.state, streams: own)
         }
-        log("worker \(rank) of \(welcome.workerCount): streams \(streams.lowerBound)..<\(streams.upperBound), \(engine.threads) thread(s), from step \(welcome.step + 1)")
+        log("worker \(rank) of \(welcome.workerCount): streams \(streams.lowerBound)..<\(streams.upperBound), \(engine.threads) thread(s), from step \(welcome.step + 1), kernels \(KernelLevel.current)")
 
         let layout = plan.layout
         let parameters = UnsafeMutableBufferPointer<Float>.allocate(capacity: layout.count)
