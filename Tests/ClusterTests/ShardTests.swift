@@ -159,6 +159,34 @@ final class ShardTests: ClusterTestCase {
         for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
     }
 
+    /// A worker joins a sharded run whose coordinator hears its shards 0.3 s late, so the
+    /// shards have broadcast (and often summed) the step at which the coordinator reassigns:
+    /// the third worker gets its share and the run ends with the in-process bytes. (The
+    /// ordering that made a shard exit in scripts/test-cluster's join case, a norm report of
+    /// the old assignment taken after the reassign, is pinned by ShardLinksTests.)
+    func testAWorkerJoinsAShardedRunWhoseShardsRanAhead() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 8)
+        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
+        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
+        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "5"]) }
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        let third = DispatchSemaphore(value: 0)
+        let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 5, minWorkers: 1, shardEndpoints: endpoints,
+                                               shardLink: { LateLink($1, delay: 0.3) },
+                                               onStep: { step in if step == 2 { third.signal() } })
+        var workers = try (0..<2).map { _ in try startWorker(coordinator.endpoint) }
+        XCTAssertEqual(third.wait(timeout: .now() + 40), .success, coordinator.logs.text)
+        workers.append(try startWorker(coordinator.endpoint))
+        let result = try XCTUnwrap(coordinator.wait(timeout: 60))
+        XCTAssertEqual(try result.get().steps, 8, coordinator.logs.text)
+        XCTAssertNotNil(coordinator.logs.line(containing: ["joins the running job", "(3 worker(s))"]), coordinator.logs.text)
+        XCTAssertEqual(try ClusterFixtures.outcome(of: session, checkpoint: directory).values, reference.values)
+        for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text) }
+        for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
+    }
+
     /// "[worker pid 123] shard 1 of 2: …" → 123 (local processes' log prefix).
     static func pid(inPrefixOf line: String) -> pid_t? {
         guard let range = line.range(of: "pid ") else { return nil }

@@ -78,15 +78,28 @@ final class ShardLinks {
     /// A new assignment of `workers` workers from `step` on: every shard forgets its workers,
     /// waits for their hellos and then broadcasts the weights of `step`. Waits for every shard's
     /// answer, so that the workers' hellos (sent after their new Welcome) find them ready.
+    ///
+    /// A shard broadcasts the next step as soon as it applies one, so the old assignment's
+    /// workers may already have pushed it and the shard reported its norm blocks before the
+    /// reassign reached it. Such a report (held, or arriving before that shard's ready) belongs
+    /// to sums the shard has since dropped: it is discarded. Taken, the coordinator would order an
+    /// apply the shard cannot do (the test-cluster join failure, "shard 0 exited with status 1").
     func reassign(tickets: [String], step: Int, resetState: Bool, stop: StopRequest) throws {
+        held.removeAll { Self.isNormReport($0.1) }
         try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(tickets.count),
                               rankTickets: tickets))
         var ready = Set<Int>()
         try gather(stop: stop, what: "the shards' new assignment") { k, message in
+            if !ready.contains(k), Self.isNormReport(message) { return false }   // of the old assignment
             guard case .shardReport(let report) = message, report.kind == .ready, report.step == UInt64(step) else { return nil }
             ready.insert(k)
             return ready.count == count
         }
+    }
+
+    private static func isNormReport(_ message: DecodedMessage) -> Bool {
+        if case .shardReport(let report) = message { return report.kind == .blockSquares }
+        return false
     }
 
     /// Puts a message back for the next `poll` (it came before the wait that takes it).
