@@ -44,7 +44,7 @@ let package = Package(
         // MARK: Fuzzing (scripts/fuzz; Tests/Fuzz/corpus)
         // LLVMFuzzerRunDriver, weakly: present only when scripts/fuzz links libFuzzer in.
         .target(name: "CFuzzDriver", path: "Sources/CFuzzDriver"),
-        .target(name: "FuzzTargets", dependencies: ["Wire", "Training", "Recurrent"], exclude: ["README.md"]),
+        .target(name: "FuzzTargets", dependencies: ["Wire", "Training", "Recurrent", "Cluster"], exclude: ["README.md"]),
         .executableTarget(name: "recur-fuzz", dependencies: ["FuzzTargets", "CFuzzDriver"]),
 
         // MARK: Tests

@@ -42,7 +42,7 @@ struct Finding: Error, CustomStringConvertible {
 
 public enum FuzzTargets {
     public static let all: [FuzzTarget] = [wire, safetensors, checkpointModel, checkpointMetadata, stateJSON, corpus,
-                                           labelFile, inputLines]
+                                           labelFile, inputLines, shardMessages]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 

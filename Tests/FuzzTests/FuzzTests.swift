@@ -47,6 +47,7 @@ final class FuzzTests: XCTestCase {
     func testCorpus() throws { try fuzz("corpus") }
     func testLabelFile() throws { try fuzz("label-file") }
     func testInputLines() throws { try fuzz("input-lines") }
+    func testShardMessages() throws { try fuzz("shard-messages") }
 
     /// The same seed gives the same inputs.
     func testMutatorIsDeterministic() {
