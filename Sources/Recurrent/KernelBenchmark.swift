@@ -45,13 +45,13 @@ public enum KernelBenchmark {
             }
         }
         totals.removeFirst(2); forwards.removeFirst(2)   // warm-up
-        let median = totals.sorted()[totals.count / 2]
+        let median = totals.median!
         let tokens = Double(n * T)
         return Result(cell: config.cell.rawValue, layers: config.layerCount, hidden: config.hiddenSize,
                       vocabulary: config.vocabularySize, streams: n, window: T, iterations: iterations,
                       secondsMedian: median, tokensPerSecond: tokens / median,
                       gflops: tokens / median * 6 * Double(config.matmulWeightCount) / 1e9,
-                      forwardFraction: forwards.sorted()[forwards.count / 2] / median,
+                      forwardFraction: forwards.median! / median,
                       gemmGflops: gemmGflops(size: 512), kernelLevel: KernelLevel.current.description)
     }
 
@@ -121,14 +121,12 @@ public enum KernelBenchmark {
                 own.append(shape.time(own: true, repeats: repeats))
                 blas.append(shape.time(own: false, repeats: repeats))
             }
-            return ProductResult(shape: shape, ownGflops: shape.gflops(median(own)), openBLASGflops: shape.gflops(median(blas)))
+            return ProductResult(shape: shape, ownGflops: shape.gflops(own.median!), openBLASGflops: shape.gflops(blas.median!))
         }
     }
 
-    private static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-
     private static func median(of count: Int, _ body: () -> Double) -> Double {
         _ = body()   // warm-up
-        return median((0..<count).map { _ in body() })
+        return (0..<count).map { _ in body() }.median!
     }
 }

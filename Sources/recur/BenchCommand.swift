@@ -103,7 +103,7 @@ struct BenchCommand: ParsableCommand {
 
     static func result(records: [StepRecord], config: TrainingConfig, session: TrainingSession,
                        threads: Int, workers: Int, shards: Int) -> [String: Any] {
-        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        func median(_ values: [Double]) -> Double { values.median ?? 0 }
         let tokensPerSecond = median(records.map(\.tokensPerSecond))
         // Medians of a step's parts, in seconds (either task).
         let timing: [String: Any] = [

@@ -142,13 +142,7 @@ final class ShardTests: ClusterTestCase {
     /// "shard 0 sent no gradient norm" (after a restart). Both are kept: the run ends with the
     /// in-process bytes.
     func testPushesAndNormsThatOvertakeTheShardsHelloReportsAreKept() throws {
-        let config = ClusterFixtures.tinyConfig(steps: 4)
-        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
-        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
-        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "5"]) }
-        let directory = try temporaryDirectory()
-        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
-                                          options: ClusterFixtures.options(checkpoint: directory))
+        let (reference, endpoints, shards, directory, session) = try twoShardRun(ClusterFixtures.tinyConfig(steps: 4))
         let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 5, shardEndpoints: endpoints,
                                                shardLink: { endpoint, link in LateLink(link, delay: endpoint == endpoints[1] ? 0.5 : 0) })
         let workers = try (0..<2).map { _ in try startWorker(coordinator.endpoint) }
@@ -165,13 +159,7 @@ final class ShardTests: ClusterTestCase {
     /// ordering that made a shard exit in scripts/test-cluster's join case, a norm report of
     /// the old assignment taken after the reassign, is pinned by ShardLinksTests.)
     func testAWorkerJoinsAShardedRunWhoseShardsRanAhead() throws {
-        let config = ClusterFixtures.tinyConfig(steps: 8)
-        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
-        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
-        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "5"]) }
-        let directory = try temporaryDirectory()
-        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
-                                          options: ClusterFixtures.options(checkpoint: directory))
+        let (reference, endpoints, shards, directory, session) = try twoShardRun(ClusterFixtures.tinyConfig(steps: 8))
         let third = DispatchSemaphore(value: 0)
         let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 5, minWorkers: 1, shardEndpoints: endpoints,
                                                shardLink: { LateLink($1, delay: 0.3) },
@@ -185,6 +173,19 @@ final class ShardTests: ClusterTestCase {
         XCTAssertEqual(try ClusterFixtures.outcome(of: session, checkpoint: directory).values, reference.values)
         for worker in workers { XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text) }
         for shard in shards { XCTAssertEqual(shard.waitForExit(timeout: 10), 0, shard.transcript) }
+    }
+
+    /// Two `recur shard` processes on free loopback ports, the in-process reference of `config`
+    /// and a session to run it against them.
+    private func twoShardRun(_ config: TrainingConfig) throws
+        -> (reference: ClusterFixtures.Outcome, endpoints: [String], shards: [RecurProcess], directory: URL, session: TrainingSession) {
+        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
+        let endpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
+        let shards = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "5"]) }
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        return (reference, endpoints, shards, directory, session)
     }
 
     /// "[worker pid 123] shard 1 of 2: …" → 123 (local processes' log prefix).

@@ -52,7 +52,3 @@ final class RejectionLog {
         unnamed = 0
     }
 }
-
-/// Monotonic seconds.
-@inline(__always)
-func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -204,9 +204,3 @@ public final class TrainingLoop {
         return error
     }
 }
-
-extension Collection where Element == Double {
-    public var mean: Double? { isEmpty ? nil : reduce(0, +) / Double(count) }
-    /// The upper median (the middle element of the sorted values).
-    public var median: Double? { isEmpty ? nil : sorted()[count / 2] }
-}
