@@ -60,24 +60,21 @@ def fail(message, prog=None, status=64):
     sys.exit(status)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got '{text}'")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got '{text}'")
-    return value
+def whole_number(minimum):
+    """An argparse type: a whole number ≥ minimum, else one clear error."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got '{text}'")
+        return value
+    return parse
 
 
-def count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got '{text}'")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got '{text}'")
-    return value
+positive_int = whole_number(1)
+count = whole_number(0)
 
 
 def number(low, high, low_open=False, high_open=False):
