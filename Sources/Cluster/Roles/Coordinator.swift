@@ -22,7 +22,7 @@ public final class Coordinator: GradientSource {
     var tree: ReductionTree!
     /// Workers found gone while evaluating or checkpointing; dropped at the next step.
     var lostBetweenSteps: [WorkerLost] = []
-    private var lastHeartbeatSent = 0.0
+    private lazy var heartbeats = HeartbeatSchedule(timeout: options.heartbeatTimeout)
     private var stragglers = StragglerWatch()
     /// The longest compute any worker reported for a step so far (seconds): the stall bound
     /// scales with it.
@@ -314,8 +314,7 @@ public final class Coordinator: GradientSource {
     /// `TransportError.peerGone` (a closed connection is noticed within an interval).
     func sendHeartbeatsIfDue(step: Int) throws {
         shards?.sendHeartbeatsIfDue(step: step)
-        guard monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
-        lastHeartbeatSent = monotonicSeconds()
+        guard heartbeats.isDue() else { return }
         for (rank, peer) in joined.enumerated() where !lostBetweenSteps.contains(where: { $0.identity == peer.identity }) {
             do {
                 try messenger.send(.heartbeat(Heartbeat(rank: UInt32(rank), step: UInt64(step))), to: peer.identity,

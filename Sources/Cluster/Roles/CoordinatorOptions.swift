@@ -19,5 +19,5 @@ public struct CoordinatorOptions: Sendable {
 
     public init(workers: Int) { self.workers = workers }
 
-    var heartbeatInterval: Double { min(1, heartbeatTimeout / 5) }
+    var heartbeatInterval: Double { HeartbeatSchedule.interval(forTimeout: heartbeatTimeout) }
 }

@@ -28,7 +28,7 @@ final class ShardLinks {
     /// Messages a `gather` did not take (a step's report that arrived during a checkpoint's
     /// state fetch); `poll` hands them out first.
     private var held: [(Int, DecodedMessage)] = []
-    private var lastHeartbeatSent = 0.0
+    private var heartbeats: HeartbeatSchedule
     private let heartbeatTimeout: Double
     private let log: (String) -> Void
 
@@ -43,6 +43,7 @@ final class ShardLinks {
         for messenger in messengers { messenger.limits = .sharded(layout: plan.layout) }
         lastHeard = Array(repeating: monotonicSeconds(), count: connection.endpoints.count)
         self.heartbeatTimeout = heartbeatTimeout
+        heartbeats = HeartbeatSchedule(timeout: heartbeatTimeout)
         self.log = log
     }
 
@@ -137,8 +138,7 @@ final class ShardLinks {
     }
 
     func sendHeartbeatsIfDue(step: Int) {
-        guard monotonicSeconds() - lastHeartbeatSent >= min(1, heartbeatTimeout / 5) else { return }
-        lastHeartbeatSent = monotonicSeconds()
+        guard heartbeats.isDue() else { return }
         for messenger in messengers { try? messenger.send(.heartbeat(Heartbeat(rank: 0, step: UInt64(step)))) }
     }
 

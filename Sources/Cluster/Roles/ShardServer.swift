@@ -16,7 +16,7 @@ public struct ShardOptions: Sendable {
 
     public init() {}
 
-    var heartbeatInterval: Double { min(1, heartbeatTimeout / 5) }
+    var heartbeatInterval: Double { HeartbeatSchedule.interval(forTimeout: heartbeatTimeout) }
 }
 
 /// One parameter server of a sharded run (`--shards S`, ps-lite's server role). It owns one
@@ -39,7 +39,7 @@ public final class ShardServer {
     /// Worker rank → identity, from their hellos.
     private var workers: [Int: PeerIdentity] = [:]
     private var lastHeardFromCoordinator = 0.0
-    private var lastHeartbeatSent = 0.0
+    private lazy var heartbeats = HeartbeatSchedule(timeout: options.heartbeatTimeout)
 
     /// What the setup fixed.
     private final class Run {
@@ -384,8 +384,7 @@ public final class ShardServer {
     }
 
     private func sendHeartbeatIfDue() throws {
-        guard let coordinator, monotonicSeconds() - lastHeartbeatSent >= options.heartbeatInterval else { return }
-        lastHeartbeatSent = monotonicSeconds()
+        guard let coordinator, heartbeats.isDue() else { return }
         try? messenger.send(.heartbeat(Heartbeat(rank: UInt32(run?.shard ?? 0), step: run?.step ?? 0)), to: coordinator, waiting: false)
     }
 }

@@ -29,7 +29,7 @@ public struct WorkerOptions: Sendable {
         self.threads = threads
     }
 
-    var heartbeatInterval: Double { min(1, heartbeatTimeout / 5) }
+    var heartbeatInterval: Double { HeartbeatSchedule.interval(forTimeout: heartbeatTimeout) }
 }
 
 /// A worker process: says hello with its corpus fingerprint, receives the run config, its
@@ -44,7 +44,7 @@ public final class Worker {
     private let log: (String) -> Void
     private let messenger: ClientMessenger
     public private(set) var rank = -1
-    private var lastHeartbeat = 0.0
+    private lazy var heartbeats = HeartbeatSchedule(timeout: options.heartbeatTimeout)
     /// How to reach a parameter shard of a sharded run (the Welcome names its endpoint).
     public var connectToShard: ((String) throws -> ClientTransport)?
 
@@ -335,8 +335,7 @@ public final class Worker {
     }
 
     private func sendHeartbeat(step: UInt64) throws {
-        guard monotonicSeconds() - lastHeartbeat >= options.heartbeatInterval else { return }
-        lastHeartbeat = monotonicSeconds()
+        guard heartbeats.isDue() else { return }
         try messenger.send(.heartbeat(Heartbeat(rank: UInt32(max(rank, 0)), step: step)))
     }
 }
