@@ -25,7 +25,8 @@ extension FuzzTargets {
             let server = network.server(endpoint: "inmemory://shard")
             let peers = ShardFixture.identities.map { network.client(identity: $0) }   // connected while the shard serves
             for (identity, body) in fixture.prefix { network.inject(body, from: identity) }
-            for frame in ShardFixture.frames(bytes) {
+            let frames = ShardFixture.frames(bytes)
+            for frame in frames {
                 network.inject(frame.body, from: ShardFixture.identities[1 + min(Int(frame.sender), 2)])
             }
             for identity in ShardFixture.identities { network.inject(fixture.shutdown, from: identity) }
@@ -38,7 +39,6 @@ extension FuzzTargets {
                 throw Finding("a peer's messages ended the shard: \(error)")
             }
             withExtendedLifetime(peers) {}
-            let frames = ShardFixture.frames(bytes)
             if frames.contains(where: { (try? WireCodec.decode($0.body, limits: .standard)) == nil }) { throw NotAllMessages() }
         },
         isTyped: { $0 is NotAllMessages })
