@@ -1,0 +1,177 @@
+import Recurrent
+import Training
+import Wire
+
+/// What a shard setup fixed, and the step being gathered: the range's weights and optimizer
+/// state (`RangeUpdate`), who may push which reduction-tree nodes, and the node sums so far.
+/// Its buffers are the shard's only large memory: one range-sized buffer per node in flight.
+final class ShardRun {
+    let shard: Int
+    let update: RangeUpdate
+    var workerCount: Int { didSet { nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount) } }
+    /// The secret of each rank of the current assignment (`ShardCommand.rankTickets`): a hello
+    /// for rank r is admitted only with ticket r.
+    var tickets: [String] = []
+    let chunkCount: Int
+    /// The reduction-tree nodes each rank's pushes may name: its block of the assignment
+    /// (`StreamLayout.contiguousBlocks`, as the coordinator assigns) cut into tree nodes.
+    private(set) var nodesOfRank: [[Range<Int>]]
+    let tokensPerStep: Int
+    /// The pieces of the range a node's push comes in (`SlabPartition.pushPieces`).
+    let pieces: [Range<Int>]
+    /// The step being gathered (the last broadcast), and the broadcast still waiting for every
+    /// worker's hello.
+    var step: UInt64
+    var broadcastPending: ShardCommand?
+    /// Node sums of `step`: whole, and still missing a piece (with the parts received).
+    private var nodes: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>)] = []
+    private var partial: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>, received: Set<Int>)] = []
+    /// The summed, prepared gradient of `step` once every node arrived.
+    private(set) var summed: UnsafeMutableBufferPointer<Float>?
+    private var spare: [UnsafeMutableBufferPointer<Float>] = []
+
+    init(shard: Int, update: RangeUpdate, workerCount: Int, chunkCount: Int, tokensPerStep: Int, earlyFrom: Int?, step: UInt64) {
+        self.shard = shard
+        pieces = SlabPartition.pushPieces(of: update.range, earlyFrom: earlyFrom)
+        self.update = update
+        self.workerCount = workerCount
+        self.chunkCount = chunkCount
+        nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount)
+        self.tokensPerStep = tokensPerStep
+        self.step = step
+    }
+
+    deinit { (nodes.map(\.values) + partial.map(\.values) + spare).forEach { $0.deallocate() } }
+
+    static func nodes(chunkCount: Int, workers: Int) -> [[Range<Int>]] {
+        StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: workers).map {
+            ReductionTree.nodes(covering: $0, in: 0..<chunkCount)
+        }
+    }
+
+    private func buffer() -> UnsafeMutableBufferPointer<Float> {
+        spare.popLast() ?? .allocate(capacity: update.range.count)
+    }
+
+    /// Forgets the step's node sums (their buffers are kept for the next step).
+    func recycle() {
+        spare += nodes.map(\.values) + partial.map(\.values)
+        nodes = []
+        partial = []
+        summed = nil
+    }
+
+    /// One piece of one node's sum for this range (`SlabPartition.pushPieces`: the early run
+    /// while backward goes on, then the rest): checked and copied; once a node has every piece
+    /// and the nodes tile every chunk, they are added in the fixed tree and divided by the
+    /// tokens. Returns the Σg² of each norm block then, else nil.
+    func accept(_ push: DecodedGradientPush, from rank: Int) throws -> [Double]? {
+        guard push.step == step else {
+            throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: step))
+        }
+        guard broadcastPending == nil else {
+            throw PushRejection.badState("gradient for step \(oneBased(step)) before this shard sent its weights")
+        }
+        guard summed == nil else {   // every node of the step is in: this is a repeat
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
+        }
+        // Only a node of the sender's own block: the nodes of different ranks never overlap,
+        // so one worker can neither take another's chunks nor crash the shard with its numbers.
+        guard let chunks = push.chunks, nodesOfRank[rank].contains(chunks) else {
+            throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
+        }
+        guard !nodes.contains(where: { $0.chunks == chunks }) else {
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
+        }
+        let parts = max(1, Int(push.parts)), part = Int(push.part)   // parts 0 is read as 1
+        guard parts == pieces.count, part < parts else {
+            throw PushRejection.badState("part \(push.part) of \(push.parts): this shard takes each node's gradient in \(pieces.count) piece(s)")
+        }
+        let piece = pieces[part], range = update.range
+        guard push.offset == UInt64(piece.lowerBound) else {
+            throw PushRejection.badState("gradient for elements from \(push.offset), part \(part) of this shard's range \(range.lowerBound)..<\(range.upperBound) starts at \(piece.lowerBound)")
+        }
+        let index = partial.firstIndex { $0.chunks == chunks } ?? {
+            partial.append((chunks, buffer(), []))
+            return partial.count - 1
+        }()
+        guard !partial[index].received.contains(part) else {
+            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
+        }
+        try copy(push, into: index, piece: piece)
+        partial[index].received.insert(part)
+        guard partial[index].received.count == parts else { return nil }
+        let values = partial.remove(at: index).values
+        nodes.append((chunks, values))
+        return nodes.map(\.chunks.count).reduce(0, +) == chunkCount ? sumNodes() : nil
+    }
+
+    /// The piece's values into node `index`'s buffer; a refused first piece gives the buffer back.
+    private func copy(_ push: DecodedGradientPush, into index: Int, piece: Range<Int>) throws {
+        let base = update.range.lowerBound
+        let target = UnsafeMutableBufferPointer(rebasing: partial[index].values[(piece.lowerBound - base)..<(piece.upperBound - base)])
+        func drop(_ rejection: PushRejection) -> PushRejection {
+            if partial[index].received.isEmpty { spare.append(partial.remove(at: index).values) }
+            return rejection
+        }
+        do {
+            try push.tensors.copySlab(into: target)
+        } catch let error as WireError {
+            throw drop(.tensors(error))
+        }
+        guard target.isEmpty || allFinite(target.baseAddress!, count: target.count) else {
+            throw drop(.gradientNotFinite(tensor: "slab"))
+        }
+    }
+
+    /// Every node is in: their sum in the fixed tree, ÷ tokens; the norm blocks' Σg².
+    private func sumNodes() -> [Double] {
+        nodes.sort { $0.chunks.lowerBound < $1.chunks.lowerBound }
+        let tree = ReductionTree(leaves: nodes.map(\.chunks), over: 0..<chunkCount)
+        tree.sum(nodes.map { $0.values.baseAddress! }, count: update.range.count, threads: 1)
+        summed = nodes[0].values
+        return update.prepare(nodes[0].values, tokenCount: tokensPerStep)
+    }
+}
+
+extension ShardRun {
+    /// The run a coordinator's setup describes, every size checked before anything is built
+    /// from it; a setup that does not make one throws `protocolViolation` (refused, the shard
+    /// goes on).
+    static func make(from setup: ShardSetup) throws -> (ShardRun, ParameterLayout) {
+        let config: TrainingConfig
+        do { config = try TrainingConfig.fromJSON(setup.runConfig) } catch {
+            throw ClusterError.protocolViolation("shard setup with an unreadable run config: \(error)")
+        }
+        // V of Unicode's scalars at most, and a label count exactly when the run is a
+        // classifier (bounded as checkpoints bound it).
+        guard setup.vocabularySize >= 1, setup.vocabularySize <= 0x110000,
+              (setup.labelCount > 0) == config.isClassifier, setup.labelCount <= 1 << 20, (try? config.validate()) != nil else {
+            throw ClusterError.protocolViolation("shard setup with vocabulary size \(setup.vocabularySize) and \(setup.labelCount) labels for a \(config.isClassifier ? "classifier" : "language model")")
+        }
+        let labels = setup.labelCount > 0 ? Int(setup.labelCount) : nil
+        let layout = ParameterLayout(config.model(vocabularySize: Int(setup.vocabularySize), labelCount: labels))
+        let count = Int(setup.shardCount), shard = Int(setup.shard)
+        guard count >= 1, shard < count, count <= SlabPartition.maximumShards(layout) else {
+            throw ClusterError.protocolViolation("shard setup for shard \(shard) of \(count)")
+        }
+        let partition = SlabPartition(layout: layout, shards: count)
+        let range = partition.shards[shard]
+        guard setup.parameters.values.count == range.count, setup.workerCount >= 1 else {
+            throw ClusterError.protocolViolation("shard setup with \(setup.parameters.values.count) weights for a range of \(range.count)")
+        }
+        let update = RangeUpdate(range: range, blocks: Array(partition.blocks[partition.shardBlocks[shard]]),
+                                 optimizer: config.optimizer, schedule: config.schedule, clip: config.clip,
+                                 initial: setup.parameters.values[...])
+        do {
+            try update.optimizer.restore(stepCount: Int(setup.optimizerSteps),
+                                         buffers: setup.optimizerState.map { ($0.name, $0.values) })
+        } catch {
+            throw ClusterError.protocolViolation("shard setup: optimizer state: \(error)")
+        }
+        let run = ShardRun(shard: shard, update: update, workerCount: Int(setup.workerCount),
+                           chunkCount: config.streams / config.chunkStreams, tokensPerStep: config.predictionsPerStep,
+                           earlyFrom: config.earlyElements(of: layout), step: setup.step)
+        return (run, layout)
+    }
+}
