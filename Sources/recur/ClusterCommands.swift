@@ -140,8 +140,8 @@ struct ServeCommand: ParsableCommand {
         }
         try run.resumable {
             let coordinator = try Coordinator(plan: session.plan, corpus: setup.corpus, options: options, transport: server,
-                                              stop: stop, shards: shards, log: log)
-            try TrainingLoop(session: session, source: coordinator, stop: stop, report: run.report(session)).run()
+                                              stop: stop, update: session.update, shards: shards, log: log)
+            try TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stop, report: run.report(session)).run()
         }
         run.sample(session, label: "sample")
     }

@@ -47,7 +47,7 @@ enum LocalCluster {
         }
         defer { shardLauncher.terminateAll() }
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                          transport: transport, stop: stop, shards: shards, log: log)
+                                          transport: transport, stop: stop, update: session.update, shards: shards, log: log)
         let launcher = LocalLauncher(output: log)
         let toleratesLoss = (minWorkers ?? workers) < workers
         launcher.onUnexpectedExit = { _, pid, code in
@@ -63,7 +63,7 @@ enum LocalCluster {
                 + (tokenCache.map { ["--token-cache", $0] } ?? [])
         }
         do {
-            try TrainingLoop(session: session, source: coordinator, stop: stop, report: report).run()
+            try TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stop, report: report).run()
         } catch {
             launcher.terminateAll()
             throw error

@@ -168,8 +168,8 @@ final class CoordinatorHarness: @unchecked Sendable {
             shardLink($0, try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: server.context))
         }, update: session.update)
         coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                      transport: server, stop: stopRequest, shards: shards, log: logs.append)
-        loop = TrainingLoop(session: session, source: coordinator, stop: stopRequest, report: { event in
+                                      transport: server, stop: stopRequest, update: session.update, shards: shards, log: logs.append)
+        loop = TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stopRequest, report: { event in
             switch event {
             case .step(let record):
                 steps.append("\(record.step)")

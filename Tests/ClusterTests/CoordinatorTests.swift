@@ -77,7 +77,7 @@ final class CoordinatorTests: ClusterTestCase {
         let session = try TrainingSession(config: ClusterFixtures.tinyConfig(), corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options())
         XCTAssertThrowsError(try Coordinator(plan: session.plan, corpus: session.corpus, options: CoordinatorOptions(workers: 5),
-                                             transport: InMemoryNetwork().server(), stop: StopRequest(), log: { _ in })) { error in
+                                             transport: InMemoryNetwork().server(), stop: StopRequest(), update: session.update, log: { _ in })) { error in
             XCTAssertEqual(error as? ClusterError, .tooFewChunks(workers: 5, chunks: 4))
         }
     }

@@ -46,8 +46,8 @@ final class HostilePeerTests: XCTestCase {
         var options = CoordinatorOptions(workers: 1)
         options.heartbeatTimeout = heartbeatTimeout
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                          transport: network.server(), stop: stop, log: logs.append)
-        let loop = TrainingLoop(session: session, source: coordinator, stop: stop) { _ in }
+                                          transport: network.server(), stop: stop, update: session.update, log: logs.append)
+        let loop = TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stop) { _ in }
         return BackgroundRun(name: "coordinator under flood") { try loop.run() }
     }
 
@@ -101,8 +101,8 @@ final class HostilePeerTests: XCTestCase {
         let network = InMemoryNetwork(), logs = LogLines()
         let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus, options: ClusterFixtures.options())
         let coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: CoordinatorOptions(workers: 1),
-                                          transport: network.server(), stop: StopRequest(), log: logs.append)
-        let loop = TrainingLoop(session: session, source: coordinator) { _ in }
+                                          transport: network.server(), stop: StopRequest(), update: session.update, log: logs.append)
+        let loop = TrainingLoop(session: session, source: coordinator, store: coordinator.store) { _ in }
         let run = BackgroundRun(name: "coordinator") { try loop.run() }
         let peer = FakeWorker(network: network, identity: "poisoner", pid: 97)
         try peer.sayHello()

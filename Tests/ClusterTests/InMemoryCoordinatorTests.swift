@@ -40,8 +40,8 @@ final class InMemoryCoordinatorTests: XCTestCase {
             options.minWorkers = minWorkers
             let stop = StopRequest()
             coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
-                                          transport: network.server(), stop: stop, log: logs.append)
-            loop = TrainingLoop(session: session, source: coordinator, stop: stop) { _ in }
+                                          transport: network.server(), stop: stop, update: session.update, log: logs.append)
+            loop = TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stop) { _ in }
             let loop = self.loop
             background = BackgroundRun(name: "in-memory coordinator") { try loop.run() }
         }

@@ -20,7 +20,7 @@ public struct StepRequest {
 /// streams, reduced in the fixed chunk order, and the split of the step's time.
 public struct StepGradient {
     public var lossSum: Double
-    /// (P) valid until the next call; the loop scales it in place. Nil when the gradient
+    /// (P) valid until the next call; the store scales it in place. Nil when the gradient
     /// stayed on sharded parameter servers (they hand in `blockSquares` instead).
     public var gradientSum: UnsafeMutablePointer<Float>?
     /// Sharded: Σg² of every norm block after ÷ tokens, in block order.
@@ -44,7 +44,8 @@ public struct StepGradient {
 
 /// Where the training loop gets gradients: this process's threads (`LocalGradientSource`)
 /// or the coordinator's workers (`Coordinator` in Cluster). A source never touches the
-/// weights or the optimizer; the loop owns those and the carried state.
+/// weights or the optimizer: the loop applies each step through its `ParameterStore` and owns
+/// the carried state.
 public protocol GradientSource: AnyObject {
     /// For the start line: "in-process, 2 thread(s)", "coordinator ipc://…, 2 worker(s)".
     var mode: String { get }
@@ -61,22 +62,6 @@ public protocol GradientSource: AnyObject {
 
     /// The run is over (`reason` says why): release workers. Called once, also after errors.
     func finish(reason: String)
-
-    /// Divides `g` by its tokens, clips it and takes the optimizer step for `step`. The
-    /// default does it on `update` here; sharded parameter servers do it on their ranges.
-    func apply(_ g: StepGradient, to update: ParameterUpdate, step: Int) throws -> ParameterUpdate.Report
-
-    /// Brings `update` (weights and optimizer state) up to date before the loop reads it
-    /// (evaluation, checkpoint). The default has nothing to do: the update is here.
-    func synchronize(_ update: ParameterUpdate) throws
-}
-
-extension GradientSource {
-    public func apply(_ g: StepGradient, to update: ParameterUpdate, step: Int) throws -> ParameterUpdate.Report {
-        update.apply(gradientSum: g.gradientSum!, tokenCount: g.tokenCount, step: step)
-    }
-
-    public func synchronize(_ update: ParameterUpdate) throws {}
 }
 
 /// Gradients from this process: the task's engine over all N streams (examples) on K threads.

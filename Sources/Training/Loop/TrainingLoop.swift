@@ -5,7 +5,7 @@ import Recurrent
 /// The one training loop of every mode (`recur train --workers 1`, `--workers W`, `recur serve`):
 ///
 ///     start the source → for each step: gradient from the source → guard → divide by tokens,
-///     clip, optimizer step (`ParameterUpdate`) → commit the carried state → step event →
+///     clip, optimizer step (the `ParameterStore`) → commit the carried state → step event →
 ///     evaluation / checkpoint when due → final evaluation, checkpoint, summary
 ///
 /// It owns the run's carried hidden state (L, N, H) and checkpoints, and stops safely: a
@@ -14,6 +14,8 @@ import Recurrent
 public final class TrainingLoop {
     public let session: TrainingSession
     public let source: GradientSource
+    /// Where each step is applied: the session's update here, unless a sharded run's store is given.
+    public let store: ParameterStore
     public let stop: StopRequest
     private let report: (TrainingEvent) -> Void
 
@@ -24,10 +26,11 @@ public final class TrainingLoop {
     /// Named best and recent checkpoints beside the latest one, and early stopping.
     private let history: CheckpointHistory?
 
-    public init(session: TrainingSession, source: GradientSource, stop: StopRequest = StopRequest(),
+    public init(session: TrainingSession, source: GradientSource, store: ParameterStore? = nil, stop: StopRequest = StopRequest(),
                 report: @escaping (TrainingEvent) -> Void) {
         self.session = session
         self.source = source
+        self.store = store ?? LocalParameterStore(session.update)
         self.stop = stop
         self.report = report
         state = CarriedState(model: session.model, streams: session.config.streams)
@@ -76,7 +79,7 @@ public final class TrainingLoop {
                 }
                 if wantsCheckpoint, !session.isFinished { try checkpoint() }
             }
-            try source.synchronize(session.update)   // the weights the caller samples from
+            try store.synchronize()   // the weights the caller samples from
             if validation == nil, session.options.evaluateAtEnd, let result = try evaluate() {
                 validation = result
                 report(.evaluation(step: session.step, result: result))
@@ -126,7 +129,7 @@ public final class TrainingLoop {
         let limit = 3 * log(Double(session.model.vocabularySize)) + 1
         let diverged = TrainingError.diverged(step: session.step + 1, loss: loss, lastCheckpoint: session.lastCheckpoint)
         guard loss.isFinite, loss < limit, next.isFinite else { throw diverged }
-        let report = try source.apply(g, to: session.update, step: session.step)
+        let report = try store.apply(g, step: session.step)
         guard report.gradientNorm.isFinite else { throw diverged }   // the update left the weights as they were
         session.step += 1
         return report
@@ -147,7 +150,7 @@ public final class TrainingLoop {
     private func keepNamed(_ result: Evaluator.Result) throws -> Bool {
         guard let history else { return false }
         let session = self.session, state = self.state
-        try source.synchronize(session.update)
+        try store.synchronize()
         return try source.whileServing {
             try history.record(step: session.step, loss: result.natsPerCharacter) { url in
                 _ = try session.writeCheckpoint(state: state, to: url)
@@ -159,7 +162,7 @@ public final class TrainingLoop {
     /// that a long evaluation shows it is alive.
     private func evaluate() throws -> Evaluator.Result? {
         let session = self.session, report = self.report
-        try source.synchronize(session.update)
+        try store.synchronize()
         let total = session.evaluatedCharacters, step = session.step, interval = session.options.evaluationProgressInterval
         var last = DispatchTime.now().uptimeNanoseconds
         return try source.whileServing {
@@ -183,7 +186,7 @@ public final class TrainingLoop {
 
     private func writeCheckpoint() throws -> String? {
         let session = self.session, state = self.state
-        try source.synchronize(session.update)
+        try store.synchronize()
         return try source.whileServing { try session.writeCheckpoint(state: state) }
     }
 

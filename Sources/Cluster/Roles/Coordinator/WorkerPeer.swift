@@ -2,7 +2,7 @@ import Training
 import Wire
 
 /// A worker as the coordinator knows it: who it is, which chunks (and so streams) it owns,
-/// when it was last heard from, and its pushes for the current step: one per node of the
+/// and its pushes for the current step: one per node of the
 /// reduction tree its chunks cover (one, when its block is a node).
 final class WorkerPeer {
     let identity: PeerIdentity
@@ -13,7 +13,6 @@ final class WorkerPeer {
     /// Whole gradient chunks, contiguous, and their streams.
     let chunks: Range<Int>
     let streams: Range<Int>
-    var lastSeen: Double
     /// Arrival time of the current step's complete push.
     var arrival = 0.0
     /// Whether the log already said this worker is slow in the current step.
@@ -30,7 +29,6 @@ final class WorkerPeer {
         threads = Int(hello.threads)
         self.chunks = chunks
         streams = plan.streams(ofChunks: chunks)
-        lastSeen = monotonicSeconds()
         nodes = ReductionTree.nodes(covering: chunks, in: 0..<plan.chunkCount)
         pushes = nodes.map {
             PushAssembler(layout: plan.layout, streams: plan.streams(ofChunks: $0), window: plan.config.predictionsPerStream,

@@ -1,0 +1,75 @@
+import Training
+import Wire
+
+/// Who computes which chunks: the assignment after the join, and again whenever a worker is
+/// lost and enough remain (`CoordinatorOptions.minWorkers`) or joined. Any contiguous split of
+/// the chunks gives the same sum (workers push one sum per reduction-tree node), so a
+/// reassigned step is bit-identical to one that never lost a worker.
+extension Coordinator {
+    /// Splits the chunks over the joined workers in join order and welcomes each at `step` with
+    /// its streams and their carried state (L, n, H) as of the start of `step`.
+    func assign(step: Int, state: CarriedState) throws {
+        let joined = machine.joined
+        let blocks = StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
+        let workers = zip(joined.indices, blocks).map { rank, block in
+            WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan,
+                       gradientAtShards: !parameters.gradientComesHere)
+        }
+        machine.assign(workers, step: step, now: monotonicSeconds())
+        // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
+        tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
+        let placements = try parameters.assign(ranks: workers.count, step: step,
+                                               resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
+        for peer in workers {
+            let placement = placements[peer.rank]
+            let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
+                                  runConfig: plan.config.canonicalJSON(),
+                                  streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
+                                  step: UInt64(step), state: state.wireTensors(streams: peer.streams),
+                                  shardEndpoints: placement.endpoints, shardBounds: placement.bounds, rankTicket: placement.ticket)
+            do {
+                try messenger.send(.welcome(welcome), to: peer.identity)
+            } catch let error as TransportError {
+                throw workers.lost(error, step: step)
+            }
+        }
+        try awaitRanks(step: step)
+    }
+
+    /// Every worker must reach every parameter server within the heartbeat timeout (with
+    /// shards: each shard reports each hello). One that does not is refused, and the run ends
+    /// naming the worker and the server: a step could never complete without it.
+    func awaitRanks(step: Int) throws {
+        let missing = try parameters.awaitRanks(machine.workers.count, step: step, timeout: options.heartbeatTimeout) {
+            try Self.throwIfLost(try sendHeartbeatsIfDue(step: step))
+            while let (identity, message) = try messenger.receive(timeout: 0) {
+                try Self.throwIfLost(try feed(.received(identity, message)))
+            }
+        }
+        guard let (rank, server) = missing else { return }
+        let peer = machine.workers[rank], seconds = ClusterError.format(options.heartbeatTimeout)
+        try? messenger.send(.error(WireErrorMessage(message: "this worker did not reach parameter \(server) within \(seconds) s")), to: peer.identity)
+        throw ClusterError.workerFailed("\(peer.name) did not reach parameter \(server) within \(seconds) s and was refused: every worker must be able to connect to every shard endpoint")
+    }
+
+    /// Drops a lost worker and gives its chunks to the others, or ends the run (with the
+    /// error naming the worker) when fewer than `minWorkers` would remain.
+    func continueWithout(_ lost: WorkerLost, step: Int, state: CarriedState) throws {
+        guard machine.isJoined(lost.identity) else { return }
+        guard machine.joined.count - 1 >= options.requiredWorkers else { throw lost.error }
+        _ = machine.remove(lost.identity)
+        log("\(lost.error); continuing with \(machine.joined.count) worker(s) (at least \(options.requiredWorkers) required): step \(step + 1) is computed again")
+        do {
+            try assign(step: step, state: state)
+        } catch let next as WorkerLost {
+            try continueWithout(next, step: step, state: state)
+        }
+    }
+
+    /// A loss found between steps: kept for the next step when the run can go on without the
+    /// worker, else the run ends now.
+    func deferLoss(_ lost: WorkerLost) throws {
+        guard machine.joined.count - 1 - lostBetweenSteps.count >= options.requiredWorkers else { throw lost.error }
+        if !lostBetweenSteps.contains(where: { $0.identity == lost.identity }) { lostBetweenSteps.append(lost) }
+    }
+}
