@@ -29,18 +29,17 @@ public final class GradientEngine: GradientComputing {
     private let chunked: ChunkedGradient
 
     /// - Parameters:
-    ///   - train: the training split as symbol ids.
-    ///   - streamLayout: the global N-stream layout over `train`.
+    ///   - data: the training split as symbol ids and the global N-stream layout over it.
     ///   - streams: the owned block of global streams; a whole number of chunks.
     ///   - dropout: the run's dropout (`TrainingConfig.dropoutMasks`), its masks keyed by the
     ///     global step `computeGradient` is given.
-    public init(config: ModelConfig, train: TokenStore, streamLayout: StreamLayout,
+    public init(config: ModelConfig, data: RunPlan.LanguageModelData,
                 streams: Range<Int>, chunkStreams: Int, threads: Int, dropout: Dropout? = nil) {
         precondition(streams.count % chunkStreams == 0 && streams.lowerBound % chunkStreams == 0,
                      "stream block must be whole chunks")
         self.config = config
-        self.train = train
-        self.streamLayout = streamLayout
+        train = data.train
+        streamLayout = data.streamLayout
         self.streams = streams
         self.chunkStreams = chunkStreams
         self.dropout = dropout
@@ -49,7 +48,7 @@ public final class GradientEngine: GradientComputing {
                                   block: (streams.lowerBound / chunkStreams)..<(streams.upperBound / chunkStreams),
                                   chunkCount: streamLayout.streamCount / chunkStreams, threads: threads)
         workspaces = chunked.threadChunks.map { chunks in
-            RecurrentNetwork<Float>(config: config, streams: chunks.count * chunkStreams, window: streamLayout.window, dropout: dropout)
+            RecurrentNetwork<Float>(config: config, streams: chunks.count * chunkStreams, window: data.streamLayout.window, dropout: dropout)
         }
     }
 

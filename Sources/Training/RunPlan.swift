@@ -62,8 +62,8 @@ public struct RunPlan {
     public func engine(block: Range<Int>, threads: Int) -> any GradientComputing {
         switch task {
         case .languageModel(let data):
-            return GradientEngine(config: model, train: data.train, streamLayout: data.streamLayout, streams: block,
-                                  chunkStreams: config.chunkStreams, threads: threads, dropout: config.dropoutMasks)
+            return GradientEngine(config: model, data: data, streams: block, chunkStreams: config.chunkStreams,
+                                  threads: threads, dropout: config.dropoutMasks)
         case .classifier(let data):
             return ClassifierEngine(config: model, data: data, block: block, chunkExamples: config.chunkStreams,
                                     maxLength: config.resolvedMaxLength, threads: threads)
