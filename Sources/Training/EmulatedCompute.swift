@@ -69,7 +69,7 @@ public final class EmulatedCompute: GradientComputing {
 
     /// Same contract as `GradientEngine.computeGradient`; `parameters` and the state are not
     /// read, and `final` is not written (carried state stays as it was).
-    public func computeGradient(parameters: UnsafePointer<Float>, step: Int? = nil, stepInEpoch: Int,
+    public func computeGradient(parameters: UnsafePointer<Float>, step: Int, stepInEpoch: Int,
                                 from initial: RecurrentState<Float>, into final: RecurrentState<Float>,
                                 early: ((Range<Int>) -> Void)?) -> (lossSum: Double, gradient: UnsafeMutablePointer<Float>) {
         let start = DispatchTime.now().uptimeNanoseconds

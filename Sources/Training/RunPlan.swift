@@ -1,26 +1,20 @@
 import Recurrent
 
-/// What a config and a corpus fix for a run: the model and its parameter table, the data
-/// split and the step layout (streams of a language model, batches of a classifier).
-/// Derived here once, by every process of a run (the loop's session, each worker), so that
-/// all of them agree.
+/// What a config and a corpus fix for a run: the model and its parameter table, and the task
+/// with its data split and step layout (streams of a language model, batches of a
+/// classifier). Derived here once, by every process of a run (the loop's session, each
+/// worker), so that all of them agree.
 public struct RunPlan {
     public let config: TrainingConfig
     public let model: ModelConfig
     public let layout: ParameterLayout
-    /// Language model: the train and validation splits as symbol ids (views of the corpus's
-    /// tokens) and the stream layout over the train split. Empty and nil for a classifier.
-    public let train: TokenStore
-    public let validation: TokenStore
-    public let streamLayout: StreamLayout?
-    /// Classifier: its examples and the batch of every step; nil for a language model.
-    public let classification: Classification?
+    /// What the run learns, with the data of that task.
+    public let task: Task
 
-    public struct Classification {
-        public let train: LabelledExamples
-        public let validation: LabelledExamples
-        public let batches: ClassifierBatches
-        public var labels: [String] { train.labels }
+    /// The task of a run and its data.
+    public enum Task {
+        case languageModel(LanguageModelData)
+        case classifier(Classification)
     }
 
     /// Validates the config and that the corpus gives one step's data. A classifier's
@@ -30,23 +24,12 @@ public struct RunPlan {
         try config.validate()
         self.config = config
         if config.isClassifier {
-            let (examples, split) = try LabelledExamples.split(corpus, validationFraction: config.validationFraction)
-            guard examples.count >= config.streams else {
-                throw TrainingError.invalidValue(.streams, value: "\(config.streams)",
-                                                 rule: "at most the \(examples.count) training examples of \(corpus.name)")
-            }
-            model = config.model(vocabularySize: corpus.vocabulary.count, labelCount: examples.labels.count)
-            classification = Classification(train: examples, validation: labelled ?? split,
-                                            batches: ClassifierBatches(train: examples, batch: config.streams,
-                                                                       maxLength: config.resolvedMaxLength, seed: config.seed))
-            (train, validation, streamLayout) = ([], [], nil)
+            let classification = try Classification(config: config, corpus: corpus, validation: labelled)
+            model = config.model(vocabularySize: corpus.vocabulary.count, labelCount: classification.labels.count)
+            task = .classifier(classification)
         } else {
-            try corpus.requireTrainingLength(streams: config.streams, window: config.window,
-                                             validationFraction: config.validationFraction)
             model = config.model(vocabularySize: corpus.vocabulary.count)
-            (train, validation) = corpus.split(validationFraction: config.validationFraction)
-            streamLayout = StreamLayout(trainCount: train.count, streams: config.streams, window: config.window)
-            classification = nil
+            task = .languageModel(try LanguageModelData(config: config, corpus: corpus))
         }
         layout = ParameterLayout(model)
     }
@@ -60,20 +43,45 @@ public struct RunPlan {
         (chunks.lowerBound * config.chunkStreams)..<(chunks.upperBound * config.chunkStreams)
     }
 
-    public var stepsPerEpoch: Int { streamLayout?.stepsPerEpoch ?? classification!.batches.stepsPerEpoch }
+    public var stepsPerEpoch: Int {
+        switch task {
+        case .languageModel(let data): return data.streamLayout.stepsPerEpoch
+        case .classifier(let data): return data.batches.stepsPerEpoch
+        }
+    }
 
     /// Epoch and step within it of global step s (counted from 0).
     public func position(globalStep s: Int) -> (epoch: Int, stepInEpoch: Int) {
-        streamLayout?.position(globalStep: s) ?? classification!.batches.position(globalStep: s)
+        switch task {
+        case .languageModel(let data): return data.streamLayout.position(globalStep: s)
+        case .classifier(let data): return data.batches.position(globalStep: s)
+        }
     }
 
     /// The engine of the task for the streams (examples) `block` of every step, on `threads`.
     public func engine(block: Range<Int>, threads: Int) -> any GradientComputing {
-        if let classification {
-            return ClassifierEngine(config: model, train: classification.train, batches: classification.batches, block: block,
-                                    chunkExamples: config.chunkStreams, maxLength: config.resolvedMaxLength, threads: threads)
+        switch task {
+        case .languageModel(let data):
+            return GradientEngine(config: model, data: data, streams: block, chunkStreams: config.chunkStreams,
+                                  threads: threads, dropout: config.dropoutMasks)
+        case .classifier(let data):
+            return ClassifierEngine(config: model, data: data, block: block, chunkExamples: config.chunkStreams,
+                                    maxLength: config.resolvedMaxLength, threads: threads)
         }
-        return GradientEngine(config: model, train: train, streamLayout: streamLayout!, streams: block,
-                              chunkStreams: config.chunkStreams, threads: threads, dropout: config.dropoutMasks)
+    }
+
+    /// The language model's data; nil for a classifier.
+    public var languageModel: LanguageModelData? {
+        if case .languageModel(let data) = task { return data }
+        return nil
+    }
+
+    /// A classifier's class names in class order; none for a language model.
+    public var labels: [String] { classification?.labels ?? [] }
+
+    /// The classifier's data; nil for a language model.
+    public var classification: Classification? {
+        if case .classifier(let data) = task { return data }
+        return nil
     }
 }

@@ -206,6 +206,10 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     case checkpoint(String)
     /// `--resume` names a directory without a training checkpoint.
     case nothingToResume(path: String)
+    /// The config asks `field` to be `requested` where the checkpoint at `path` that the run
+    /// starts from has `saved`: a resumed run (`resumed`) or a run from its weights may not
+    /// change it (`StartingCheckpoint.requireCompatible`).
+    case startMismatch(ConfigField, saved: String, requested: String, path: String, resumed: Bool)
     case diverged(step: Int, loss: Double, lastCheckpoint: String?)
     case vocabulary(String)
 
@@ -218,6 +222,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
         case .unwritable(let path): return "cannot open \(path) for writing"
         case .checkpoint(let m): return m
         case .nothingToResume(let path): return "nothing to resume: \(path) holds no training checkpoint"
+        case .startMismatch(let field, let saved, let requested, let path, let resumed):
+            return "\(resumed ? "checkpoint \(path) is of another run" : "\(path) is a checkpoint of another model"): \(field.rawValue) \(saved) ≠ \(requested) (saved ≠ requested)"
         case .diverged(let step, let loss, let last):
             let keep = last.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written"
             return "training diverged at step \(step) (loss \(loss))\(keep)"

@@ -52,9 +52,6 @@ public final class TrainingSession {
     public var config: TrainingConfig { plan.config }
     public var model: ModelConfig { plan.model }
     public var layout: ParameterLayout { plan.layout }
-    public var train: TokenStore { plan.train }
-    public var validation: TokenStore { plan.validation }
-    public var streamLayout: StreamLayout? { plan.streamLayout }
 
     /// `validation`: a classifier's validation examples from another file (`--val-data`).
     public convenience init(config: TrainingConfig, corpus: Corpus, options: RunOptions, validation: LabelledExamples? = nil) throws {
@@ -62,14 +59,13 @@ public final class TrainingSession {
     }
 
     /// A session of a plan made beforehand (the executable checks the plan's worker and shard
-    /// counts before anything starts).
+    /// counts before anything starts). The checkpoint `options` name to resume or to start
+    /// from is read and checked by `StartingCheckpoint`.
     public init(plan: RunPlan, corpus: Corpus, options: RunOptions) throws {
         self.plan = plan
-        let config = plan.config
         self.options = options
         self.corpus = corpus
-        let model = plan.model
-
+        let config = plan.config
         if let directory = options.checkpointDirectory {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -81,46 +77,21 @@ public final class TrainingSession {
         var step = 0
         var restored: (h: [Float], c: [Float])?
         var optimizerState: (Int, [(name: String, values: [Float])])?
-        if options.resume {
-            guard let directory = options.checkpointDirectory else {
-                throw TrainingError.missingSetting(.resume, requires: .checkpointDirectory)
-            }
-            startNotes = try Checkpoint.recover(directory)
-            guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
-                throw TrainingError.nothingToResume(path: directory.path)
-            }
-            let checkpoint = try Checkpoint.read(from: directory)
-            guard let saved = checkpoint.training else { throw TrainingError.checkpoint("\(directory.path) has no training state") }
-            try Self.requireCompatible(saved: saved.config, requested: config, path: directory.path)
-            guard saved.corpusDigest == corpus.digest else {
-                throw TrainingError.checkpoint("checkpoint \(directory.path) was trained on another corpus (digest \(saved.corpusDigest.prefix(12))…, \(corpus.name) \(corpus.digest.prefix(12))…): give --data the run's corpus")
-            }
-            initial = checkpoint.parameters
-            step = saved.step
-            random = try SeededGenerator(state: saved.randomState)
-            restored = (saved.hiddenH, saved.hiddenC)
-            optimizerState = (saved.optimizerStepCount, saved.optimizerBuffers)
-            lastCheckpoint = directory.path
-        } else if let source = options.initFrom {
-            let checkpoint = try Checkpoint.read(from: source)
-            if plan.classification != nil, checkpoint.model.labelCount == nil {
-                let report = try LanguageModelTransfer.copy(from: checkpoint, into: &initial, layout: plan.layout,
-                                                            vocabulary: corpus.vocabulary, path: source.path)
-                startNotes.append("started the recurrent layers from the language model in \(source.path): \(report.tensors) tensors, \(report.scalars) values; the head starts fresh"
-                                 + (report.unseenCharacters > 0 ? "; \(report.unseenCharacters) character(s) it never saw keep fresh input weights" : ""))
+        if let start = try StartingCheckpoint.read(for: options) {
+            startNotes = start.repairs
+            try start.requireCompatible(config)
+            try start.requireSameCorpus(corpus)
+            if let saved = start.resumedRun {
+                initial = start.checkpoint.parameters
+                step = saved.step
+                random = try SeededGenerator(state: saved.randomState)
+                restored = (saved.hiddenH, saved.hiddenC)
+                optimizerState = (saved.optimizerStepCount, saved.optimizerBuffers)
+                lastCheckpoint = start.path
             } else {
-                var saved = checkpoint.model
-                saved.pooling = model.pooling   // what the head reads may change; the weights stay
-                guard saved == model else {
-                    throw TrainingError.checkpoint("\(source.path) is a checkpoint of another model: \(Checkpoint.modelJSON(checkpoint.model)), this run is \(Checkpoint.modelJSON(model))")
-                }
-                guard checkpoint.labels == (plan.classification?.labels ?? []) else {
-                    throw TrainingError.checkpoint("\(source.path) classifies into other labels than \(corpus.name) has")
-                }
-                guard checkpoint.vocabulary == corpus.vocabulary else {
-                    throw TrainingError.checkpoint("\(source.path) has another vocabulary than \(corpus.name)")
-                }
-                initial = checkpoint.parameters
+                let (weights, note) = try start.weights(for: plan, corpus: corpus, initialized: initial)
+                initial = weights
+                if let note { startNotes.append(note) }
             }
         }
         update = ParameterUpdate(layout: plan.layout, optimizer: config.optimizer, schedule: config.schedule,
@@ -129,24 +100,12 @@ public final class TrainingSession {
             do {
                 try update.optimizer.restore(stepCount: count, buffers: buffers)
             } catch {
-                throw TrainingError.checkpoint("optimizer state in \(options.checkpointDirectory!.path): \(error)")
+                throw TrainingError.checkpoint("optimizer state in \(lastCheckpoint ?? ""): \(error)")
             }
         }
         self.step = step
         self.random = random
         restoredState = restored
-    }
-
-    /// A resumed run must have the same config except what may change between the parts of
-    /// a run: the total step count, the learning rate and its decay, the clip threshold.
-    /// The error lists the differing fields as `name saved ≠ requested`.
-    static func requireCompatible(saved: TrainingConfig, requested: TrainingConfig, path: String) throws {
-        let differences = ConfigField.allCases.compactMap { field -> String? in
-            guard !TrainingConfig.resumableFields.contains(field), let a = saved.value(of: field), let b = requested.value(of: field), a != b else { return nil }
-            return "\(field.rawValue) \(a) ≠ \(b)"
-        }
-        guard !differences.isEmpty else { return }
-        throw TrainingError.checkpoint("checkpoint \(path) is of another run: \(differences.joined(separator: ", ")) (saved ≠ requested)")
     }
 
     public var isFinished: Bool { step >= config.steps }
@@ -156,21 +115,26 @@ public final class TrainingSession {
     /// The validation characters an evaluation scores: the split, capped by `evalCharacters`
     /// (a classifier: every validation example).
     public var evaluatedCharacters: Int {
-        if let c = plan.classification { return c.validation.count }
-        return options.evalCharacters > 0 ? min(validation.count, options.evalCharacters) : validation.count
+        switch plan.task {
+        case .languageModel(let data):
+            return options.evalCharacters > 0 ? min(data.validation.count, options.evalCharacters) : data.validation.count
+        case .classifier(let data):
+            return data.validation.count
+        }
     }
 
     /// Validation loss of the current weights (over `evaluatedCharacters`); a classifier's
     /// with its metrics. `progress` hears the characters scored so far, now and then.
     public func evaluate(progress: ((Int) -> Void)? = nil) -> Evaluator.Result? {
-        if let c = plan.classification {
-            return ClassifierEvaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
-                                                examples: c.validation, maxLength: config.resolvedMaxLength,
-                                                majorityLabel: c.train.majorityLabel)
+        let parameters = UnsafePointer(update.parameters.baseAddress!)
+        switch plan.task {
+        case .languageModel(let data):
+            return Evaluator.evaluate(model: model, parameters: parameters, tokens: data.validation.slice(0..<evaluatedCharacters),
+                                      window: config.window, streams: options.evalStreams, progress: progress)
+        case .classifier(let data):
+            return ClassifierEvaluator.evaluate(model: model, parameters: parameters, examples: data.validation,
+                                                maxLength: config.resolvedMaxLength, majorityLabel: data.train.majorityLabel)
         }
-        let tokens = validation.slice(0..<evaluatedCharacters)
-        return Evaluator.evaluate(model: model, parameters: UnsafePointer(update.parameters.baseAddress!),
-                                  tokens: tokens, window: config.window, streams: options.evalStreams, progress: progress)
     }
 
     /// Writes the checkpoint of the current step with the carried state `state` (L, N, H) to
@@ -184,21 +148,24 @@ public final class TrainingSession {
             corpusPath: corpus.name == Corpus.builtinName ? nil : URL(fileURLWithPath: corpus.name).path,
             logPath: options.logPath)
         let checkpoint = Checkpoint(model: model, vocabulary: corpus.vocabulary, parameters: update.values,
-                                    labels: plan.classification?.labels ?? [], training: training)
+                                    labels: plan.labels, training: training)
         try checkpoint.write(to: directory)
         if target == nil { lastCheckpoint = directory.path }
         return directory.path
     }
 
     public func startInfo(mode: String) -> StartInfo {
-        StartInfo(corpusName: corpus.name, corpusCharacters: corpus.count, vocabularySize: model.vocabularySize,
-                  trainCharacters: plan.classification?.train.count ?? train.count,
-                  validationCharacters: plan.classification?.validation.count ?? validation.count,
-                  evaluatedCharacters: evaluatedCharacters,
-                  parameterCount: layout.count, stepsPerEpoch: plan.stepsPerEpoch,
-                  firstStep: step, steps: config.steps, mode: mode, kernelLevel: KernelLevel.current.description,
-                  labelCount: model.labelCount,
-                  truncatedExamples: plan.classification?.train.truncatedCount(maxLength: config.resolvedMaxLength) ?? 0,
-                  maxLength: config.resolvedMaxLength)
+        let (train, validation, truncated): (Int, Int, Int)
+        switch plan.task {
+        case .languageModel(let data): (train, validation, truncated) = (data.train.count, data.validation.count, 0)
+        case .classifier(let data):
+            (train, validation) = (data.train.count, data.validation.count)
+            truncated = data.train.truncatedCount(maxLength: config.resolvedMaxLength)
+        }
+        return StartInfo(corpusName: corpus.name, corpusCharacters: corpus.count, vocabularySize: model.vocabularySize,
+                         trainCharacters: train, validationCharacters: validation, evaluatedCharacters: evaluatedCharacters,
+                         parameterCount: layout.count, stepsPerEpoch: plan.stepsPerEpoch,
+                         firstStep: step, steps: config.steps, mode: mode, kernelLevel: KernelLevel.current.description,
+                         labelCount: model.labelCount, truncatedExamples: truncated, maxLength: config.resolvedMaxLength)
     }
 }

@@ -61,7 +61,7 @@ enum ExitStatus: Int32 {
     static func of(_ error: Error, parserCode: Int32) -> ExitStatus {
         switch error {
         case is ValidationError, is MemoryBudgetError: return .usage
-        case TrainingError.invalidValue, TrainingError.missingSetting: return .usage
+        case TrainingError.invalidValue, TrainingError.missingSetting, TrainingError.startMismatch: return .usage
         case is OutputPath.Unusable, is JSONLFile.OpenError: return .output
         case TrainingError.notADirectory, TrainingError.unwritable, AtomicDirectoryError.targetNotDirectory: return .output
         case is CorpusError, is VocabularyError, is SafetensorsError: return .input

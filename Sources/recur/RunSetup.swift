@@ -19,48 +19,21 @@ struct RunSetup {
     /// The resumed run's `--log-jsonl` file, which it goes on appending to by default.
     var savedLogPath: String?
 
-    /// Fields a run started from another's weights may not change: the weights' shape.
-    static let fixedByWeights: Set<ConfigField> = [.cell, .layers, .hidden, .task, .bidirectional]
-
     init(model: ModelFlags, data: DataFlags, optimization: OptimizationFlags, chunk: Int?,
          checkpoints: CheckpointFlags, log: (String) -> Void) throws {
-        var base = TrainingConfig()
-        var savedPath: String?
-        var source: (flag: String, path: String, saved: Checkpoint.TrainingState?)?
-        if checkpoints.resume, let directory = checkpoints.directory {
-            for line in try Checkpoint.recover(directory) { log(line) }
-            guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("state.json").path) else {
-                throw TrainingError.nothingToResume(path: directory.path)
-            }
-            let checkpoint = try Checkpoint.read(from: directory)
-            guard let saved = checkpoint.training else { throw TrainingError.nothingToResume(path: directory.path) }
-            base = saved.config
-            savedPath = saved.corpusPath
+        let start = try Self.startingCheckpoint(checkpoints)
+        start?.repairs.forEach(log)
+        let base = start?.baseConfig(task: data.task) ?? TrainingConfig()
+        if let saved = start?.resumedRun {
             completedSteps = saved.step
             savedLogPath = saved.logPath
-            source = ("--resume", directory.path, saved)
-        } else if let initFrom = checkpoints.initFrom {
-            let checkpoint = try Checkpoint.read(from: URL(fileURLWithPath: initFrom))
-            if let saved = checkpoint.training {
-                base = saved.config
-                base.steps = Defaults.config.steps
-                savedPath = saved.corpusPath
-                if !base.isClassifier && data.task == .classify { base.dropout = nil }   // dropout is the language model's
-            } else {
-                base.cell = checkpoint.model.cell
-                base.layers = checkpoint.model.layerCount
-                base.hidden = checkpoint.model.hiddenSize
-                if checkpoint.model.labelCount != nil { base.task = .classify }
-                if checkpoint.model.bidirectional { base.bidirectional = true }
-                if checkpoint.model.pooling != .last { base.pooling = checkpoint.model.pooling }
-            }
-            source = ("--init-from", initFrom, nil)
         }
-        let path = data.data ?? savedPath
+        let path = data.data ?? start?.checkpoint.training?.corpusPath
         dataPath = path.map { URL(fileURLWithPath: $0).path }
         let task = data.task ?? base.task
         corpus = try dataPath.map { try Self.load($0, cache: data.cache, log: log) } ?? Corpus.builtin(task: task)
         config = try base.applying(model: model, data: data, optimization: optimization, chunk: chunk, corpus: corpus)
+        try start?.requireCompatible(config)
         if let valData = data.valData {
             guard config.isClassifier else { throw ValidationError("--val-data goes with --task classify (a language model holds out the end of --data: --val-fraction)") }
             let labels = try LabelledExamples.split(corpus, validationFraction: 0).train.labels
@@ -69,18 +42,14 @@ struct RunSetup {
                 log("\(valData): skipped \(v.skippedUnknownLabels) example(s) of labels the training data lacks, \(v.skippedEmpty) left empty, and \(v.skippedCharacters) character(s) outside the vocabulary")
             }
         }
-        if let source {
-            // A classifier may start from a language model's layers (LanguageModelTransfer).
-            let transfer = !base.isClassifier && config.isClassifier
-            let fixed = source.saved == nil ? Self.fixedByWeights.subtracting(transfer ? [.task, .bidirectional] : [])
-                : Set(ConfigField.allCases).subtracting(TrainingConfig.resumableFields)
-            for field in ConfigField.allCases where fixed.contains(field) {
-                guard let was = base.value(of: field), let now = config.value(of: field), was != now else { continue }
-                throw ValidationError(source.saved == nil
-                    ? "\(field.flag) \(now) asks for another model than \(source.path) has (\(field.flag) \(was)); a run from its weights keeps its model"
-                    : "\(field.flag) \(now) differs from the run in \(source.path) (\(field.flag) \(was)); a resumed run keeps its model, data layout, optimizer and seed (--init-from starts a new run from its weights)")
-            }
+    }
+
+    /// The checkpoint `--resume` or `--init-from` names, read; nil for a fresh run.
+    static func startingCheckpoint(_ checkpoints: CheckpointFlags) throws -> StartingCheckpoint? {
+        if checkpoints.resume, let directory = checkpoints.directory {
+            return try StartingCheckpoint.read(directory, for: .resume)
         }
+        return try checkpoints.initFrom.map { try StartingCheckpoint.read(URL(fileURLWithPath: $0), for: .initFrom) }
     }
 
     /// Reads and encodes a corpus file, saying what it does when that takes a while (files of

@@ -11,6 +11,10 @@ enum UserMessage {
             return "\(field.flag) needs \(requires == .task ? "--task classify" : requires.flag)"
         case TrainingError.notADirectory(let field, let path):
             return "\(field.flag) \(path) exists and is not a directory"
+        case TrainingError.startMismatch(let field, let saved, let requested, let path, let resumed):
+            return resumed
+                ? "\(field.flag) \(requested) differs from the run in \(path) (\(field.flag) \(saved)); a resumed run keeps its model, data layout, optimizer and seed (--init-from starts a new run from its weights)"
+                : "\(field.flag) \(requested) asks for another model than \(path) has (\(field.flag) \(saved)); a run from its weights keeps its model"
         case TrainingError.diverged:
             return "\(error); lower --lr or set --clip"
         case ClusterError.coordinatorLost(_, _, encrypted: true), ClusterError.coordinatorUnreachable(_, _, encrypted: true):

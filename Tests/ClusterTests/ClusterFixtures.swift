@@ -357,7 +357,7 @@ final class FakeWorker {
         config = plan.config
         layout = plan.layout
         parameters = [Float](repeating: 0, count: layout.count)
-        engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout!,
+        engine = GradientEngine(config: plan.model, data: try XCTUnwrap(plan.languageModel),
                                 streams: Int(welcome.streamBegin)..<Int(welcome.streamEnd),
                                 chunkStreams: config.chunkStreams, threads: 1)
         state = CarriedState(model: plan.model, streams: engine.streams.count)
@@ -379,7 +379,8 @@ final class FakeWorker {
         let stepInEpoch = engine.streamLayout.position(globalStep: Int(weights.step)).stepInEpoch
         if weights.resetState { state.reset() }
         let (lossSum, gradient) = parameters.withUnsafeBufferPointer {
-            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, from: state.recurrent, into: state.recurrent)
+            engine.computeGradient(parameters: $0.baseAddress!, step: Int(weights.step), stepInEpoch: stepInEpoch,
+                                   from: state.recurrent, into: state.recurrent)
         }
         let values = Array(UnsafeBufferPointer(start: gradient, count: layout.count))
         let chunks = engine.nodes[0]   // the fixtures' blocks are tree nodes

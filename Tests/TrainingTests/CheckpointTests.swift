@@ -204,9 +204,11 @@ final class CheckpointTests: XCTestCase {
         config.hidden = 9
         config.steps = 4
         XCTAssertThrowsError(try TrainingSession(config: config, corpus: corpus, options: options)) { error in
-            guard case TrainingError.checkpoint(let message)? = error as? TrainingError else {
-                return XCTFail("expected TrainingError.checkpoint, got \(error)")
+            guard case TrainingError.startMismatch(.hidden, saved: "6", requested: "9", let path, resumed: true)? = error as? TrainingError else {
+                return XCTFail("expected TrainingError.startMismatch of hidden 6 → 9, got \(error)")
             }
+            XCTAssertEqual(path, options.checkpointDirectory!.path)
+            let message = "\(error)"
             XCTAssertTrue(message.contains("hidden"), message)
             XCTAssertTrue(message.contains("6") && message.contains("9"), message)
             XCTAssertTrue(message.contains(options.checkpointDirectory!.path), message)
@@ -247,8 +249,7 @@ final class CheckpointTests: XCTestCase {
         other.hidden = 7
         XCTAssertThrowsError(try TrainingSession(config: other, corpus: corpus, options: options)) { error in
             let message = "\(error)"
-            XCTAssertTrue(message.contains("another model") && message.contains("\"hidden_size\":6")
-                          && message.contains("\"hidden_size\":7"), message)
+            XCTAssertTrue(message.contains("another model") && message.contains("hidden 6 ≠ 7"), message)
         }
         // The same model starts from the saved weights, at step 0.
         let started = try TrainingSession(config: config, corpus: corpus, options: options)

@@ -23,7 +23,7 @@ final class EmulatedComputeTests: XCTestCase {
         let parameters = [Float](repeating: 0, count: compute.layout.count)   // not read
         var early: [Range<Int>] = []
         let (loss, _) = parameters.withUnsafeBufferPointer {
-            compute.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, from: state.recurrent,
+            compute.computeGradient(parameters: $0.baseAddress!, step: stepInEpoch, stepInEpoch: stepInEpoch, from: state.recurrent,
                                     into: state.recurrent, early: { early.append($0) })
         }
         let gradients = compute.nodes.indices.map {
@@ -35,7 +35,7 @@ final class EmulatedComputeTests: XCTestCase {
     func testPseudoGradientIsFixedBoundedAndShapedLikeTheEngines() throws {
         let plan = try plan()
         let block = 4..<8
-        let engine = GradientEngine(config: plan.model, train: plan.train, streamLayout: plan.streamLayout!, streams: block,
+        let engine = GradientEngine(config: plan.model, data: try XCTUnwrap(plan.languageModel), streams: block,
                                     chunkStreams: 2, threads: 1)
         let a = EmulatedCompute(milliseconds: 1, plan: plan, streams: block)
         let b = EmulatedCompute(milliseconds: 1, plan: plan, streams: block)
@@ -67,7 +67,7 @@ final class EmulatedComputeTests: XCTestCase {
         let before = state.values("h") + state.values("c")
         let parameters = [Float](repeating: 0, count: compute.layout.count)
         _ = parameters.withUnsafeBufferPointer {
-            compute.computeGradient(parameters: $0.baseAddress!, stepInEpoch: 0, from: state.recurrent, into: state.recurrent, early: nil)
+            compute.computeGradient(parameters: $0.baseAddress!, step: 0, stepInEpoch: 0, from: state.recurrent, into: state.recurrent, early: nil)
         }
         XCTAssertEqual(F.bits(state.values("h") + state.values("c")), F.bits(before))
     }

@@ -49,7 +49,7 @@ final class TrainerTests: XCTestCase {
         let parameters = UnsafePointer(session.update.parameters.baseAddress!)
         let count = session.layout.count
         func engine(_ streams: Range<Int>, threads: Int) -> GradientEngine {
-            GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
+            GradientEngine(config: session.model, data: session.plan.languageModel!,
                            streams: streams, chunkStreams: 2, threads: threads)
         }
         let whole = engine(0..<8, threads: 1)
@@ -58,11 +58,11 @@ final class TrainerTests: XCTestCase {
         let blockStates = blocks.map { RecurrentState<Float>(config: session.model, streams: $0.streams.count) }
         // Two steps, so the second runs from carried state (each updated in place).
         for step in 0..<2 {
-            let (wholeLoss, wholeGradient) = whole.computeGradient(parameters: parameters, stepInEpoch: step,
+            let (wholeLoss, wholeGradient) = whole.computeGradient(parameters: parameters, step: step, stepInEpoch: step,
                                                                    from: wholeState, into: wholeState)
             let expected = Array(UnsafeBufferPointer(start: wholeGradient, count: count))
             let parts = zip(blocks, blockStates).map { engine, state in
-                engine.computeGradient(parameters: parameters, stepInEpoch: step, from: state, into: state)
+                engine.computeGradient(parameters: parameters, step: step, stepInEpoch: step, from: state, into: state)
             }
             let top = ReductionTree(leaves: [0..<2, 2..<4], over: 0..<4)
             XCTAssertTrue(top.isAligned)
@@ -112,7 +112,7 @@ final class TrainerTests: XCTestCase {
         options.checkpointDirectory = directory.child("live")
         options.checkpointEvery = 3
         let session = try TrainingSession(config: config, corpus: corpus, options: options)
-        XCTAssertEqual(session.streamLayout!.stepsPerEpoch, 4, "fixture: step 6 is in the middle of epoch 1")
+        XCTAssertEqual(session.plan.stepsPerEpoch, 4, "fixture: step 6 is in the middle of epoch 1")
         let copy = directory.child("stopped")
         var checkpointSteps: [Int] = []
         var losses: [Double] = []
@@ -150,17 +150,17 @@ final class TrainerTests: XCTestCase {
             before.steps = steps
             let weights = try TrainingSession(config: before, corpus: corpus, options: RunOptions())
             try F.runSteps(weights)
-            XCTAssertEqual(weights.streamLayout!.stepsPerEpoch, 4, "fixture")
+            XCTAssertEqual(weights.plan.stepsPerEpoch, 4, "fixture")
             var after = config
             after.steps = steps + 1
             let session = try TrainingSession(config: after, corpus: corpus, options: RunOptions())
             let (trainer, losses) = try F.runSteps(session)
             // The same weights from zero state, at the same window.
-            let fresh = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
+            let fresh = GradientEngine(config: session.model, data: session.plan.languageModel!,
                                        streams: 0..<4, chunkStreams: 2, threads: 1)
             let zero = RecurrentState<Float>(config: session.model, streams: 4)
             let (freshSum, _) = weights.update.values.withUnsafeBufferPointer {
-                fresh.computeGradient(parameters: $0.baseAddress!, stepInEpoch: steps % 4, from: zero, into: zero)
+                fresh.computeGradient(parameters: $0.baseAddress!, step: steps, stepInEpoch: steps % 4, from: zero, into: zero)
             }
             let freshLoss = freshSum / Double(trainer.session.tokensPerStep)
             if carried {
@@ -177,7 +177,7 @@ final class TrainerTests: XCTestCase {
         whole.steps = 10
         let straight = try TrainingSession(config: whole, corpus: corpus, options: RunOptions())
         if let expectedStepsPerEpoch {
-            XCTAssertEqual(straight.streamLayout!.stepsPerEpoch, expectedStepsPerEpoch, "fixture", file: file, line: line)
+            XCTAssertEqual(straight.plan.stepsPerEpoch, expectedStepsPerEpoch, "fixture", file: file, line: line)
         }
         let (straightTrainer, straightLosses, _) = try F.run(straight)
 
@@ -216,12 +216,12 @@ final class TrainerTests: XCTestCase {
         let corpus = F.playCorpus(characters: 600)
         let config = F.config(cell: cell, hidden: 5, streams: 4, window: 6, chunkStreams: 2)
         let session = try TrainingSession(config: config, corpus: corpus, options: RunOptions())
-        let engine = GradientEngine(config: session.model, train: session.train, streamLayout: session.streamLayout!,
+        let engine = GradientEngine(config: session.model, data: session.plan.languageModel!,
                                     streams: 0..<4, chunkStreams: 2, threads: 1)
         let w = parameters ?? session.update.values
         let zero = RecurrentState<Float>(config: session.model, streams: 4)
         let (_, g) = w.withUnsafeBufferPointer {
-            engine.computeGradient(parameters: $0.baseAddress!, stepInEpoch: stepInEpoch, from: zero, into: zero)
+            engine.computeGradient(parameters: $0.baseAddress!, step: stepInEpoch, stepInEpoch: stepInEpoch, from: zero, into: zero)
         }
         return (session, Array(UnsafeBufferPointer(start: g, count: session.layout.count)), engine.tokensPerStep)
     }
