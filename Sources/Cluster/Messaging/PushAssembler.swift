@@ -50,7 +50,8 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
 /// Assembles one worker's gradient push for one step from its parts (ps-lite's request
 /// tracking, for our one request type). A push is part p of `parts`, each a contiguous run
 /// of the parameter table; token count, loss, timings and carried state ride on the last
-/// part. The push is complete when the parts covered the whole table exactly once.
+/// part. The push is complete when the parts covered the whole table exactly once
+/// (`PartCoverage`, the same bookkeeping a shard keeps over its range's pieces).
 ///
 /// Every part is validated before anything is copied; a refused part changes nothing.
 final class PushAssembler {
@@ -66,9 +67,8 @@ final class PushAssembler {
 
     private(set) var step: UInt64 = 0
     private(set) var isComplete = false
-    private var expectedParts: UInt32?
-    private var partsReceived: Set<UInt32> = []
-    private var slicesReceived: [Bool]
+    /// The parts so far, as runs of the slab's elements (tensor boundaries).
+    private var parts: PartCoverage
     /// From the last part.
     private(set) var lossSum = 0.0
     private(set) var timing = (compute: 0.0, communicate: 0.0, wait: 0.0)
@@ -81,7 +81,7 @@ final class PushAssembler {
         expectedTokens = streams.count * window
         gradient = .allocate(capacity: gradientAtShards ? 0 : layout.count)
         gradient.initialize(repeating: 0)
-        slicesReceived = Array(repeating: false, count: layout.slices.count)
+        parts = PartCoverage(count: layout.count, maximumParts: layout.slices.count)
     }
 
     deinit { gradient.deallocate() }
@@ -90,9 +90,7 @@ final class PushAssembler {
     func expect(step: UInt64) {
         self.step = step
         isComplete = false
-        expectedParts = nil
-        partsReceived = []
-        slicesReceived = Array(repeating: false, count: layout.slices.count)
+        parts.reset()
     }
 
     /// Validates one part and copies it in; the last part's state goes to the rows of
@@ -102,62 +100,67 @@ final class PushAssembler {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: step))
         }
         guard !isComplete else { throw PushRejection.duplicate(step: step) }
-        let table = layout.slices
-        guard push.parts >= 1, push.parts <= UInt32(table.count), push.part < push.parts else {
-            throw PushRejection.badPartNumber(part: push.part, parts: push.parts, tableCount: table.count)
-        }
-        if let expected = expectedParts, expected != push.parts {
-            throw PushRejection.partCountChanged(parts: push.parts, earlier: expected)
-        }
-        guard !partsReceived.contains(push.part) else {
-            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: step)
-        }
-        // A whole push is the whole table; a part's run starts at its first tensor.
-        let run: Range<Int>
-        if gradientAtShards {
-            guard push.parts == 1, push.tensors.count == 0 else { throw PushRejection.tensors(.tensorCountMismatch(received: push.tensors.count, expected: 0)) }
-            run = table.indices
-        } else if push.parts == 1 {
-            run = table.indices
-        } else {
-            guard let first = push.tensors.names.first, let start = table.firstIndex(where: { $0.name == first }) else {
-                throw PushRejection.noTensorsOfThisModel
-            }
-            run = start..<min(table.count, start + push.tensors.count)
-        }
-        guard !run.contains(where: { slicesReceived[$0] }) else { throw PushRejection.repeatsTensors(step: step) }
+        if let problem = parts.problem(part: push.part, parts: push.parts, step: step) { throw problem }
+        let run = try tensorRun(of: push)
+        let elements = layout.elements(of: run)
+        if let problem = parts.problem(elements: elements, step: step) { throw problem }
         let last = push.part == push.parts - 1
-        if last {
-            guard push.tokenCount == UInt64(expectedTokens) else {
-                throw PushRejection.tokenCount(received: push.tokenCount, expected: expectedTokens)
-            }
-            guard push.lossSum.isFinite else { throw PushRejection.lossNotFinite }
-            if let problem = state.problem(with: push.state, streams: streams) { throw PushRejection.badState(problem) }
-        }
-        do {
-            if !gradientAtShards { try push.copyTensors(into: gradient, layout: layout, slices: run) }
-        } catch let error as WireError {
-            throw PushRejection.tensors(error)
-        }
-        if !gradientAtShards, let bad = run.first(where: { !allFinite(gradient.baseAddress! + table[$0].offset, count: table[$0].count) }) {
-            throw PushRejection.gradientNotFinite(tensor: table[bad].name)   // the slab is overwritten by the next push
-        }
-        expectedParts = push.parts
-        partsReceived.insert(push.part)
-        for i in run { slicesReceived[i] = true }
+        if last { try checkLastPart(push, state: state) }
+        try copy(push, run: run)
+        let whole = parts.record(part: push.part, parts: push.parts, elements: elements)
         if last {
             state.set(push.state, streams: streams)
             lossSum = push.lossSum
             timing = (push.computeSeconds, push.communicateSeconds, push.waitSeconds)
         }
-        if partsReceived.count == Int(push.parts) {
-            guard slicesReceived.allSatisfy({ $0 }) else {
+        if let whole {
+            guard whole else {
                 expect(step: step)
                 throw PushRejection.incomplete(step: step)
             }
             isComplete = true
         }
         return isComplete
+    }
+
+    /// The tensors of the table a part brings: a whole push is the whole table; a part's run
+    /// starts at its first tensor. Sharded, the push is one part with no tensors.
+    private func tensorRun(of push: DecodedGradientPush) throws -> Range<Int> {
+        let table = layout.slices
+        if gradientAtShards {
+            guard push.parts == 1, push.tensors.count == 0 else {
+                throw PushRejection.tensors(.tensorCountMismatch(received: push.tensors.count, expected: 0))
+            }
+            return table.indices
+        }
+        if push.parts == 1 { return table.indices }
+        guard let first = push.tensors.names.first, let start = table.firstIndex(where: { $0.name == first }) else {
+            throw PushRejection.noTensorsOfThisModel
+        }
+        return start..<min(table.count, start + push.tensors.count)
+    }
+
+    /// The last part carries the token count, the loss and the carried state.
+    private func checkLastPart(_ push: DecodedGradientPush, state: CarriedState) throws {
+        guard push.tokenCount == UInt64(expectedTokens) else {
+            throw PushRejection.tokenCount(received: push.tokenCount, expected: expectedTokens)
+        }
+        guard push.lossSum.isFinite else { throw PushRejection.lossNotFinite }
+        if let problem = state.problem(with: push.state, streams: streams) { throw PushRejection.badState(problem) }
+    }
+
+    /// The part's tensors into the gradient (nothing when sharded); all values must be finite.
+    private func copy(_ push: DecodedGradientPush, run: Range<Int>) throws {
+        guard !gradientAtShards else { return }
+        do {
+            try push.copyTensors(into: gradient, layout: layout, slices: run)
+        } catch let error as WireError {
+            throw PushRejection.tensors(error)
+        }
+        let table = layout.slices
+        if let bad = run.first(where: { !allFinite(gradient.baseAddress! + table[$0].offset, count: table[$0].count) }) {
+            throw PushRejection.gradientNotFinite(tensor: table[bad].name)   // the slab is overwritten by the next push
+        }
     }
 }
 

@@ -25,7 +25,7 @@ final class ShardRun {
     var broadcastPending: ShardCommand?
     /// Node sums of `step`: whole, and still missing a piece (with the parts received).
     private var nodes: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>)] = []
-    private var partial: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>, received: Set<Int>)] = []
+    private var partial: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>, parts: PartCoverage)] = []
     /// The summed, prepared gradient of `step` once every node arrived.
     private(set) var summed: UnsafeMutableBufferPointer<Float>?
     private var spare: [UnsafeMutableBufferPointer<Float>] = []
@@ -92,15 +92,17 @@ final class ShardRun {
             throw PushRejection.badState("gradient for elements from \(push.offset), part \(part) of this shard's range \(range.lowerBound)..<\(range.upperBound) starts at \(piece.lowerBound)")
         }
         let index = partial.firstIndex { $0.chunks == chunks } ?? {
-            partial.append((chunks, buffer(), []))
+            partial.append((chunks, buffer(), PartCoverage(count: range.count, maximumParts: pieces.count)))
             return partial.count - 1
         }()
-        guard !partial[index].received.contains(part) else {
-            throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
+        let elements = (piece.lowerBound - range.lowerBound)..<(piece.upperBound - range.lowerBound)
+        if let problem = partial[index].parts.problem(part: UInt32(part), parts: UInt32(parts), step: push.step)
+            ?? partial[index].parts.problem(elements: elements, step: push.step) {
+            throw problem
         }
         try copy(push, into: index, piece: piece)
-        partial[index].received.insert(part)
-        guard partial[index].received.count == parts else { return nil }
+        guard let whole = partial[index].parts.record(part: UInt32(part), parts: UInt32(parts), elements: elements) else { return nil }
+        precondition(whole, "the pieces of a range tile it")
         let values = partial.remove(at: index).values
         nodes.append((chunks, values))
         return nodes.map(\.chunks.count).reduce(0, +) == chunkCount ? sumNodes() : nil
@@ -111,7 +113,7 @@ final class ShardRun {
         let base = update.range.lowerBound
         let target = UnsafeMutableBufferPointer(rebasing: partial[index].values[(piece.lowerBound - base)..<(piece.upperBound - base)])
         func drop(_ rejection: PushRejection) -> PushRejection {
-            if partial[index].received.isEmpty { spare.append(partial.remove(at: index).values) }
+            if partial[index].parts.isEmpty { spare.append(partial.remove(at: index).values) }
             return rejection
         }
         do {
