@@ -90,19 +90,3 @@ struct SlabPush {
     var values: UnsafeBufferPointer<Float>
     var part: Int, parts: Int
 }
-
-/// One step's forward and backward, for the driver's compute thread. It holds the assignment,
-/// so the weights, the carried state and the engine outlive the thread even when the worker
-/// fails meanwhile (a lost parent).
-struct ComputeJob: @unchecked Sendable {
-    let assignment: WorkerAssignment
-    let stepInEpoch: Int
-
-    /// On the compute thread: `early` is called (on it) when the engine hands over the early part.
-    func run(early: @escaping (Range<Int>) -> Void) {
-        let a = assignment
-        _ = a.engine.computeGradient(parameters: UnsafePointer(a.parameters.baseAddress!), step: Int(a.step),
-                                     stepInEpoch: stepInEpoch, from: a.state.recurrent, into: a.state.recurrent,
-                                     early: a.engine.earlySlices == nil ? nil : early)
-    }
-}

@@ -60,10 +60,13 @@ final class ClientDriver {
             stopDelivered = true
             if try perform(.stopRequested(stopped)) { return true }
         }
-        if let parent = parentProcess, getppid() != parent {
-            return try perform(.parentGone(pid: Int(parent)))
-        }
-        return false
+        return try parentGone()
+    }
+
+    /// A local worker whose coordinator process ended (it was re-parented) stops now.
+    private func parentGone() throws -> Bool {
+        guard let parent = parentProcess, getppid() != parent else { return false }
+        return try perform(.parentGone(pid: Int(parent)))
     }
 
     /// Feeds `event` to the role and carries out its actions; true when the role finished.
@@ -111,9 +114,8 @@ final class ClientDriver {
     private func compute(_ job: ComputeJob) throws -> Bool {
         let startedAt = clock()
         var finished = false
-        let interval = min(0.2, HeartbeatSchedule.interval(forTimeout: machine.setup.options.heartbeatTimeout))
-        try runCompute(job, interval: interval, service: {
-            if let parent = parentProcess, getppid() != parent { finished = try perform(.parentGone(pid: Int(parent))) || finished }
+        try runCompute(job, interval: min(0.2, machine.setup.options.heartbeatInterval), service: {
+            finished = try parentGone() || finished
             try sendHeartbeatIfDue()
         }, early: { slices in
             finished = try perform(.earlyPartReady(slices: slices)) || finished
