@@ -24,11 +24,17 @@ import Wire
 /// `ParameterRoute`, the same steps with or without shards.
 struct WorkerMachine {
     enum State {
+        /// Nothing sent yet.
         case joining
+        /// The hello left at `since`; `heard`: the coordinator has said something since.
         case awaitingWelcome(since: Double, heard: Bool)
+        /// Waiting for the weights of `a.step`.
         case working(WorkerAssignment)
+        /// The driver's compute thread runs `a.step`.
         case computing(WorkerAssignment)
+        /// The coordinator was lost or restarted: the hello went again; gives up at `deadline`.
         case rejoining(deadline: Double)
+        /// The run is over, or the worker failed: no event is taken any more.
         case finished
     }
 
