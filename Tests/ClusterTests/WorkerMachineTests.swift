@@ -133,6 +133,15 @@ final class WorkerMachineTests: WorkerMachineTestCase {
                        "\(ClusterError.protocolViolation("weights from a shard of a run without shards"))")
     }
 
+    func testEveryKindFromAShardOfAShardedRun() throws {
+        _ = try working(shards: 2)
+        for kind in [MessageKind.hello, .welcome, .gradientPush, .shutdown, .shardSetup, .shardCommand, .shardReport] {
+            XCTAssertEqual(logs(try feed(sample(kind), from: .shard(1))), ["worker 0: ignored unexpected \(kind.rawValue) from shard 1"])
+        }
+        XCTAssertTrue(try feed(sample(.heartbeat), from: .shard(1)).isEmpty)
+        XCTAssertEqual(state, "working", "weights: WorkerStepTests")
+    }
+
     func testAShardsErrorEvenHelloFirstEndsTheWorker() throws {
         _ = try working(shards: 2)
         guard case ClusterError.refused(let reason)? = failure(try feed(.error(.helloFirst), from: .shard(1))) else { return XCTFail() }
@@ -206,6 +215,42 @@ final class WorkerMachineTests: WorkerMachineTestCase {
         XCTAssertEqual(logs(rejoined).dropFirst().first?.hasPrefix("worker 1 of 2: streams 4..<8"), true)
         XCTAssertEqual(state, "working")
         XCTAssertEqual(machine.heartbeat, Heartbeat(rank: 1, step: 2))
+    }
+
+    func testTheCoordinatorsOtherWordsWhileRejoining() throws {
+        let rejoining = { () throws in
+            self.machine = self.makeMachine()
+            _ = try self.working()
+            self.handle(.coordinatorSilent(seconds: 11))
+        }
+        try rejoining()
+        XCTAssertTrue(try feed(sample(.heartbeat)).isEmpty)
+        XCTAssertFalse(sentHello(try feed(.error(.helloFirst))), "the hello just went")
+        now += 1
+        XCTAssertTrue(sentHello(try feed(.error(.helloFirst))))
+        for kind in allKinds {
+            XCTAssertEqual(logs(try feed(sample(kind), from: .shard(0))), ["ignored unexpected \(kind.rawValue) from shard 0 before welcome"])
+        }
+        guard case ClusterError.refused(let reason)? = failure(try feed(sample(.error))) else { return XCTFail() }
+        XCTAssertEqual(reason, "broken")
+        try rejoining()
+        let actions = try feed(sample(.shutdown))
+        XCTAssertEqual((failure(actions) as? StopRequest.Stopped)?.reason, "coordinator ended the run before it started: over")
+        guard case .error(let error)? = sent(actions).first else { return XCTFail("the coordinator is told") }
+        XCTAssertEqual(error.message, "worker 0 (pid \(pid)) stopped: coordinator ended the run before it started: over")
+    }
+
+    func testFinishedTakesNothing() throws {
+        _ = try working()
+        try feed(sample(.shutdown))
+        for kind in allKinds {
+            XCTAssertTrue(try feed(sample(kind)).isEmpty && feed(sample(kind), from: .shard(0)).isEmpty, "\(kind)")
+        }
+        let events: [ClientEvent] = [.tick, .coordinatorSilent(seconds: 99), .parentGone(pid: 1), .stopRequested(.init(reason: "x")),
+                                     .earlyPartReady(slices: 0..<1), .computeFinished(startedAt: 0), .gradientSent]
+        XCTAssertTrue(events.allSatisfy { handle($0).isEmpty })
+        XCTAssertNil(machine.heartbeat)
+        XCTAssertNil(machine.silenceLimit)
     }
 
     func testARejoinEndsAtItsDeadline() throws {
