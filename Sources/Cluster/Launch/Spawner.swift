@@ -28,10 +28,12 @@ final class EventQueue<Event>: @unchecked Sendable {
     }
 
     /// The next event; nil when `deadline` passes first.
-    func take(until deadline: Date = .distantFuture) -> Event? {
+    func take(until deadline: Date? = nil) -> Event? {
         condition.lock()
         defer { condition.unlock() }
         while items.isEmpty {
+            // (wait(until: .distantFuture) traps in corelibs-foundation: no deadline, no date.)
+            guard let deadline else { condition.wait(); continue }
             if !condition.wait(until: deadline) && items.isEmpty { return nil }
         }
         return items.removeFirst()
