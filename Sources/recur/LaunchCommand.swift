@@ -18,13 +18,17 @@ struct LaunchCommand: ParsableCommand {
         Self.main(raw: arguments)
     }
 
-    /// `[--program-name NAME] ARGUMENTS…`: the name the messages start with (the script
-    /// passes `cluster/launch`).
+    /// `[--program-name NAME] [--slurm] ARGUMENTS…`: the name the messages start with (the
+    /// scripts pass `cluster/launch` or `slurm.sbatch`); `--slurm`: the job of a Slurm batch
+    /// step (cluster/slurm.sbatch), serve flags only.
     static func main(raw: [String]) -> Never {
         var arguments = raw, program = "recur launch"
         if arguments.count >= 2, arguments[0] == "--program-name" {
             program = arguments[1]
             arguments.removeFirst(2)
+        }
+        if arguments.first == "--slurm" {
+            SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst()))
         }
         LaunchMain.run(arguments, program: program, defaultBinary: ownPath)
     }

@@ -65,8 +65,12 @@ enum ChildOutput {
     case null
     case file(String)
     case prefixed(String)
+    /// Prefixed, to our stdout whichever stream it is.
+    case prefixedOnStdout(String)
     /// stderr only: wherever stdout goes.
     case stdout
+    /// A descriptor of ours (the caller closes it).
+    case descriptor(Int32)
 }
 
 /// Starts processes with posix_spawn and reports each one's end as `(pid, status)`: the exit
@@ -98,7 +102,8 @@ final class Spawner: @unchecked Sendable {
     }
 
     /// Runs `argv` (found on PATH) with `stdin` (a descriptor of ours) as its standard input.
-    func spawn(_ argv: [String], stdin: Int32, stdout: ChildOutput, stderr: ChildOutput) throws -> pid_t {
+    /// Unless `watch` is false (the caller waits for it), its end is reported.
+    func spawn(_ argv: [String], stdin: Int32, stdout: ChildOutput, stderr: ChildOutput, watch watched: Bool = true) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -110,12 +115,13 @@ final class Spawner: @unchecked Sendable {
             switch output {
             case .inherit: break
             case .stdout: posix_spawn_file_actions_adddup2(&actions, 1, target)
+            case .descriptor(let fd): posix_spawn_file_actions_adddup2(&actions, fd, target)
             case .null: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
             case .file(let path): posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-            case .prefixed(let label):
+            case .prefixed(let label), .prefixedOnStdout(let label):
                 let (read, write) = try Self.pipe()
                 posix_spawn_file_actions_adddup2(&actions, write, target)
-                readers.append((read, label, target))
+                if case .prefixedOnStdout = output { readers.append((read, label, 1)) } else { readers.append((read, label, target)) }
                 childEnds.append(write)
             }
         }
@@ -134,15 +140,41 @@ final class Spawner: @unchecked Sendable {
         var pid: pid_t = 0
         lock.lock()
         let status = posix_spawnp(&pid, argv[0], &actions, &attributes, &cArguments, environ)
-        if status == 0 { live.insert(pid) }
+        if status == 0 && watched { live.insert(pid) }
         lock.unlock()
         guard status == 0 else {
             readers.forEach { close($0.fd) }
             throw SpawnError(description: "cannot run \(argv[0]): \(String(cString: strerror(status)))")
         }
         for reader in readers { forward(reader.fd, prefix: "[\(reader.label)] ", to: reader.target) }
-        watch(pid)
+        if watched { watch(pid) }
         return pid
+    }
+
+    /// Runs `argv` to its end; its status and standard output (stderr is ours).
+    func capture(_ argv: [String]) throws -> (status: Int32, output: String) {
+        let (read, write) = try Self.pipe()
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(null) }
+        let pid: pid_t
+        do {
+            pid = try spawn(argv, stdin: null, stdout: .descriptor(write), stderr: .inherit, watch: false)
+        } catch {
+            close(read); close(write)
+            throw error
+        }
+        close(write)
+        var output: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(read, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += buffer[0..<n]
+        }
+        close(read)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), String(decoding: output, as: UTF8.self))
     }
 
     /// A pipe, both ends close-on-exec.
