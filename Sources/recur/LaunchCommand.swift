@@ -28,9 +28,9 @@ struct LaunchCommand: ParsableCommand {
             arguments.removeFirst(2)
         }
         if arguments.first == "--slurm" {
-            SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst()))
+            Foundation.exit(SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst())))
         }
-        LaunchMain.run(arguments, program: program, defaultBinary: ownPath)
+        Foundation.exit(LaunchMain.run(arguments, program: program, defaultBinary: ownPath))
     }
 
     /// This executable: the local binary unless --binary names another.

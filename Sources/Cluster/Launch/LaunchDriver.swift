@@ -42,6 +42,8 @@ public final class LaunchDriver {
     /// The first stop signal that came while no policy was listening (preparation, cleanup).
     var pendingSignal: Int32?
     var cleaned = false
+    /// Set by the policy's last action.
+    var exitStatus: Int32?
 
     public init(program: String, plan: LaunchPlan, temporaryDirectory: String) {
         self.program = program
@@ -52,17 +54,17 @@ public final class LaunchDriver {
 
     func say(_ line: String) { writer.write("\(program): \(line)\n", to: 2) }
 
-    /// Prepares the hosts, runs the job and exits with its status; never returns.
-    public func run() -> Never {
+    /// Prepares the hosts, runs the job; its exit status (the caller exits with it).
+    public func run() -> Int32 {
         umask(0o077)
         catchSignals()
         guard mkdir(localDirectory, 0o700) == 0 else {
             say("cannot create \(localDirectory): \(String(cString: strerror(errno)))")
-            exit(69)
+            return 69
         }
         if let status = prepare() {
             cleanup()
-            exit(status)
+            return status
         }
         do {
             keepalive = try Spawner.pipe()
@@ -70,12 +72,13 @@ public final class LaunchDriver {
         } catch {
             say("\(error)")
             cleanup()
-            exit(70)
+            return 70
         }
         perform(policy.handle(.begin))
-        while true {
+        while exitStatus == nil {
             if let event = events.take(), let translated = translate(event) { perform(policy.handle(translated)) }
         }
+        return exitStatus ?? 70
     }
 
     /// SIGHUP, SIGINT and SIGTERM become events; ignored as signals (and so in the children,
@@ -138,7 +141,7 @@ public final class LaunchDriver {
                 cleanup()
                 perform(policy.handle(.stopped))
             case .exit(let status):
-                exit(status)
+                exitStatus = status
             }
         }
     }

@@ -6,35 +6,35 @@ import Darwin
 #endif
 
 /// `recur launch [--program-name NAME] …`: from the command line to a running job, a join
-/// request, the help or a dry run. Messages start with the program name (`cluster/launch`
-/// when the script runs it) and mistakes exit 64.
+/// request, the help or a dry run; the exit status. Messages start with the program name
+/// (`cluster/launch` when the script runs it); mistakes are 64.
 public enum LaunchMain {
-    public static func run(_ arguments: [String], program: String, defaultBinary: String) -> Never {
+    public static func run(_ arguments: [String], program: String, defaultBinary: String) -> Int32 {
         let say = { (text: String) in FileHandle.standardError.write(Data("\(program): \(text)\n".utf8)) }
-        func usage(_ error: Error) -> Never {
+        func usage(_ error: Error) -> Int32 {
             say("\(error)")
             say("try '\(program) --help'")
-            exit(64)
+            return 64
         }
         let temporaryDirectory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         let options: LaunchOptions
-        do { options = try LaunchOptions.parse(arguments) } catch { usage(error) }
+        do { options = try LaunchOptions.parse(arguments) } catch { return usage(error) }
         if options.help {
             print(LaunchHelp.text(program: program), terminator: "")
-            exit(0)
+            return 0
         }
         if let job = options.joinJob, let line = options.joinLine {
-            do { try checkJoin(job: job, line: line) } catch { usage(error) }
-            exit(JoinClient.run(program: program, job: job, line: line, temporaryDirectory: temporaryDirectory))
+            do { try checkJoin(job: job, line: line) } catch { return usage(error) }
+            return JoinClient.run(program: program, job: job, line: line, temporaryDirectory: temporaryDirectory)
         }
         let plan: LaunchPlan
-        do { plan = try makePlan(options, defaultBinary: defaultBinary) } catch { usage(error) }
+        do { plan = try makePlan(options, defaultBinary: defaultBinary) } catch { return usage(error) }
         say(plan.summary)
         if options.dryRun {
             print(DryRun.text(plan), terminator: "")
-            exit(0)
+            return 0
         }
-        LaunchDriver(program: program, plan: plan, temporaryDirectory: temporaryDirectory).run()
+        return LaunchDriver(program: program, plan: plan, temporaryDirectory: temporaryDirectory).run()
     }
 
     static func checkJoin(job: String, line: String) throws {

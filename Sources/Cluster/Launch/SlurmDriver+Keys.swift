@@ -79,8 +79,8 @@ extension SlurmDriver {
     }
 
     /// TERM to what still runs (workers, coordinator, shards), KILL after 10 s each; the keys
-    /// deleted on every node (`srun rm -rf`, 30 s at most) and here; exit.
-    func finish(_ status: Int32) -> Never {
+    /// deleted on every node (`srun rm -rf`, 30 s at most) and here; returns `status`.
+    func finish(_ status: Int32) -> Int32 {
         let running = [workers, coordinator, shards].compactMap { $0 }
         spawner.signal(running, SIGTERM)
         for pid in running {
@@ -98,7 +98,7 @@ extension SlurmDriver {
         }
         if let localKeys { try? FileManager.default.removeItem(atPath: localKeys) }
         spawner.drain(seconds: 5)
-        exit(status)
+        return status
     }
 
     /// The status of a finished helper, from the events (other events are dropped: the job is over).

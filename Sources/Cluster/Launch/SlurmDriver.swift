@@ -30,6 +30,8 @@ public final class SlurmDriver {
     /// Key flags of each role, set by `makeKeys`.
     var coordinatorKeys: [String] = [], workerKeys: [String] = [], shardKeys: [String] = []
     var shardFlags: [String] = []
+    /// Set once the policy's last action is done.
+    var exitStatus: Int32?
     let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
 
     init(program: String, settings: SlurmSettings) {
@@ -40,8 +42,8 @@ public final class SlurmDriver {
 
     func say(_ line: String) { writer.write("\(program): \(line)\n", to: 2) }
 
-    /// `recur launch --slurm [--program-name NAME] [serve flags]`.
-    public static func main(program: String, binary: String, arguments: [String]) -> Never {
+    /// `recur launch [--program-name NAME] --slurm [serve flags]`: the job's exit status.
+    public static func main(program: String, binary: String, arguments: [String]) -> Int32 {
         let environment = ProcessInfo.processInfo.environment
         let say = { (text: String) in FileHandle.standardError.write(Data("\(program): \(text)\n".utf8)) }
         let probe = Spawner(writer: LineWriter()) { _, _ in }
@@ -58,14 +60,14 @@ public final class SlurmDriver {
             let driver = SlurmDriver(program: program, settings: settings)
             if settings.shards > 1 { driver.shardFlags = ["--shards", "\(settings.shards)", "--shard-endpoints",
                                                           settings.shardEndpoints(nodeAddresses: settings.nodes.map { nodeAddress($0) ?? $0 })] }
-            driver.run()
+            return driver.run()
         } catch {
             say("\(error)")
-            exit(64)
+            return 64
         }
     }
 
-    func run() -> Never {
+    func run() -> Int32 {
         umask(0o077)
         signal(SIGPIPE, SIG_IGN)
         for number in [SIGINT, SIGTERM] {
@@ -77,14 +79,14 @@ public final class SlurmDriver {
         }
         do { try makeKeys() } catch {
             say("\(error)")
-            finish(69)
+            return finish(69)
         }
-        if let signal = pendingSignal() { finish(128 + signal) }   // stopped before the job ran
+        if let signal = pendingSignal() { return finish(128 + signal) }   // stopped before the job ran
         say(settings.summary)
         let checkpoint = FileManager.default.fileExists(atPath: settings.checkpointDirectory + "/state.json")
         let requeued = settings.restartCount > 0 && !settings.resumeGiven && checkpoint ? settings.restartCount : nil
         perform(policy.handle(.begin(requeued: requeued)))
-        while true {
+        while exitStatus == nil {
             guard let event = events.take() else { continue }
             switch event {
             case .exited(let pid, let status) where pid == coordinator:
@@ -98,6 +100,7 @@ public final class SlurmDriver {
             case .grace: perform(policy.handle(.graceElapsed))
             }
         }
+        return exitStatus ?? 70
     }
 
     /// A stop signal that came while the keys were made (the events stay for the loop).
@@ -128,7 +131,7 @@ public final class SlurmDriver {
             case .checkCheckpoint:
                 perform(policy.handle(.checkpointChecked(exists: FileManager.default.fileExists(atPath: settings.checkpointDirectory + "/state.json"))))
             case .exit(let status):
-                finish(status)
+                exitStatus = finish(status)
             }
         }
     }
