@@ -201,6 +201,29 @@ final class LaunchPolicyTests: XCTestCase {
         XCTAssertEqual(policy.state, .running)
     }
 
+    func testAFailingJobEndsWithTheFirstFailureWhateverTheCoordinatorSays() {
+        var policy = makePolicy(minWorkers: 3, shards: false)
+        let ids = started(&policy)
+        _ = policy.handle(.exited(process: ids["198.18.0.1 worker 0"]!, status: 1))
+        _ = policy.handle(.exited(process: ids["198.18.0.2 worker 1"]!, status: 0))
+        XCTAssertEqual(policy.handle(.exited(process: ids["198.18.0.3 worker 2"]!, status: 0)), [])
+        XCTAssertEqual(policy.state, .failing(status: 1), "the coordinator still runs")
+        XCTAssertEqual(policy.handle(.exited(process: ids["198.18.0.1 coordinator"]!, status: 143)), [.stopAll])
+        XCTAssertEqual(policy.state, .stopping(status: 1))
+    }
+
+    func testSignalsAndTheTimeoutAlsoStopARestartOrAJobNotYetStarted() {
+        var restarting = makePolicy()
+        let ids = started(&restarting)
+        _ = restarting.handle(.exited(process: ids["198.18.0.1 coordinator"]!, status: 137))
+        XCTAssertEqual(restarting.handle(.timerElapsed(.job)).last, .stopAll)
+        XCTAssertEqual(restarting.state, .stopping(status: 124))
+        var preparing = makePolicy()
+        XCTAssertEqual(preparing.handle(.signal(SIGTERM)), [.log("interrupted (signal TERM): stopping every process"), .stopAll])
+        XCTAssertEqual(preparing.handle(.begin), [], "nothing starts once stopping")
+        XCTAssertEqual(preparing.handle(.timerElapsed(.job)), [])
+    }
+
     func testAnUnknownProcessEndingChangesNothing() {
         var policy = makePolicy()
         _ = started(&policy)
