@@ -17,7 +17,8 @@ struct Recur: ParsableCommand {
         """,
         version: "recur \(Recur.version)",
         subcommands: [TrainCommand.self, ServeCommand.self, WorkCommand.self, ShardCommandLine.self, SampleCommand.self,
-                      EvalCommand.self, PredictCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self])
+                      EvalCommand.self, PredictCommand.self, SummaryCommand.self, BenchCommand.self, KeygenCommand.self,
+                      LaunchCommand.self])
 
     /// The release this binary is (`recur --version`).
     static let version = "0.3.0-dev"
@@ -28,6 +29,10 @@ struct Recur: ParsableCommand {
         if let problem = KernelLevelSetting.apply() {
             FileHandle.standardError.write(Data("recur: \(problem)\n".utf8))
             Foundation.exit(ExitStatus.usage.rawValue)
+        }
+        // The launcher reads its own command line (flags of cluster/launch, serve flags after --).
+        if CommandLine.arguments.dropFirst().first == "launch" {
+            LaunchCommand.main(raw: Array(CommandLine.arguments.dropFirst(2)))
         }
         do {
             var command = try parseAsRoot(Arguments.normalize(Array(CommandLine.arguments.dropFirst())))

@@ -172,7 +172,7 @@ final class RunSafetyTests: RecurBinaryTestCase {
     }
 
     func testEveryHelpFitsEightyColumns() throws {
-        for command in [[], ["train"], ["serve"], ["work"], ["shard"], ["sample"], ["eval"], ["predict"], ["summary"], ["bench"], ["keygen"]] {
+        for command in [[], ["train"], ["serve"], ["work"], ["shard"], ["sample"], ["eval"], ["predict"], ["summary"], ["bench"], ["keygen"], ["launch"]] {
             let result = try run(command + ["--help"])
             XCTAssertEqual(result.status, 0, result.all)
             for line in result.standardOutput.split(separator: "\n") {

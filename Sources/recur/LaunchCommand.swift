@@ -1,0 +1,42 @@
+import ArgumentParser
+import Cluster
+import Foundation
+
+/// `recur launch`: one training job over ssh on the hosts of a hostfile (what `cluster/launch`
+/// runs). The launcher reads its own command line (`LaunchMain`, in the Cluster module):
+/// its flags and messages are those of the shell launcher it replaced, and everything after
+/// `--` goes to `recur serve` untouched. `Recur.main` hands it the raw arguments.
+struct LaunchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "launch",
+        abstract: "Run one training job over ssh on the hosts of a hostfile (see `recur launch --help`).")
+
+    @Argument(parsing: .captureForPassthrough, help: "--hostfile FILE [options] [-- recur serve flags]")
+    var arguments: [String] = []
+
+    func run() throws {
+        Self.main(raw: arguments)
+    }
+
+    /// `[--program-name NAME] [--slurm] ARGUMENTS…`: the name the messages start with (the
+    /// scripts pass `cluster/launch` or `slurm.sbatch`); `--slurm`: the job of a Slurm batch
+    /// step (cluster/slurm.sbatch), serve flags only.
+    static func main(raw: [String]) -> Never {
+        var arguments = raw, program = "recur launch"
+        if arguments.count >= 2, arguments[0] == "--program-name" {
+            program = arguments[1]
+            arguments.removeFirst(2)
+        }
+        if arguments.first == "--slurm" {
+            Foundation.exit(SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst())))
+        }
+        Foundation.exit(LaunchMain.run(arguments, program: program, defaultBinary: ownPath))
+    }
+
+    /// This executable: the local binary unless --binary names another.
+    static var ownPath: String {
+        let invoked = CommandLine.arguments[0]
+        if invoked.hasPrefix("/") { return invoked }
+        return (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? invoked
+    }
+}
