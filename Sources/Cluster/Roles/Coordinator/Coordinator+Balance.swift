@@ -6,10 +6,11 @@ import Training
 /// state), so the weights are those of any other split, bit for bit.
 extension Coordinator {
     /// Whether this run moves chunks by speed: `--balance on`, and not with parameter shards.
-    /// Shards broadcast the next step's weights as soon as they apply one, so the workers may
-    /// already be computing it when the coordinator moves chunks; a first try (W = 4, two
-    /// shards) left a shard without the step's gradient. Until that race is understood and
-    /// tested, a sharded run keeps equal blocks.
+    /// A shard derives which tree nodes each rank may push from the equal split
+    /// (`ShardRun.nodesOfRank`: `reassign` carries the worker count, not the blocks), so it
+    /// refuses the pushes of a resized block and the step never completes (seen with W = 4,
+    /// two shards). Until `reassign` carries the block sizes (a wire change), a sharded run
+    /// keeps equal blocks.
     var balances: Bool { options.balance && !parameters.pushesMayRunAhead }
 
     /// Before `step` is broadcast: reassigns with the balancer's sizes when it proposes any,
