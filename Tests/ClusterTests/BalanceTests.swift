@@ -38,6 +38,29 @@ final class BalanceTests: ClusterTestCase {
                        try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")))
     }
 
+    /// Bad values of the emulation and balance flags end in one line naming the flag, exit 64.
+    func testBadEmulationAndBalanceFlagsGiveOneLineAndExit64() throws {
+        let work = ["work", "--connect", "tcp://127.0.0.1:9"]
+        let cases: [(arguments: [String], flag: String)] = [
+            (work + ["--emulate-chunk-ms", "-1"], "--emulate-chunk-ms"),
+            (work + ["--emulate-chunk-ms", "nan"], "--emulate-chunk-ms"),
+            (work + ["--emulate-chunk-ms", "4000000"], "--emulate-chunk-ms"),
+            (work + ["--emulate-slowdown", "2"], "--emulate-slowdown"),
+            (work + ["--emulate-chunk-ms", "5", "--emulate-slowdown", "2@5-3"], "--emulate-slowdown"),
+            (work + ["--emulate-chunk-ms", "5", "--emulate-slowdown", "0"], "--emulate-slowdown"),
+            (work + ["--emulate-chunk-ms", "5", "--emulate-slowdown", "2@0-4"], "--emulate-slowdown"),
+            (["train", "--workers", "3", "--emulate-chunk-ms", "5,5"], "--emulate-chunk-ms"),
+            (["train", "--workers", "1", "--emulate-chunk-ms", "5"], "--emulate-chunk-ms"),
+            (["serve", "--balance", "maybe"], "--balance"),
+        ]
+        for (arguments, flag) in cases {
+            let process = try launch(arguments)
+            XCTAssertEqual(process.waitForExit(timeout: 10), 64, process.transcript)
+            XCTAssertEqual(process.stderr.lines.filter { !$0.isEmpty }.count, 1, process.transcript)
+            XCTAssertTrue(process.stderr.text.contains(flag), process.transcript)
+        }
+    }
+
     /// Chunks (= streams here) of a worker's last "worker r of W: streams a..<b" line.
     private func lastBlock(of worker: WorkerHarness) throws -> Int {
         let line = try XCTUnwrap(worker.logs.lines.last { $0.contains(" of 4: streams ") }, worker.logs.text)
