@@ -64,6 +64,7 @@ struct ServeCommand: ParsableCommand {
     var joinTimeout = 300.0
     @Option(name: .customLong("min-workers"), help: "Go on without a lost worker while at least this many remain: its chunks move to the others and the step is computed again, bit for bit (default: all, no loss tolerated).")
     var minWorkers: Int?
+    @OptionGroup(title: "Workers") var balancing: BalanceFlags
     @Option(name: .customLong("shard-endpoints"), help: "With --shards S > 1: the S endpoints where `recur shard` processes listen, comma-separated, in shard order. They use this coordinator's key pair, and the allow-list must hold its public key.")
     var shardEndpoints: String?
 
@@ -115,6 +116,7 @@ struct ServeCommand: ParsableCommand {
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.joinTimeout = joinTimeout
         options.minWorkers = minWorkers
+        options.balance = balancing.balance.isOn
         var tokenNote: String?
         if settings.curve == nil {
             let (token, fresh) = try JoinToken.forCoordinator(file: transport.tokenFile)
@@ -175,6 +177,14 @@ struct WorkCommand: ParsableCommand {
             help: ArgumentHelp("Benchmarks only: instead of forward and backward, wait MS milliseconds per step and push a fixed pseudo-gradient of the model's size; encoding, sending, the coordinator's update and the broadcast stay real. Figures of such a run are emulated.",
                                valueName: "ms"))
     var emulateCompute: Double?
+    @Option(name: .customLong("emulate-chunk-ms"),
+            help: ArgumentHelp("Testing only: after computing its gradient for real, wait MS milliseconds per chunk this worker owns, as a slower node would (the weights stay exact; a moved chunk moves its wait).",
+                               valueName: "ms"))
+    var emulateChunkMs: Double?
+    @Option(name: .customLong("emulate-slowdown"),
+            help: ArgumentHelp("Testing only, with --emulate-chunk-ms: F times the wait from global step A to B (1-based, inclusive); F alone: every step.",
+                               valueName: "F@A-B"))
+    var emulateSlowdown: String?
 
     /// An emulated step lasts at most an hour: a longer one is a typo (seconds for ms).
     static let emulateComputeLimit = 3_600_000.0
@@ -187,6 +197,24 @@ struct WorkCommand: ParsableCommand {
         }
         if (transport.key == nil) != (serverKey == nil) { throw ValidationError("--key and --server-key go together") }
         try Endpoint.validate(connect, flag: "--connect", bind: false)
+        _ = try Self.chunkDelay(milliseconds: emulateChunkMs, slowdown: emulateSlowdown)
+    }
+
+    /// `--emulate-chunk-ms` and `--emulate-slowdown` as a `ChunkDelay`; nil without them.
+    /// Also checks `recur train`'s hidden flags of the same names.
+    static func chunkDelay(milliseconds: Double?, slowdown: String?) throws -> ChunkDelay? {
+        guard let ms = milliseconds else {
+            if slowdown != nil { throw ValidationError("--emulate-slowdown needs --emulate-chunk-ms") }
+            return nil
+        }
+        guard ms >= 0, ms <= ChunkDelay.millisecondsLimit else {   // also refuses nan
+            throw ValidationError("--emulate-chunk-ms must be a number of milliseconds from 0 to one hour (3600000), got \(ms)")
+        }
+        guard let slowdown else { return ChunkDelay(milliseconds: ms) }
+        guard let (factor, steps) = ChunkDelay.slowdown(slowdown) else {
+            throw ValidationError("--emulate-slowdown must be F@A-B (F times the wait from step A to B, 1 ≤ A ≤ B) or F, with 0 < F ≤ 1000, got \"\(slowdown)\"")
+        }
+        return ChunkDelay(milliseconds: ms, factor: factor, slowSteps: steps)
     }
 
     func run() throws {
@@ -196,6 +224,7 @@ struct WorkCommand: ParsableCommand {
         options.heartbeatTimeout = transport.heartbeatTimeout
         options.reconnectTimeout = reconnectTimeout
         options.emulatedComputeMilliseconds = emulateCompute
+        options.chunkDelay = try Self.chunkDelay(milliseconds: emulateChunkMs, slowdown: emulateSlowdown)
         var curve: CurveClientSettings?
         if let keyPath = transport.key, let serverPath = serverKey {
             let own = try KeyFile.keyPair(keyPath)
@@ -212,6 +241,9 @@ struct WorkCommand: ParsableCommand {
         let worker = Worker(corpus: corpus, options: options, transport: client) { print($0); fflush(stdout) }
         if let ms = emulateCompute {
             print("compute is emulated: each step waits \(ms) ms and pushes a pseudo-gradient (benchmark figures of this run are emulated)")
+        }
+        if let delay = options.chunkDelay {
+            print("slowed on purpose: each step waits \(delay.milliseconds) ms per chunk after computing" + (delay.factor == 1 ? "" : ", \(delay.factor)× " + (delay.slowSteps.map { "from step \($0.lowerBound) to \($0.upperBound)" } ?? "always")))
         }
         let timeout = transport.heartbeatTimeout
         worker.connectToShard = { try ZMQClientTransport(connect: $0, sendTimeout: timeout, curve: curve, context: client.context) }

@@ -7,8 +7,10 @@ import Training
 /// forwarded with a `[worker pid N]` prefix. A worker that exits, or a signal, stops the
 /// run after a checkpoint.
 enum LocalCluster {
+    /// `chunkMilliseconds`: the i-th started worker's `--emulate-chunk-ms` (testing; empty: none).
     static func run(session: TrainingSession, workers: Int, threads: Int, dataPath: String?, tokenCache: String?,
-                    heartbeatTimeout: Double, minWorkers: Int? = nil, shards shardCount: Int = 1, stop: StopRequest,
+                    heartbeatTimeout: Double, minWorkers: Int? = nil, shards shardCount: Int = 1, balance: Bool = true,
+                    chunkMilliseconds: [Double] = [], stop: StopRequest,
                     report: @escaping (TrainingEvent) -> Void, log: @escaping (String) -> Void) throws {
         // ipc (unix socket) beats loopback tcp for the per-step weights and gradients. On Linux
         // the socket is abstract (no file), so even a killed run leaves nothing behind.
@@ -27,6 +29,7 @@ enum LocalCluster {
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = max(60, heartbeatTimeout)
         options.minWorkers = minWorkers
+        options.balance = balance
         let token = JoinToken.generate()   // the socket is local, but other users may reach it
         options.joinToken = token
         let environment = [JoinToken.environmentVariable: token, WorkCommand.parentVariable: "\(getpid())"]
@@ -56,11 +59,12 @@ enum LocalCluster {
             else { stop.request("worker process \(pid) exited with status \(code)") }
         }
         let data = dataPath.map { URL(fileURLWithPath: $0).path }
-        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable, environment: environment) { _ in
+        try launcher.start(count: workers, executable: LocalLauncher.currentExecutable, environment: environment) { i in
             ["work", "--connect", transport.endpoint, "--threads", "\(threads)",
              "--heartbeat-timeout", "\(heartbeatTimeout)"]
                 + (data.map { ["--data", $0] } ?? (session.config.isClassifier ? ["--task", "classify"] : []))
                 + (tokenCache.map { ["--token-cache", $0] } ?? [])
+                + (i < chunkMilliseconds.count ? ["--emulate-chunk-ms", "\(chunkMilliseconds[i])"] : [])
         }
         do {
             try TrainingLoop(session: session, source: coordinator, store: coordinator.store, stop: stop, report: report).run()

@@ -18,6 +18,8 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup(title: "Data") var data: DataFlags
     @OptionGroup(title: "Optimization") var optimization: OptimizationFlags
     @OptionGroup(title: "Parallelism") var parallel: ParallelFlags
+    @OptionGroup(title: "Parallelism") var balancing: BalanceFlags
+    @OptionGroup var emulation: LocalEmulationFlags
     @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointFlags
     @OptionGroup(title: "Output") var output: OutputFlags
     @OptionGroup(title: "Sampling") var sampling: SamplingFlags
@@ -25,6 +27,7 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         try optimization.validateValues()
         try parallel.validateValues()
+        _ = try emulation.chunkMilliseconds(workers: parallel.split.workers)
         try checkpoints.validateValues(evalEvery: output.evalEvery)
         try output.validateValues()
         try sampling.validateValues()
@@ -47,7 +50,8 @@ struct TrainCommand: ParsableCommand {
                 try LocalCluster.run(session: session, workers: workers, threads: threads, dataPath: setup.dataPath,
                                      tokenCache: data.tokenCache,
                                      heartbeatTimeout: parallel.heartbeatTimeout, minWorkers: parallel.minWorkers,
-                                     shards: parallel.sharding.shards, stop: stop,
+                                     shards: parallel.sharding.shards, balance: balancing.balance.isOn,
+                                     chunkMilliseconds: try emulation.chunkMilliseconds(workers: workers), stop: stop,
                                      report: run.report(session), log: run.console.line)
             }
         }

@@ -220,9 +220,11 @@ final class WorkerHarness: @unchecked Sendable {
 
     /// `shardEndpoint` maps the endpoint a Welcome names to the one this worker dials (a test
     /// makes a shard unreachable).
+    /// `chunkDelay`: the wait of `--emulate-chunk-ms` (a slower node).
     init(endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus, heartbeatTimeout: Double = 5,
-         shardEndpoint: @escaping (String) -> String = { $0 }) throws {
+         chunkDelay: ChunkDelay? = nil, shardEndpoint: @escaping (String) -> String = { $0 }) throws {
         var options = WorkerOptions(endpoint: endpoint, threads: threads)
+        options.chunkDelay = chunkDelay
         options.heartbeatTimeout = heartbeatTimeout
         options.reconnectTimeout = 0   // these tests watch a worker give up on a lost coordinator
         options.joinToken = ClusterTestCase.joinToken
@@ -457,9 +459,10 @@ class ClusterTestCase: XCTestCase {
     }
 
     func startWorker(_ endpoint: String, threads: Int = 1, corpus: Corpus = ClusterFixtures.corpus,
-                     heartbeatTimeout: Double = 5, shardEndpoint: @escaping (String) -> String = { $0 }) throws -> WorkerHarness {
+                     heartbeatTimeout: Double = 5, chunkDelay: ChunkDelay? = nil,
+                     shardEndpoint: @escaping (String) -> String = { $0 }) throws -> WorkerHarness {
         let harness = try WorkerHarness(endpoint: endpoint, threads: threads, corpus: corpus, heartbeatTimeout: heartbeatTimeout,
-                                        shardEndpoint: shardEndpoint)
+                                        chunkDelay: chunkDelay, shardEndpoint: shardEndpoint)
         workers.append(harness)
         harness.start()
         return harness

@@ -6,16 +6,19 @@ import Wire
 /// the chunks gives the same sum (workers push one sum per reduction-tree node), so a
 /// reassigned step is bit-identical to one that never lost a worker.
 extension Coordinator {
-    /// Splits the chunks over the joined workers in join order and welcomes each at `step` with
-    /// its streams and their carried state (L, n, H) as of the start of `step`.
-    func assign(step: Int, state: CarriedState) throws {
+    /// Splits the chunks over the joined workers in join order, in blocks of `sizes` chunks
+    /// (nil: equal blocks), and welcomes each at `step` with its streams and their carried
+    /// state (L, n, H) as of the start of `step`.
+    func assign(step: Int, state: CarriedState, sizes: [Int]? = nil) throws {
         let joined = machine.joined
-        let blocks = StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
+        let blocks = sizes.map(Self.contiguousBlocks(sizes:)) ?? StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
+        precondition(blocks.count == joined.count && blocks.last?.upperBound == plan.chunkCount, "blocks must cover the chunks")
         let workers = zip(joined.indices, blocks).map { rank, block in
             WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan,
                        gradientAtShards: !parameters.gradientComesHere)
         }
         machine.assign(workers, step: step, now: monotonicSeconds())
+        balancer.assigned(members: workers.map(\.identity))
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
         let placements = try parameters.assign(ranks: workers.count, step: step,
@@ -34,6 +37,15 @@ extension Coordinator {
             }
         }
         try awaitRanks(step: step)
+    }
+
+    /// Consecutive blocks of `sizes` chunks from chunk 0.
+    static func contiguousBlocks(sizes: [Int]) -> [Range<Int>] {
+        var begin = 0
+        return sizes.map { size in
+            defer { begin += size }
+            return begin..<(begin + size)
+        }
     }
 
     /// Every worker must reach every parameter server within the heartbeat timeout (with

@@ -30,6 +30,8 @@ public final class Coordinator: GradientSource {
     var lostBetweenSteps: [WorkerLost] = []
     private var heartbeats: HeartbeatSchedule
     private var stragglers = StragglerWatch()
+    /// `--balance`: the workers' measured speeds and whether a new split is worth it.
+    var balancer = ChunkBalancer()
 
     /// The limits every message from a worker must keep: one gradient plus its state.
     public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }
@@ -65,6 +67,7 @@ public final class Coordinator: GradientSource {
     public func start(step: Int, state: CarriedState) throws {
         try parameters.start(step: step, workerCount: options.workers, joinToken: options.joinToken, stop: stop)
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
+        if options.balance && !balances { log("--balance: not with parameter shards yet; the blocks stay equal") }
         while true {
             try stop.check()
             if try feed(.tick).joinComplete { break }
@@ -84,12 +87,14 @@ public final class Coordinator: GradientSource {
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
         for lost in lostBetweenSteps { try continueWithout(lost, step: request.step, state: state) }
         lostBetweenSteps = []
-        if machine.workers.count != machine.joined.count {   // workers joined since the last step
-            do {
+        do {
+            if machine.workers.count != machine.joined.count {   // workers joined since the last step
                 try assign(step: request.step, state: state)
-            } catch let lost as WorkerLost {
-                try continueWithout(lost, step: request.step, state: state)
+            } else {
+                try rebalanceIfWorthIt(step: request.step, state: state)
             }
+        } catch let lost as WorkerLost {
+            try continueWithout(lost, step: request.step, state: state)
         }
         while true {
             do {
@@ -155,6 +160,7 @@ public final class Coordinator: GradientSource {
         let gathered = monotonicSeconds()
         let workers = machine.workers
         stragglers.observe(workers.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
+        balancer.observe(workers.map { ($0.identity, $0.timing.computeSeconds, $0.chunks.count) })
         let pushes = workers.flatMap(\.pushes)
         var gradient = StepGradient(lossSum: 0, gradientSum: nil, tokenCount: plan.tokensPerStep, computeSeconds: 0)
         parameters.reduce(pushes, tree: tree, count: plan.layout.count, into: &gradient)

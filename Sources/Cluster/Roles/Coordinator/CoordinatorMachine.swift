@@ -9,7 +9,7 @@ import Wire
 ///     assigning(s) ──every rank reached the parameter servers──▶ gathering(s)
 ///     gathering(s) ──every push of step s──▶ betweenSteps(s) ──next step──▶ gathering(s+1)
 ///     gathering / assigning ──a worker lost (silent, hung, Error), enough remain──▶ assigning(s)
-///     betweenSteps(s) ──a worker joined or was lost──▶ assigning(s+1)
+///     betweenSteps(s) ──a worker joined or was lost, or chunks moved (`ChunkBalancer`)──▶ assigning(s+1)
 ///
 /// A hello is admitted while joining and, in an elastic job, in any later phase (it joins at
 /// the next step boundary); everything from a process that is not a member is refused with its

@@ -16,6 +16,9 @@ public struct CoordinatorOptions: Sendable {
     /// Without CurveZMQ: the secret a worker's hello must carry to join (nil: no check, as
     /// with CurveZMQ, whose allow-list admits workers).
     public var joinToken: String?
+    /// `--balance`: at step boundaries, size the workers' blocks by their measured compute per
+    /// chunk (`ChunkBalancer`); false: equal blocks, as after a join.
+    public var balance = true
 
     public init(workers: Int) { self.workers = workers }
 

@@ -23,6 +23,9 @@ public struct WorkerOptions: Sendable {
     /// `--emulate-compute`: each step waits this many milliseconds and pushes a pseudo-gradient
     /// (`EmulatedCompute`) instead of computing; nil: real forward and backward.
     public var emulatedComputeMilliseconds: Double?
+    /// `--emulate-chunk-ms`: after the real (or emulated) compute, wait this long per chunk
+    /// (`ChunkDelay`); nil: no wait.
+    public var chunkDelay: ChunkDelay?
 
     public init(endpoint: String, threads: Int) {
         self.endpoint = endpoint

@@ -22,7 +22,7 @@ final class WorkerAssignment {
     var times = StepTimes()
 
     /// Checks `welcome` against the run it names before anything is built from it.
-    init(welcome: Welcome, corpus: Corpus, threads: Int, emulatedComputeMilliseconds: Double?) throws {
+    init(welcome: Welcome, corpus: Corpus, options: WorkerOptions) throws {
         let plan = try RunPlan(config: TrainingConfig.fromJSON(welcome.runConfig), corpus: corpus)
         let config = plan.config
         let streams = Int(welcome.streamBegin)..<Int(welcome.streamEnd)
@@ -42,8 +42,10 @@ final class WorkerAssignment {
             state.set(welcome.state, streams: own)
         }
         route = try makeRoute(for: welcome, layout: plan.layout, earlyFrom: config.earlyElements(of: plan.layout))
-        engine = emulatedComputeMilliseconds.map { EmulatedCompute(milliseconds: $0, plan: plan, streams: streams) }
-            ?? plan.engine(block: streams, threads: threads)
+        let computed: any GradientComputing = options.emulatedComputeMilliseconds.map {
+            EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
+        } ?? plan.engine(block: streams, threads: options.threads)
+        engine = options.chunkDelay.map { ChunkDelayedCompute(computed, delay: $0) } ?? computed
         self.plan = plan
         rank = Int(welcome.rank)
         workerCount = Int(welcome.workerCount)

@@ -241,8 +241,7 @@ struct WorkerMachine {
 
     /// A welcome: a new assignment, its route opened.
     private mutating func begin(_ welcome: Welcome, now: Double) throws {
-        let a = try WorkerAssignment(welcome: welcome, corpus: setup.corpus, threads: options.threads,
-                                     emulatedComputeMilliseconds: options.emulatedComputeMilliseconds)
+        let a = try WorkerAssignment(welcome: welcome, corpus: setup.corpus, options: options)
         rank = a.rank
         state = .working(a)
         actions += [

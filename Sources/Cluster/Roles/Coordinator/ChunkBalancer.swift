@@ -1,0 +1,98 @@
+/// The load-balancing policy of `--balance on`: how many chunks each worker should own so
+/// that all finish a step together, from their measured speed. A value with no clock and no
+/// sockets: the coordinator feeds it each gathered step's compute times and asks it, between
+/// steps, whether a new split is worth a round of welcomes.
+///
+/// Speed is a worker's compute seconds per chunk (its step's compute over its chunk count),
+/// the median of its last `window` steps, so one slow step (a page fault, a neighbour's burst)
+/// moves nothing. The split minimises the predicted step, the largest chunks × seconds per
+/// chunk, with every worker keeping at least one chunk; blocks stay contiguous in rank order,
+/// so only their sizes change. Any split gives the same weights: the policy can cost time,
+/// never bits.
+///
+/// Hysteresis: a new split is proposed only when it predicts a step shorter by more than
+/// `minimumGain` (and by at least `minimumSavedSeconds`: sub-millisecond differences are
+/// noise), when the current assignment has run `minimumSteps` steps, and when every worker
+/// has `window` measurements.
+struct ChunkBalancer {
+    var window = 5
+    var minimumGain = 0.10
+    var minimumSavedSeconds = 0.005
+    var minimumSteps = 5
+
+    /// Compute seconds per chunk of each worker's latest steps, oldest first (at most `window`).
+    private(set) var samples: [PeerIdentity: [Double]] = [:]
+    /// Steps gathered since the last assignment.
+    private(set) var stepsSinceAssignment = 0
+
+    /// A better split: sizes in rank order, the speeds it was computed from, and the predicted
+    /// step of the current split and of this one.
+    struct Proposal: Equatable {
+        var sizes: [Int]
+        var secondsPerChunk: [Double]
+        var currentSeconds: Double
+        var predictedSeconds: Double
+    }
+
+    /// One gathered step: each worker's compute seconds for its block of `chunks` chunks. A
+    /// value that is not a finite non-negative number (a broken or hostile report) is skipped.
+    mutating func observe(_ workers: [(identity: PeerIdentity, computeSeconds: Double, chunks: Int)]) {
+        stepsSinceAssignment += 1
+        for worker in workers where worker.chunks > 0 && worker.computeSeconds.isFinite && worker.computeSeconds >= 0 {
+            var kept = samples[worker.identity] ?? []
+            kept.append(worker.computeSeconds / Double(worker.chunks))
+            samples[worker.identity] = Array(kept.suffix(window))
+        }
+    }
+
+    /// A new assignment (after a join, a loss or a rebalance) starts the step count again; the
+    /// measurements of workers no longer in `members` are forgotten, the others' kept (seconds
+    /// per chunk do not depend on the block).
+    mutating func assigned(members: [PeerIdentity]) {
+        stepsSinceAssignment = 0
+        samples = samples.filter { member in members.contains(member.key) }
+    }
+
+    /// The median seconds per chunk of `member`; nil before `window` measurements.
+    func secondsPerChunk(of member: PeerIdentity) -> Double? {
+        guard let kept = samples[member], kept.count >= window else { return nil }
+        let sorted = kept.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    /// For the workers in rank order and their current block sizes: a better split, or nil
+    /// when none is worth a reassignment.
+    func proposal(members: [PeerIdentity], sizes: [Int]) -> Proposal? {
+        guard members.count > 1, members.count == sizes.count, stepsSinceAssignment >= minimumSteps else { return nil }
+        let speeds = members.compactMap(secondsPerChunk(of:))
+        // A worker that reports no compute at all tells nothing about its speed.
+        guard speeds.count == members.count, speeds.allSatisfy({ $0 > 0 }) else { return nil }
+        let current = Self.predictedSeconds(sizes: sizes, secondsPerChunk: speeds)
+        let better = Self.sizes(secondsPerChunk: speeds, chunks: sizes.reduce(0, +))
+        let predicted = Self.predictedSeconds(sizes: better, secondsPerChunk: speeds)
+        guard better != sizes, predicted < current * (1 - minimumGain), current - predicted >= minimumSavedSeconds else { return nil }
+        return Proposal(sizes: better, secondsPerChunk: speeds, currentSeconds: current, predictedSeconds: predicted)
+    }
+
+    /// The step a split predicts: the latest finish, chunks × seconds per chunk.
+    static func predictedSeconds(sizes: [Int], secondsPerChunk: [Double]) -> Double {
+        zip(sizes, secondsPerChunk).map { Double($0) * $1 }.max() ?? 0
+    }
+
+    /// Block sizes (≥ 1 each, summing to `chunks` ≥ the worker count) minimising the largest
+    /// chunks × seconds per chunk: one chunk each, then each further chunk to the worker that
+    /// would finish it first (the lowest rank on a tie, so the split is reproducible). Giving
+    /// chunks one at a time to the earliest finish is optimal for this min-max.
+    static func sizes(secondsPerChunk: [Double], chunks: Int) -> [Int] {
+        precondition(chunks >= secondsPerChunk.count, "every worker needs a chunk")
+        var sizes = [Int](repeating: 1, count: secondsPerChunk.count)
+        for _ in secondsPerChunk.count..<chunks {
+            let next = sizes.indices.min { a, b in
+                let finishA = Double(sizes[a] + 1) * secondsPerChunk[a], finishB = Double(sizes[b] + 1) * secondsPerChunk[b]
+                return finishA < finishB || (finishA == finishB && a < b)
+            }!
+            sizes[next] += 1
+        }
+        return sizes
+    }
+}
