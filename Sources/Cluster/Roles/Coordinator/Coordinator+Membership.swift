@@ -21,7 +21,7 @@ extension Coordinator {
         balancer.assigned(members: workers.map(\.identity))
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
-        let placements = try parameters.assign(ranks: workers.count, step: step,
+        let placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
                                                resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
         for peer in workers {
             let placement = placements[peer.rank]
