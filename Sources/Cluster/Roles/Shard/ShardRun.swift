@@ -56,11 +56,7 @@ final class ShardRun {
             guard blockSizes.count == workers, blockSizes.allSatisfy({ $0 >= 1 }), blockSizes.reduce(0, +) == chunkCount else {
                 throw ClusterError.protocolViolation("reassign with blocks of \(blockSizes) chunks for \(workers) workers over \(chunkCount) chunks")
             }
-            var begin = 0
-            blocks = blockSizes.map { size in
-                defer { begin += size }
-                return begin..<(begin + size)
-            }
+            blocks = StreamLayout.contiguousBlocks(sizes: blockSizes)
         }
         workerCount = workers
         nodesOfRank = Self.nodes(of: blocks, chunkCount: chunkCount)
