@@ -1463,7 +1463,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   (ProtobufCMessageInit) recur__shard_setup__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[7] =
+static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[8] =
 {
   {
     "kind",
@@ -1549,8 +1549,21 @@ static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[7]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "block_sizes",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Recur__ShardCommand, n_block_sizes),
+    offsetof(Recur__ShardCommand, block_sizes),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_command__field_indices_by_name[] = {
+  7,   /* field[7] = block_sizes */
   3,   /* field[3] = broadcast_next */
   0,   /* field[0] = kind */
   2,   /* field[2] = norm */
@@ -1562,7 +1575,7 @@ static const unsigned recur__shard_command__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__shard_command__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor recur__shard_command__descriptor =
 {
@@ -1572,7 +1585,7 @@ const ProtobufCMessageDescriptor recur__shard_command__descriptor =
   "Recur__ShardCommand",
   "recur",
   sizeof(Recur__ShardCommand),
-  7,
+  8,
   recur__shard_command__field_descriptors,
   recur__shard_command__field_indices_by_name,
   1,  recur__shard_command__number_ranges,

@@ -80,7 +80,8 @@ extension WireCodec {
             return .shardCommand(ShardCommand(kind: kind, step: body.step, norm: body.norm,
                                               broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0,
                                               workerCount: body.worker_count,
-                                              rankTickets: (0..<body.n_rank_tickets).map { string(body.rank_tickets[$0]) }))
+                                              rankTickets: (0..<body.n_rank_tickets).map { string(body.rank_tickets[$0]) },
+                                              blockSizes: Array(UnsafeBufferPointer(start: body.block_sizes, count: body.n_block_sizes))))
         case RECUR__ENVELOPE__BODY_SHARD_REPORT:
             let body = envelope.shard_report.pointee
             guard let kind = ShardReport.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_report.kind", value: body.kind) }

@@ -267,13 +267,18 @@ public enum WireCodec {
         body.broadcast_next = command.broadcastNext ? 1 : 0
         body.reset_state = command.resetState ? 1 : 0
         body.worker_count = command.workerCount
+        var sizes = command.blockSizes
         withCStrings(command.rankTickets) { s in
             var tickets: [UnsafeMutablePointer<CChar>?] = s
             tickets.withUnsafeMutableBufferPointer { tickets in
                 body.n_rank_tickets = tickets.count
                 body.rank_tickets = tickets.baseAddress
-                withUnsafeMutablePointer(to: &body) { p in
-                    packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
+                sizes.withUnsafeMutableBufferPointer { sizes in
+                    body.n_block_sizes = sizes.count
+                    body.block_sizes = sizes.baseAddress
+                    withUnsafeMutablePointer(to: &body) { p in
+                        packEnvelope(RECUR__ENVELOPE__BODY_SHARD_COMMAND, into: &buffer) { $0.shard_command = p }
+                    }
                 }
             }
         }

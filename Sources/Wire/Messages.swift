@@ -236,11 +236,15 @@ public struct ShardCommand: Equatable, Sendable {
     public var workerCount: UInt32
     /// `reassign`: the ticket of each rank of the new assignment, in rank order.
     public var rankTickets: [String]
+    /// `reassign`: the chunks of each rank's contiguous block, in rank order (`--balance`);
+    /// empty: the equal split (`StreamLayout.contiguousBlocks`).
+    public var blockSizes: [UInt32]
 
     public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false,
-                workerCount: UInt32 = 0, rankTickets: [String] = []) {
+                workerCount: UInt32 = 0, rankTickets: [String] = [], blockSizes: [UInt32] = []) {
         self.workerCount = workerCount
         self.rankTickets = rankTickets
+        self.blockSizes = blockSizes
         self.kind = kind
         self.step = step
         self.norm = norm

@@ -3,9 +3,9 @@ import XCTest
 @testable import Cluster
 import Training
 
-/// `--balance on` in a real run: W = 4 workers over 8 chunks, one of them 4× slower
+/// `--balance on` in real runs: W = 4 workers over 8 chunks, one of them 4× slower
 /// (`--emulate-chunk-ms`), gives the slow worker fewer chunks, and the weights keep the
-/// `--workers 1` bytes.
+/// `--workers 1` bytes, with and without parameter shards.
 final class BalanceTests: ClusterTestCase {
     func testASlowWorkerGivesUpChunksAndTheWeightsKeepTheirBytes() throws {
         var config = ClusterFixtures.tinyConfig(steps: 20)
@@ -36,6 +36,23 @@ final class BalanceTests: ClusterTestCase {
         XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern), "balancing changed the weights")
         XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
                        try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")))
+    }
+
+    /// The same through `recur train --workers 4 --shards 2` (the hidden `--emulate-chunk-ms`
+    /// slows the fourth worker started): the shards learn the new block sizes in `reassign`,
+    /// and the bytes are the `--workers 1` run's.
+    func testAShardedLocalRunMovesChunksAndKeepsTheBytes() throws {
+        let model = ["--hidden", "32", "--layers", "2", "--batch", "16", "--seq", "16", "--chunk", "2", "--steps", "30",
+                     "--sample-length", "0", "--eval-every", "0"]
+        let balanced = try temporaryDirectory(), reference = try temporaryDirectory()
+        let train = try launch(["train", "--workers", "4", "--threads", "1", "--shards", "2", "--emulate-chunk-ms", "10,10,10,40",
+                                "--heartbeat-timeout", "10", "--checkpoint-dir", balanced.path] + model)
+        XCTAssertEqual(train.waitForExit(timeout: 90), 0, train.transcript)
+        XCTAssertNotNil(train.stdout.line(containing: ["rebalanced chunks at step", "2→1"]), train.transcript)
+        let single = try launch(["train", "--workers", "1", "--threads", "1", "--checkpoint-dir", reference.path] + model)
+        XCTAssertEqual(single.waitForExit(timeout: 90), 0, single.transcript)
+        XCTAssertEqual(try Data(contentsOf: balanced.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: reference.appendingPathComponent("model.safetensors")), "balancing changed the weights")
     }
 
     /// Bad values of the emulation and balance flags end in one line naming the flag, exit 64.

@@ -37,7 +37,7 @@ final class ShardLinksTests: XCTestCase {
             try shard.send(.shardReport(ShardReport(kind: .ready, step: 3)), to: identity)
         }
         try shards[1].send(norms(3, 4), to: identity)
-        try links.reassign(tickets: ["a", "b"], step: 3, resetState: false, stop: StopRequest())
+        try links.reassign(tickets: ["a", "b"], blockSizes: [3, 1], step: 3, resetState: false, stop: StopRequest())
         let after = try links.poll()
         XCTAssertEqual(after.count, 1, "\(after)")
         guard case (1, .shardReport(let report))? = after.first else { return XCTFail("\(after)") }

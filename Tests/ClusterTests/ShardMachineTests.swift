@@ -226,6 +226,24 @@ final class ShardMachineTests: XCTestCase {
         XCTAssertEqual("\(failure(bad)!)", "reassign to 2 workers with 1 rank tickets")
     }
 
+    /// `--balance` resizes blocks: a reassign with block sizes 3 and 1 (of 4 chunks) lets
+    /// rank 0 push the nodes of chunks 0..<3 (0..<2 and 2..<3) and rank 1 chunk 3 only; sizes
+    /// that do not cover the chunks end the shard.
+    func testAReassignWithBlockSizesAllowsEachRankTheNodesOfItsBlock() throws {
+        try summed()
+        let resized = ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets, blockSizes: [3, 1])
+        XCTAssertEqual(reports(try feed(.shardCommand(resized), from: coordinator)), [.ready])
+        XCTAssertNil(broadcastPeers(try feed(hello(rank: 0), from: w0)))
+        XCTAssertEqual(broadcastPeers(try feed(hello(rank: 1), from: w1)), [w0, w1])
+        XCTAssertEqual(rejections(try feed(pushes(begin: 2, end: 4)[0], from: w1)), ["gradient for chunks 2..<4, which this worker does not hold"],
+                       "the equal split's block of rank 1 is no longer its own")
+        for push in pushes(begin: 0, end: 2) + pushes(begin: 2, end: 3) { XCTAssertEqual(rejections(try feed(push, from: w0)), []) }
+        let last = try pushes(begin: 3, end: 4).map { try feed($0, from: w1) }.last!
+        XCTAssertEqual(reports(last), [.blockSquares])
+        let bad = ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets, blockSizes: [2, 1])
+        XCTAssertEqual("\(failure(try feed(.shardCommand(bad), from: coordinator))!)", "reassign with blocks of [2, 1] chunks for 2 workers over 4 chunks")
+    }
+
     func testASetupFromANewCoordinatorStartsANewRun() throws {
         try gathering()
         let restarted: PeerIdentity = Array("coordinator-2".utf8)

@@ -323,10 +323,15 @@ struct  Recur__ShardCommand
    */
   size_t n_rank_tickets;
   char **rank_tickets;
+  /*
+   * kind 4: the chunks of each rank's contiguous block, in rank
+   */
+  size_t n_block_sizes;
+  uint32_t *block_sizes;
 };
 #define RECUR__SHARD_COMMAND__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_command__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0,NULL }
+    , 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL }
 
 
 /*

@@ -104,4 +104,13 @@ public struct StreamLayout: Equatable, Hashable, Sendable {
         }
         return blocks
     }
+
+    /// Consecutive blocks of `sizes` from 0, in order: the split `--balance` sizes by speed.
+    public static func contiguousBlocks(sizes: [Int]) -> [Range<Int>] {
+        var start = 0
+        return sizes.map { size in
+            defer { start += size }
+            return start..<(start + size)
+        }
+    }
 }

@@ -3,21 +3,14 @@ import Training
 /// `--balance on`: between steps, chunks move from slow workers to fast ones when
 /// `ChunkBalancer` predicts a clearly shorter step. The move is an ordinary reassignment at a
 /// step boundary (the path a joining worker takes: welcomes with the moved streams' carried
-/// state), so the weights are those of any other split, bit for bit.
+/// state; with shards, `reassign` with the block sizes first), so the weights are those of any
+/// other split, bit for bit.
 extension Coordinator {
-    /// Whether this run moves chunks by speed: `--balance on`, and not with parameter shards.
-    /// A shard derives which tree nodes each rank may push from the equal split
-    /// (`ShardRun.nodesOfRank`: `reassign` carries the worker count, not the blocks), so it
-    /// refuses the pushes of a resized block and the step never completes (seen with W = 4,
-    /// two shards). Until `reassign` carries the block sizes (a wire change), a sharded run
-    /// keeps equal blocks.
-    var balances: Bool { options.balance && !parameters.pushesMayRunAhead }
-
     /// Before `step` is broadcast: reassigns with the balancer's sizes when it proposes any,
     /// and says so in one line.
     func rebalanceIfWorthIt(step: Int, state: CarriedState) throws {
         let workers = machine.workers
-        guard balances, workers.map(\.identity) == machine.joined.map(\.identity),
+        guard options.balance, workers.map(\.identity) == machine.joined.map(\.identity),
               let proposal = balancer.proposal(members: workers.map(\.identity), sizes: workers.map(\.chunks.count)) else { return }
         log(Self.rebalanceLine(step: step, from: workers.map(\.chunks.count), proposal))
         try assign(step: step, state: state, sizes: proposal.sizes)

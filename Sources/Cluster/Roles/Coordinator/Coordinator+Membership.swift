@@ -11,7 +11,7 @@ extension Coordinator {
     /// state (L, n, H) as of the start of `step`.
     func assign(step: Int, state: CarriedState, sizes: [Int]? = nil) throws {
         let joined = machine.joined
-        let blocks = sizes.map(Self.contiguousBlocks(sizes:)) ?? StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
+        let blocks = sizes.map(StreamLayout.contiguousBlocks(sizes:)) ?? StreamLayout.contiguousBlocks(of: 0..<plan.chunkCount, parts: joined.count)
         precondition(blocks.count == joined.count && blocks.last?.upperBound == plan.chunkCount, "blocks must cover the chunks")
         let workers = zip(joined.indices, blocks).map { rank, block in
             WorkerPeer(identity: joined[rank].identity, rank: rank, hello: joined[rank].hello, chunks: block, plan: plan,
@@ -21,7 +21,7 @@ extension Coordinator {
         balancer.assigned(members: workers.map(\.identity))
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
-        let placements = try parameters.assign(ranks: workers.count, step: step,
+        let placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
                                                resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
         for peer in workers {
             let placement = placements[peer.rank]
@@ -37,15 +37,6 @@ extension Coordinator {
             }
         }
         try awaitRanks(step: step)
-    }
-
-    /// Consecutive blocks of `sizes` chunks from chunk 0.
-    static func contiguousBlocks(sizes: [Int]) -> [Range<Int>] {
-        var begin = 0
-        return sizes.map { size in
-            defer { begin += size }
-            return begin..<(begin + size)
-        }
     }
 
     /// Every worker must reach every parameter server within the heartbeat timeout (with

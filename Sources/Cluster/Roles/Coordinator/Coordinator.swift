@@ -67,7 +67,6 @@ public final class Coordinator: GradientSource {
     public func start(step: Int, state: CarriedState) throws {
         try parameters.start(step: step, workerCount: options.workers, joinToken: options.joinToken, stop: stop)
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
-        if options.balance && !balances { log("--balance: not with parameter shards yet; the blocks stay equal") }
         while true {
             try stop.check()
             if try feed(.tick).joinComplete { break }

@@ -18,9 +18,10 @@ protocol CoordinatorStore: ParameterStore {
     /// Before the workers join: the shards get their ranges as of `step`.
     func start(step: Int, workerCount: Int, joinToken: String?, stop: StopRequest) throws
 
-    /// A new assignment of `ranks` ranks from `step`: for each rank, where its Welcome says the
-    /// parameters are (shard endpoints, bounds, its ticket; empty for the slab).
-    func assign(ranks: Int, step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement]
+    /// A new assignment from `step`, one rank per block of `blockSizes` chunks (contiguous, in
+    /// rank order): for each rank, where its Welcome says the parameters are (shard endpoints,
+    /// bounds, its ticket; empty for the slab).
+    func assign(blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement]
 
     /// After an assignment: waits until every rank reached every parameter server, calling
     /// `serve` in between (heartbeats, the workers' messages), at most `timeout` seconds.

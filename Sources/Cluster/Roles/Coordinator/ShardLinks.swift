@@ -85,10 +85,12 @@ final class ShardLinks {
     /// reassign reached it. Such a report (held, or arriving before that shard's ready) belongs
     /// to sums the shard has since dropped: it is discarded. Taken, the coordinator would order an
     /// apply the shard cannot do (the test-cluster join failure, "shard 0 exited with status 1").
-    func reassign(tickets: [String], step: Int, resetState: Bool, stop: StopRequest) throws {
+    /// `blockSizes`: the chunks of each rank's block, so that a shard knows which tree nodes
+    /// each rank may push (`--balance` sizes them by speed).
+    func reassign(tickets: [String], blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws {
         held.removeAll { Self.isNormReport($0.1) }
         try send(ShardCommand(kind: .reassign, step: UInt64(step), resetState: resetState, workerCount: UInt32(tickets.count),
-                              rankTickets: tickets))
+                              rankTickets: tickets, blockSizes: blockSizes.map { UInt32($0) }))
         var ready = Set<Int>()
         try gather(stop: stop, what: "the shards' new assignment") { k, message in
             if !ready.contains(k), Self.isNormReport(message) { return false }   // of the old assignment

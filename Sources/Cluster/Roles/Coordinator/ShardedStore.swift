@@ -39,9 +39,9 @@ final class ShardedStore: CoordinatorStore {
 
     /// The shards drop what they gathered for this step and broadcast its weights again once the
     /// workers of this assignment said hello, each with its rank's ticket.
-    func assign(ranks: Int, step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement] {
-        let tickets = (0..<ranks).map { _ in JoinSecret.make() }
-        try links.reassign(tickets: tickets, step: step, resetState: resetState, stop: stop)
+    func assign(blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement] {
+        let tickets = blockSizes.map { _ in JoinSecret.make() }
+        try links.reassign(tickets: tickets, blockSizes: blockSizes, step: step, resetState: resetState, stop: stop)
         return tickets.map { Placement(endpoints: links.connection.endpoints, bounds: links.bounds, ticket: $0) }
     }
 

@@ -15,8 +15,8 @@ final class SlabStore: CoordinatorStore {
 
     func start(step: Int, workerCount: Int, joinToken: String?, stop: StopRequest) throws {}
 
-    func assign(ranks: Int, step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement] {
-        Array(repeating: Placement(), count: ranks)
+    func assign(blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement] {
+        Array(repeating: Placement(), count: blockSizes.count)
     }
 
     func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? { nil }

@@ -155,7 +155,7 @@ struct ShardMachine: ServerRole {
             guard command.workerCount >= 1, command.rankTickets.count == Int(command.workerCount) else {
                 throw ClusterError.protocolViolation("reassign to \(command.workerCount) workers with \(command.rankTickets.count) rank tickets")
             }
-            run.workerCount = Int(command.workerCount)
+            try run.assign(workers: Int(command.workerCount), blockSizes: command.blockSizes.map { Int($0) })
             run.tickets = command.rankTickets
             workers = [:]
             run.step = command.step

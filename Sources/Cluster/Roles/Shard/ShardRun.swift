@@ -8,13 +8,13 @@ import Wire
 final class ShardRun {
     let shard: Int
     let update: RangeUpdate
-    var workerCount: Int { didSet { nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount) } }
+    private(set) var workerCount: Int
     /// The secret of each rank of the current assignment (`ShardCommand.rankTickets`): a hello
     /// for rank r is admitted only with ticket r.
     var tickets: [String] = []
     let chunkCount: Int
-    /// The reduction-tree nodes each rank's pushes may name: its block of the assignment
-    /// (`StreamLayout.contiguousBlocks`, as the coordinator assigns) cut into tree nodes.
+    /// The reduction-tree nodes each rank's pushes may name: its block of the assignment (the
+    /// equal split, or the sizes a `reassign` gives) cut into tree nodes.
     private(set) var nodesOfRank: [[Range<Int>]]
     let tokensPerStep: Int
     /// The pieces of the range a node's push comes in (`SlabPartition.pushPieces`).
@@ -36,17 +36,30 @@ final class ShardRun {
         self.update = update
         self.workerCount = workerCount
         self.chunkCount = chunkCount
-        nodesOfRank = Self.nodes(chunkCount: chunkCount, workers: workerCount)
+        nodesOfRank = Self.nodes(of: StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: workerCount), chunkCount: chunkCount)
         self.tokensPerStep = tokensPerStep
         self.step = step
     }
 
     deinit { (nodes.map(\.values) + partial.map(\.values) + spare).forEach { $0.deallocate() } }
 
-    static func nodes(chunkCount: Int, workers: Int) -> [[Range<Int>]] {
-        StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: workers).map {
-            ReductionTree.nodes(covering: $0, in: 0..<chunkCount)
+    static func nodes(of blocks: [Range<Int>], chunkCount: Int) -> [[Range<Int>]] {
+        blocks.map { ReductionTree.nodes(covering: $0, in: 0..<chunkCount) }
+    }
+
+    /// A new assignment: `workers` ranks with contiguous blocks of `blockSizes` chunks in rank
+    /// order (empty: the equal split). Sizes that are not one positive size per rank covering
+    /// every chunk are a protocol violation.
+    func assign(workers: Int, blockSizes: [Int]) throws {
+        var blocks = StreamLayout.contiguousBlocks(of: 0..<chunkCount, parts: workers)
+        if !blockSizes.isEmpty {
+            guard blockSizes.count == workers, blockSizes.allSatisfy({ $0 >= 1 }), blockSizes.reduce(0, +) == chunkCount else {
+                throw ClusterError.protocolViolation("reassign with blocks of \(blockSizes) chunks for \(workers) workers over \(chunkCount) chunks")
+            }
+            blocks = StreamLayout.contiguousBlocks(sizes: blockSizes)
         }
+        workerCount = workers
+        nodesOfRank = Self.nodes(of: blocks, chunkCount: chunkCount)
     }
 
     private func buffer() -> UnsafeMutableBufferPointer<Float> {
