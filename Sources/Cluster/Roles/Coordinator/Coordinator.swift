@@ -66,6 +66,7 @@ public final class Coordinator: GradientSource {
     /// in join order and welcomes each with its streams and their carried state.
     public func start(step: Int, state: CarriedState) throws {
         try parameters.start(step: step, workerCount: options.workers, joinToken: options.joinToken, stop: stop)
+        machine.beginJoin(now: monotonicSeconds())
         log("waiting for \(options.workers) worker(s) on \(endpoint)")
         while true {
             try stop.check()

@@ -80,6 +80,13 @@ struct CoordinatorMachine {
         lastJoin = now
     }
 
+    /// The join starts now: its timeout and the elastic settle time count from here (after
+    /// the parameter servers were set up, which may take a while).
+    mutating func beginJoin(now: Double) {
+        joinStarted = now
+        lastJoin = now
+    }
+
     func member(_ peer: PeerIdentity) -> WorkerPeer? { workers.first { $0.identity == peer } }
     func isJoined(_ peer: PeerIdentity) -> Bool { joined.contains { $0.identity == peer } }
 

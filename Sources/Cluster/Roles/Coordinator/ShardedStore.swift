@@ -15,8 +15,6 @@ final class ShardedStore: CoordinatorStore {
     private let log: (String) -> Void
     /// Each shard's Σg² of its norm blocks for the step being gathered.
     private var squares: [[Double]?] = []
-    /// The step `squares` are for.
-    private var step = 0
     /// The shards changed the weights since the session's update last fetched them.
     private var needsFetch = false
     private var lastApplied = 0
@@ -74,7 +72,6 @@ final class ShardedStore: CoordinatorStore {
     func broadcast(_ request: StepRequest, layout: ParameterLayout, to peers: [PeerIdentity], messenger: ServerMessenger) throws {}
 
     func expect(step: Int) {
-        self.step = step
         squares = Array(repeating: nil, count: links.count)
     }
 
