@@ -502,6 +502,51 @@ void   recur__shard_report__free_unpacked
   assert(message->base.descriptor == &recur__shard_report__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   recur__reissue__init
+                     (Recur__Reissue         *message)
+{
+  static const Recur__Reissue init_value = RECUR__REISSUE__INIT;
+  *message = init_value;
+}
+size_t recur__reissue__get_packed_size
+                     (const Recur__Reissue *message)
+{
+  assert(message->base.descriptor == &recur__reissue__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t recur__reissue__pack
+                     (const Recur__Reissue *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &recur__reissue__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t recur__reissue__pack_to_buffer
+                     (const Recur__Reissue *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &recur__reissue__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Recur__Reissue *
+       recur__reissue__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Recur__Reissue *)
+     protobuf_c_message_unpack (&recur__reissue__descriptor,
+                                allocator, len, data);
+}
+void   recur__reissue__free_unpacked
+                     (Recur__Reissue *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &recur__reissue__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   recur__envelope__init
                      (Recur__Envelope         *message)
 {
@@ -1695,7 +1740,84 @@ const ProtobufCMessageDescriptor recur__shard_report__descriptor =
   (ProtobufCMessageInit) recur__shard_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[11] =
+static const ProtobufCFieldDescriptor recur__reissue__field_descriptors[4] =
+{
+  {
+    "step",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Reissue, step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_begin",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Reissue, chunk_begin),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_end",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__Reissue, chunk_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__Reissue, n_state),
+    offsetof(Recur__Reissue, state),
+    &recur__tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned recur__reissue__field_indices_by_name[] = {
+  1,   /* field[1] = chunk_begin */
+  2,   /* field[2] = chunk_end */
+  3,   /* field[3] = state */
+  0,   /* field[0] = step */
+};
+static const ProtobufCIntRange recur__reissue__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor recur__reissue__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "recur.Reissue",
+  "Reissue",
+  "Recur__Reissue",
+  "recur",
+  sizeof(Recur__Reissue),
+  4,
+  recur__reissue__field_descriptors,
+  recur__reissue__field_indices_by_name,
+  1,  recur__reissue__number_ranges,
+  (ProtobufCMessageInit) recur__reissue__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[12] =
 {
   {
     "version",
@@ -1829,12 +1951,25 @@ static const ProtobufCFieldDescriptor recur__envelope__field_descriptors[11] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reissue",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Recur__Envelope, body_case),
+    offsetof(Recur__Envelope, reissue),
+    &recur__reissue__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__envelope__field_indices_by_name[] = {
   7,   /* field[7] = error */
   4,   /* field[4] = gradient_push */
   5,   /* field[5] = heartbeat */
   1,   /* field[1] = hello */
+  11,   /* field[11] = reissue */
   9,   /* field[9] = shard_command */
   10,   /* field[10] = shard_report */
   8,   /* field[8] = shard_setup */
@@ -1846,7 +1981,7 @@ static const unsigned recur__envelope__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__envelope__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor recur__envelope__descriptor =
 {
@@ -1856,7 +1991,7 @@ const ProtobufCMessageDescriptor recur__envelope__descriptor =
   "Recur__Envelope",
   "recur",
   sizeof(Recur__Envelope),
-  11,
+  12,
   recur__envelope__field_descriptors,
   recur__envelope__field_indices_by_name,
   1,  recur__envelope__number_ranges,

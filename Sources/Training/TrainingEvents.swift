@@ -16,10 +16,13 @@ public struct StepRecord: Codable, Sendable {
     public var communicateSeconds: Double
     public var waitSeconds: Double
     public var workers: [WorkerTiming]?
+    /// Distributed runs: what `--balance` did in this step.
+    public var balancing: BalancingCounts?
 
     public init(step: Int, epoch: Int, loss: Double, gradientNorm: Double, learningRate: Float, tokens: Int,
                 stepSeconds: Double, computeSeconds: Double, communicateSeconds: Double = 0,
-                waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {
+                waitSeconds: Double = 0, workers: [WorkerTiming]? = nil, balancing: BalancingCounts? = nil) {
+        self.balancing = balancing
         self.step = step
         self.epoch = epoch
         self.loss = loss
@@ -32,6 +35,26 @@ public struct StepRecord: Codable, Sendable {
         self.communicateSeconds = communicateSeconds
         self.waitSeconds = waitSeconds
         self.workers = workers
+    }
+}
+
+/// What `--balance on` did: reassignments by measured speed (and the chunks that changed
+/// owner), and chunks computed a second time by an idle worker within a step. For one step, or
+/// summed over a run.
+public struct BalancingCounts: Codable, Sendable, Equatable {
+    public var rebalances = 0
+    public var movedChunks = 0
+    public var reissuedChunks = 0
+
+    public init(rebalances: Int = 0, movedChunks: Int = 0, reissuedChunks: Int = 0) {
+        self.rebalances = rebalances
+        self.movedChunks = movedChunks
+        self.reissuedChunks = reissuedChunks
+    }
+
+    public static func + (a: Self, b: Self) -> Self {
+        Self(rebalances: a.rebalances + b.rebalances, movedChunks: a.movedChunks + b.movedChunks,
+             reissuedChunks: a.reissuedChunks + b.reissuedChunks)
     }
 }
 
@@ -90,9 +113,12 @@ public struct Summary: Sendable {
     public var tokensPerSecond: Double      // median over the run's steps
     public var wallSeconds: Double
     public var checkpoint: String?
+    /// Distributed runs: `--balance`'s work over the run.
+    public var balancing: BalancingCounts?
 
     public init(steps: Int, finalTrainLoss: Double?, validation: Evaluator.Result?, tokensPerSecond: Double,
-                wallSeconds: Double, checkpoint: String?) {
+                wallSeconds: Double, checkpoint: String?, balancing: BalancingCounts? = nil) {
+        self.balancing = balancing
         self.steps = steps
         self.finalTrainLoss = finalTrainLoss
         self.validation = validation

@@ -14,6 +14,7 @@ public enum DecodedMessage: Sendable {
     case shardSetup(ShardSetup)
     case shardCommand(ShardCommand)
     case shardReport(ShardReport)
+    case reissue(Reissue)
 
     public var kind: MessageKind { message.kind }
 
@@ -30,6 +31,7 @@ public enum DecodedMessage: Sendable {
         case .shardSetup(let setup): return .shardSetup(setup)
         case .shardCommand(let command): return .shardCommand(command)
         case .shardReport(let report): return .shardReport(report)
+        case .reissue(let reissue): return .reissue(reissue)
         }
     }
 }

@@ -57,6 +57,10 @@ extension WireCodec {
                 waitSeconds: body.wait_seconds, part: body.part, parts: max(body.parts, 1),
                 chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end, offset: body.offset,
                 tensors: tensors, state: state.wireTensors()))
+        case RECUR__ENVELOPE__BODY_REISSUE:
+            let body = envelope.reissue.pointee
+            let state = try DecodedTensorList(owner: owner, count: body.n_state, tensors: body.state, limits: limits)
+            return .reissue(Reissue(step: body.step, chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end, state: state.wireTensors()))
         case RECUR__ENVELOPE__BODY_HEARTBEAT:
             let body = envelope.heartbeat.pointee
             return .heartbeat(Heartbeat(rank: body.rank, step: body.step))

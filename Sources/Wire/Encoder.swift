@@ -6,7 +6,7 @@ import Recurrent
 /// `[WireTensor]` or a parameter slab; both reach the same packer.
 public enum WireCodec {
     /// Carried by every envelope; a peer with another version is refused.
-    public static let protocolVersion: UInt32 = 3
+    public static let protocolVersion: UInt32 = 4
 
     /// Encodes `message` into `buffer`, replacing its contents.
     public static func encode(_ message: Message, into buffer: inout MessageBuffer) {
@@ -38,6 +38,8 @@ public enum WireCodec {
             packShardCommand(command, into: &buffer)
         case .shardReport(let report):
             packShardReport(report, into: &buffer)
+        case .reissue(let reissue):
+            withTensorViews(reissue.state) { packReissue(reissue, state: $0, into: &buffer) }
         }
     }
 
@@ -196,6 +198,21 @@ public enum WireCodec {
                 withUnsafeMutablePointer(to: &body) { p in
                     packEnvelope(RECUR__ENVELOPE__BODY_GRADIENT_PUSH, into: &buffer) { $0.gradient_push = p }
                 }
+            }
+        }
+    }
+
+    private static func packReissue(_ reissue: Reissue, state: [TensorView], into buffer: inout MessageBuffer) {
+        withCTensors(state) { stateCount, stateTensors in
+            var body = Recur__Reissue()
+            recur__reissue__init(&body)
+            body.step = reissue.step
+            body.chunk_begin = reissue.chunkBegin
+            body.chunk_end = reissue.chunkEnd
+            body.n_state = stateCount
+            body.state = stateTensors
+            withUnsafeMutablePointer(to: &body) { p in
+                packEnvelope(RECUR__ENVELOPE__BODY_REISSUE, into: &buffer) { $0.reissue = p }
             }
         }
     }

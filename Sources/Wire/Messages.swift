@@ -9,6 +9,7 @@ public enum MessageKind: String, CaseIterable, Sendable {
     case shardSetup = "shard_setup"
     case shardCommand = "shard_command"
     case shardReport = "shard_report"
+    case reissue
 
     /// The word for "… for step 7, expected step 8".
     var noun: String {
@@ -83,6 +84,26 @@ public struct Welcome: Equatable, Sendable {
         self.step = step
         self.state = state
     }
+}
+
+/// Coordinator -> an idle worker (`--balance on`): compute one node of the reduction tree,
+/// chunks `chunkBegin ..< chunkEnd` of `step`, that a late worker holds, from `state` (the
+/// node's streams' carried state at the start of the step), and push it like its own.
+public struct Reissue: Equatable, Sendable {
+    public var step: UInt64
+    public var chunkBegin: UInt32
+    public var chunkEnd: UInt32
+    public var state: [WireTensor]
+
+    public init(step: UInt64, chunkBegin: UInt32, chunkEnd: UInt32, state: [WireTensor]) {
+        self.step = step
+        self.chunkBegin = chunkBegin
+        self.chunkEnd = chunkEnd
+        self.state = state
+    }
+
+    /// The node's chunks; nil when the range is empty or reversed (a broken sender).
+    public var chunks: Range<Int>? { chunkBegin < chunkEnd ? Int(chunkBegin)..<Int(chunkEnd) : nil }
 }
 
 /// Coordinator -> every worker: weights for `step`. The hot path encodes them from the
@@ -293,6 +314,7 @@ public enum Message: Equatable, Sendable {
     case shardSetup(ShardSetup)
     case shardCommand(ShardCommand)
     case shardReport(ShardReport)
+    case reissue(Reissue)
 
     public var kind: MessageKind {
         switch self {
@@ -306,6 +328,7 @@ public enum Message: Equatable, Sendable {
         case .shardSetup: return .shardSetup
         case .shardCommand: return .shardCommand
         case .shardReport: return .shardReport
+        case .reissue: return .reissue
         }
     }
 }

@@ -16,6 +16,7 @@ extension Message: CustomStringConvertible {
         case .shardSetup(let setup): return setup.summary
         case .shardCommand(let command): return command.summary
         case .shardReport(let report): return report.summary
+        case .reissue(let reissue): return reissue.summary
         }
     }
 }
@@ -35,6 +36,7 @@ extension DecodedMessage: CustomStringConvertible {
         case .shardSetup(let setup): return setup.summary
         case .shardCommand(let command): return command.summary
         case .shardReport(let report): return report.summary
+        case .reissue(let reissue): return reissue.summary
         }
     }
 }
@@ -87,6 +89,11 @@ extension DecodedGradientPush: CustomStringConvertible {
                             tensorCount: tensors.count, byteCount: tensors.byteCount, state: state,
                             computeSeconds: computeSeconds, communicateSeconds: communicateSeconds)
     }
+}
+
+extension Reissue: CustomStringConvertible {
+    public var description: String { summary }
+    public var summary: String { "reissue: step \(step) chunks \(chunkBegin)..<\(chunkEnd), \(state.count) state tensor(s)" }
 }
 
 extension Heartbeat: CustomStringConvertible {

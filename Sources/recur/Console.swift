@@ -119,6 +119,9 @@ final class Console {
             // The steps this invocation ran; a resumed run says where it started.
             let ran = s.steps - firstStep, span = firstStep > 0 ? " (steps \(firstStep + 1)…\(s.steps))" : ""
             line("done: \(ran) steps\(span) in \(Self.duration(s.wallSeconds)); train loss \(train); validation loss \(validation); \(Int(s.tokensPerSecond)) \(unit) median; checkpoint \(s.checkpoint ?? "none")")
+            if let b = s.balancing {
+                line("balancing: \(b.rebalances) rebalance(s) moved \(b.movedChunks) chunk(s); \(b.reissuedChunks) chunk(s) re-issued to idle workers")
+            }
         }
     }
 

@@ -153,9 +153,10 @@ final class CoordinatorHarness: @unchecked Sendable {
     /// `shardEndpoints`: `recur shard` processes to run with (sharded parameter servers);
     /// `shardLink` wraps the coordinator's connection to each endpoint (a test delays what they say).
     init(session: TrainingSession, workers: Int, heartbeatTimeout: Double = 5, joinTimeout: Double = 30,
-         minWorkers: Int? = nil, bind: String = "tcp://127.0.0.1:*", shardEndpoints: [String] = [],
+         minWorkers: Int? = nil, bind: String = "tcp://127.0.0.1:*", shardEndpoints: [String] = [], balance: Bool = true,
          shardLink: @escaping (String, ClientTransport) -> ClientTransport = { $1 }, onStep: @escaping (Int) -> Void = { _ in }) throws {
         var options = CoordinatorOptions(workers: workers)
+        options.balance = balance
         options.heartbeatTimeout = heartbeatTimeout
         options.joinTimeout = joinTimeout
         options.minWorkers = minWorkers
@@ -447,11 +448,11 @@ class ClusterTestCase: XCTestCase {
     }
 
     func startCoordinator(_ session: TrainingSession, workers count: Int, heartbeatTimeout: Double = 5,
-                          joinTimeout: Double = 30, minWorkers: Int? = nil, shardEndpoints: [String] = [],
+                          joinTimeout: Double = 30, minWorkers: Int? = nil, shardEndpoints: [String] = [], balance: Bool = true,
                           shardLink: @escaping (String, ClientTransport) -> ClientTransport = { $1 },
                           onStep: @escaping (Int) -> Void = { _ in }) throws -> CoordinatorHarness {
         let harness = try CoordinatorHarness(session: session, workers: count, heartbeatTimeout: heartbeatTimeout,
-                                             joinTimeout: joinTimeout, minWorkers: minWorkers, shardEndpoints: shardEndpoints, shardLink: shardLink,
+                                             joinTimeout: joinTimeout, minWorkers: minWorkers, shardEndpoints: shardEndpoints, balance: balance, shardLink: shardLink,
                                              onStep: onStep)
         coordinators.append(harness)
         harness.start()

@@ -72,6 +72,7 @@ final class CoordinatorMachineTests: XCTestCase {
                                                         optimizerSteps: 0, joinToken: "", vocabularySize: 1, labelCount: 0))
         case .shardCommand: return .shardCommand(ShardCommand(kind: .sendState, step: 0))
         case .shardReport: return .shardReport(ShardReport(kind: .ready, step: 0))
+        case .reissue: return .reissue(Reissue(step: 0, chunkBegin: 0, chunkEnd: 2, state: []))
         }
     }
 
@@ -271,7 +272,7 @@ final class CoordinatorMachineTests: XCTestCase {
         try gathering()
         try feed(push(begin: 0, end: 2), from: a)
         try feed(push(begin: 2, end: 4), from: b)
-        machine.stepGathered(0)
+        _ = machine.stepGathered(0, now: now)
         XCTAssertTrue(try feed(push(begin: 0, end: 2, step: 1), from: a).isEmpty)
         XCTAssertEqual(machine.held.count, 1)
         for peer in machine.workers { peer.pushes.forEach { $0.expect(step: 1) } }
@@ -282,7 +283,7 @@ final class CoordinatorMachineTests: XCTestCase {
 
     func testBetweenStepsWithoutShardsAPushIsRefusedAndAnErrorEndsTheRun() throws {
         try gathering()
-        machine.stepGathered(0)
+        _ = machine.stepGathered(0, now: now)
         XCTAssertEqual(rejections(try feed(push(begin: 0, end: 2, step: 1), from: a)), ["unexpected gradient_push between steps"])
         for kind in MessageKind.allCases where ![.heartbeat, .gradientPush, .error].contains(kind) {
             XCTAssertEqual(rejections(try feed(sample(kind), from: a)), ["unexpected \(kind.rawValue) between steps"])
@@ -294,9 +295,53 @@ final class CoordinatorMachineTests: XCTestCase {
     func testHeldPushesAreBounded() throws {
         machine = makeMachine(pushesMayRunAhead: true)
         try gathering()
-        machine.stepGathered(0)
+        _ = machine.stepGathered(0, now: now)
         for _ in 0..<machine.maximumHeld { try feed(push(begin: 0, end: 2, step: 1), from: a) }
         XCTAssertEqual(rejections(try feed(push(begin: 0, end: 2, step: 1), from: a)), ["unexpected gradient_push between steps"])
         XCTAssertEqual(machine.held.count, machine.maximumHeld)
+    }
+
+    // MARK: Re-issued nodes (--balance on)
+
+    func testAReissuedNodeFromItsHelperCompletesTheOwnersPushAndTheOwnersCopyIsDroppedQuietly() throws {
+        try gathering()
+        XCTAssertTrue(completes(try feed(push(begin: 0, end: 2), from: a)))
+        machine.reissue(2..<4, of: b, to: a)
+        XCTAssertTrue(machine.isBusy(a))
+        let copy = try feed(push(begin: 2, end: 4), from: a)
+        XCTAssertTrue(copy.contains { if case .pushComplete(let p) = $0 { return p == b } else { return false } })
+        XCTAssertTrue(try feed(push(begin: 2, end: 4), from: b).isEmpty, "the owner's later copy is dropped, not refused")
+        XCTAssertEqual(machine.droppedCopies, 1)
+        XCTAssertEqual(machine.stepGathered(0, now: now + 1).map(\.identity), [], "b's own copy came within the step: it owes nothing")
+    }
+
+    func testAPushForAnotherWorkersNodeIsRefusedUnlessItWasReissuedToTheSender() throws {
+        try gathering()
+        XCTAssertEqual(rejections(try feed(push(begin: 2, end: 4), from: a)), ["gradient for chunks 2..<4, which this worker does not hold"])
+        machine.reissue(2..<4, of: b, to: a)
+        XCTAssertEqual(rejections(try feed(push(begin: 0, end: 2), from: b)), ["gradient for chunks 0..<2, which this worker does not hold"],
+                       "a re-issue gives the helper the owner's node, not the owner the helper's")
+        XCTAssertEqual(rejections(try feed(push(begin: 2, end: 4), from: stranger)), ["gradient_push from a process that is not a worker of this job"])
+    }
+
+    func testAnOwnerThatFellBehindHasItsLatePushDroppedAndItsRealSpeedReported() throws {
+        try gathering()
+        try feed(push(begin: 0, end: 2), from: a)
+        machine.reissue(2..<4, of: b, to: a)
+        try feed(push(begin: 2, end: 4), from: a)
+        let behind = machine.stepGathered(0, now: now + 2)
+        XCTAssertEqual(behind.map(\.identity), [b])
+        XCTAssertEqual(behind.first?.secondsPerChunk, 1, "2 s for 2 chunks: a lower bound")
+        XCTAssertTrue(machine.isBehind(b))
+        XCTAssertFalse(machine.isBehind(a), "the helper's copy won: it owes nothing")
+        for peer in machine.workers { peer.pushes.forEach { $0.expect(step: 1) } }
+        machine.gather(step: 1, now: now)
+        // b's push of step 0 arrives during step 1: no rejection; its compute (0.5 s) per chunk.
+        let late = try feed(push(begin: 2, end: 4, step: 0), from: b)
+        XCTAssertTrue(rejections(late).isEmpty)
+        XCTAssertTrue(late.contains { if case .lateTiming(let p, let perChunk) = $0 { return p == b && perChunk == 0.25 } else { return false } })
+        XCTAssertFalse(machine.isBehind(b))
+        XCTAssertEqual(rejections(try feed(push(begin: 2, end: 4, step: 0), from: b)), ["stale gradient for step 1, expected step 2"],
+                       "once caught up, an old push is an ordinary rejection again")
     }
 }

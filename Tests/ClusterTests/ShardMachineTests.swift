@@ -77,6 +77,7 @@ final class ShardMachineTests: XCTestCase {
         case .shardSetup: return setupMessage
         case .shardCommand: return .shardCommand(ShardCommand(kind: .sendState, step: 0))
         case .shardReport: return .shardReport(ShardReport(kind: .ready, step: 0))
+        case .reissue: return .reissue(Reissue(step: 0, chunkBegin: 0, chunkEnd: 2, state: []))
         }
     }
 

@@ -85,6 +85,7 @@ class WorkerMachineTestCase: XCTestCase {
                                           optimizerSteps: 0, vocabularySize: 1))
         case .shardCommand: return .shardCommand(ShardCommand(kind: .sendState, step: 0))
         case .shardReport: return .shardReport(ShardReport(kind: .ready, step: 0))
+        case .reissue: return .reissue(Reissue(step: 0, chunkBegin: 0, chunkEnd: 2, state: []))
         }
     }
 

@@ -26,6 +26,7 @@ typedef struct Recur__Error Recur__Error;
 typedef struct Recur__ShardSetup Recur__ShardSetup;
 typedef struct Recur__ShardCommand Recur__ShardCommand;
 typedef struct Recur__ShardReport Recur__ShardReport;
+typedef struct Recur__Reissue Recur__Reissue;
 typedef struct Recur__Envelope Recur__Envelope;
 
 
@@ -363,6 +364,30 @@ struct  Recur__ShardReport
     , 0, 0, 0,NULL, NULL, 0,NULL, 0 }
 
 
+/*
+ * Coordinator -> an idle worker (--balance on, one parameter server): compute chunks
+ * [chunk_begin, chunk_end) of `step` too, one node of the reduction tree that a late worker
+ * holds, from `state` (their carried state at the start of the step) with the step's weights
+ * the idle worker already holds; push it as a GradientPush for that node. The first complete
+ * copy of a node counts; a node's sum is the same bits whoever computes it.
+ */
+struct  Recur__Reissue
+{
+  ProtobufCMessage base;
+  uint64_t step;
+  uint32_t chunk_begin;
+  uint32_t chunk_end;
+  /*
+   * carried state of the node's streams (L, n, H): h, and c for LSTM
+   */
+  size_t n_state;
+  Recur__Tensor **state;
+};
+#define RECUR__REISSUE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&recur__reissue__descriptor) \
+    , 0, 0, 0, 0,NULL }
+
+
 typedef enum {
   RECUR__ENVELOPE__BODY__NOT_SET = 0,
   RECUR__ENVELOPE__BODY_HELLO = 2,
@@ -374,7 +399,8 @@ typedef enum {
   RECUR__ENVELOPE__BODY_ERROR = 8,
   RECUR__ENVELOPE__BODY_SHARD_SETUP = 9,
   RECUR__ENVELOPE__BODY_SHARD_COMMAND = 10,
-  RECUR__ENVELOPE__BODY_SHARD_REPORT = 11
+  RECUR__ENVELOPE__BODY_SHARD_REPORT = 11,
+  RECUR__ENVELOPE__BODY_REISSUE = 12
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(RECUR__ENVELOPE__BODY__CASE)
 } Recur__Envelope__BodyCase;
 
@@ -394,6 +420,7 @@ struct  Recur__Envelope
     Recur__ShardSetup *shard_setup;
     Recur__ShardCommand *shard_command;
     Recur__ShardReport *shard_report;
+    Recur__Reissue *reissue;
   };
 };
 #define RECUR__ENVELOPE__INIT \
@@ -610,6 +637,25 @@ Recur__ShardReport *
 void   recur__shard_report__free_unpacked
                      (Recur__ShardReport *message,
                       ProtobufCAllocator *allocator);
+/* Recur__Reissue methods */
+void   recur__reissue__init
+                     (Recur__Reissue         *message);
+size_t recur__reissue__get_packed_size
+                     (const Recur__Reissue   *message);
+size_t recur__reissue__pack
+                     (const Recur__Reissue   *message,
+                      uint8_t             *out);
+size_t recur__reissue__pack_to_buffer
+                     (const Recur__Reissue   *message,
+                      ProtobufCBuffer     *buffer);
+Recur__Reissue *
+       recur__reissue__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   recur__reissue__free_unpacked
+                     (Recur__Reissue *message,
+                      ProtobufCAllocator *allocator);
 /* Recur__Envelope methods */
 void   recur__envelope__init
                      (Recur__Envelope         *message);
@@ -664,6 +710,9 @@ typedef void (*Recur__ShardCommand_Closure)
 typedef void (*Recur__ShardReport_Closure)
                  (const Recur__ShardReport *message,
                   void *closure_data);
+typedef void (*Recur__Reissue_Closure)
+                 (const Recur__Reissue *message,
+                  void *closure_data);
 typedef void (*Recur__Envelope_Closure)
                  (const Recur__Envelope *message,
                   void *closure_data);
@@ -684,6 +733,7 @@ extern const ProtobufCMessageDescriptor recur__error__descriptor;
 extern const ProtobufCMessageDescriptor recur__shard_setup__descriptor;
 extern const ProtobufCMessageDescriptor recur__shard_command__descriptor;
 extern const ProtobufCMessageDescriptor recur__shard_report__descriptor;
+extern const ProtobufCMessageDescriptor recur__reissue__descriptor;
 extern const ProtobufCMessageDescriptor recur__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS

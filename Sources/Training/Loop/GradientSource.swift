@@ -30,6 +30,8 @@ public struct StepGradient {
     public var computeSeconds: Double
     public var waitSeconds = 0.0
     public var workers: [WorkerTiming]?
+    /// Distributed: what `--balance` did for this step.
+    public var balancing: BalancingCounts?
 
     public init(lossSum: Double, gradientSum: UnsafeMutablePointer<Float>?, tokenCount: Int, computeSeconds: Double,
                 waitSeconds: Double = 0, workers: [WorkerTiming]? = nil) {

@@ -60,6 +60,7 @@ public final class TrainingLoop {
         report(.started(session.startInfo(mode: source.mode)))
         for line in session.startNotes { report(.message(line)) }
         var losses: [Double] = [], rates: [Double] = []
+        var balancing: BalancingCounts?
         var validation: Evaluator.Result?
         let path: String?
         do {
@@ -68,6 +69,7 @@ public final class TrainingLoop {
                 let record = try step()
                 losses.append(record.loss)
                 rates.append(record.tokensPerSecond)
+                if let counts = record.balancing { balancing = (balancing ?? BalancingCounts()) + counts }
                 report(.step(record))
                 if wantsEvaluation, let result = try evaluate() {
                     report(.evaluation(step: session.step, result: result))
@@ -93,7 +95,7 @@ public final class TrainingLoop {
         let summary = Summary(steps: session.step, finalTrainLoss: losses.suffix(20).mean,
                               validation: validation, tokensPerSecond: rates.median ?? 0,
                               wallSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-                              checkpoint: path)
+                              checkpoint: path, balancing: balancing)
         report(.finished(summary))
         return summary
     }
@@ -118,7 +120,7 @@ public final class TrainingLoop {
                           gradientNorm: update.gradientNorm, learningRate: update.learningRate, tokens: g.tokenCount,
                           stepSeconds: stepSeconds, computeSeconds: compute,
                           communicateSeconds: max(0, stepSeconds - compute - g.waitSeconds),
-                          waitSeconds: g.waitSeconds, workers: g.workers)
+                          waitSeconds: g.waitSeconds, workers: g.workers, balancing: g.balancing)
     }
 
     /// The guard and the update: a loss that is not finite or exploded (above 3·ln V + 1),

@@ -13,7 +13,9 @@
 /// Hysteresis: a new split is proposed only when it predicts a step shorter by more than
 /// `minimumGain` (and by at least `minimumSavedSeconds`: sub-millisecond differences are
 /// noise), when the current assignment has run `minimumSteps` steps, and when every worker
-/// has `window` measurements.
+/// has `window` measurements. A worker that fell behind within a step (a copy of its node
+/// was faster, `ReissuePolicy`) is the exception: its speed changed, so its window is filled
+/// with what it showed and the next step boundary may move chunks at once.
 struct ChunkBalancer {
     var window = 5
     var minimumGain = 0.10
@@ -24,6 +26,8 @@ struct ChunkBalancer {
     private(set) var samples: [PeerIdentity: [Double]] = [:]
     /// Steps gathered since the last assignment.
     private(set) var stepsSinceAssignment = 0
+    /// A worker fell behind since the last assignment: a proposal need not wait `minimumSteps`.
+    private(set) var urgent = false
 
     /// A better split: sizes in rank order, the speeds it was computed from, and the predicted
     /// step of the current split and of this one.
@@ -50,20 +54,43 @@ struct ChunkBalancer {
     /// per chunk do not depend on the block).
     mutating func assigned(members: [PeerIdentity]) {
         stepsSinceAssignment = 0
+        urgent = false
         samples = samples.filter { member in members.contains(member.key) }
+    }
+
+    /// `member` fell behind: a copy finished its node first, after `secondsPerChunk` per chunk
+    /// of its block (a lower bound of its speed now). Its window becomes that value, at least
+    /// what it was.
+    mutating func fellBehind(_ member: PeerIdentity, secondsPerChunk: Double) {
+        guard secondsPerChunk.isFinite, secondsPerChunk > 0 else { return }
+        let now = max(secondsPerChunk, self.secondsPerChunk(of: member) ?? 0)
+        samples[member] = Array(repeating: now, count: window)
+        urgent = true
+    }
+
+    /// The late push of a worker that fell behind arrived: its real seconds per chunk for that
+    /// step, which replaces the lower bound.
+    mutating func observeLate(_ member: PeerIdentity, secondsPerChunk: Double) {
+        guard secondsPerChunk.isFinite, secondsPerChunk > 0 else { return }
+        samples[member] = Array(repeating: secondsPerChunk, count: window)
     }
 
     /// The median seconds per chunk of `member`; nil before `window` measurements.
     func secondsPerChunk(of member: PeerIdentity) -> Double? {
         guard let kept = samples[member], kept.count >= window else { return nil }
-        let sorted = kept.sorted()
+        return Self.median(kept)
+    }
+
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
         return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     /// For the workers in rank order and their current block sizes: a better split, or nil
     /// when none is worth a reassignment.
     func proposal(members: [PeerIdentity], sizes: [Int]) -> Proposal? {
-        guard members.count > 1, members.count == sizes.count, stepsSinceAssignment >= minimumSteps else { return nil }
+        guard members.count > 1, members.count == sizes.count, stepsSinceAssignment >= minimumSteps || urgent else { return nil }
         let speeds = members.compactMap(secondsPerChunk(of:))
         // A worker that reports no compute at all tells nothing about its speed.
         guard speeds.count == members.count, speeds.allSatisfy({ $0 > 0 }) else { return nil }

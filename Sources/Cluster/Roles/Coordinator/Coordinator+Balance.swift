@@ -14,6 +14,14 @@ extension Coordinator {
               let proposal = balancer.proposal(members: workers.map(\.identity), sizes: workers.map(\.chunks.count)) else { return }
         log(Self.rebalanceLine(step: step, from: workers.map(\.chunks.count), proposal))
         try assign(step: step, state: state, sizes: proposal.sizes)
+        stepBalancing.rebalances += 1
+        stepBalancing.movedChunks += Self.movedChunks(from: workers.map(\.chunks), to: proposal.sizes)
+    }
+
+    /// The chunks whose owner changed from the blocks `old` to contiguous blocks of `sizes`
+    /// (rank order both).
+    static func movedChunks(from old: [Range<Int>], to sizes: [Int]) -> Int {
+        zip(old, StreamLayout.contiguousBlocks(sizes: sizes)).map { $0.count - $0.clamped(to: $1).count }.reduce(0, +)
     }
 
     /// "rebalanced chunks at step 7: worker 0 2→3, worker 3 2→1 (compute per chunk

@@ -23,13 +23,9 @@ extension Coordinator {
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
         let placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
                                                resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
+        heldBack = []   // every worker gets its streams' state now
         for peer in workers {
-            let placement = placements[peer.rank]
-            let welcome = Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workers.count),
-                                  runConfig: plan.config.canonicalJSON(),
-                                  streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
-                                  step: UInt64(step), state: state.wireTensors(streams: peer.streams),
-                                  shardEndpoints: placement.endpoints, shardBounds: placement.bounds, rankTicket: placement.ticket)
+            let welcome = welcome(peer, step: step, state: state, placement: placements[peer.rank], workerCount: workers.count)
             do {
                 try messenger.send(.welcome(welcome), to: peer.identity)
             } catch let error as TransportError {
@@ -37,6 +33,15 @@ extension Coordinator {
             }
         }
         try awaitRanks(step: step)
+    }
+
+    /// `peer`'s welcome at `step`: its rank and streams with their carried state as of `step`,
+    /// and where the parameters are.
+    func welcome(_ peer: WorkerPeer, step: Int, state: CarriedState, placement: Placement, workerCount: Int) -> Welcome {
+        Welcome(rank: UInt32(peer.rank), workerCount: UInt32(workerCount), runConfig: plan.config.canonicalJSON(),
+                streamBegin: UInt32(peer.streams.lowerBound), streamEnd: UInt32(peer.streams.upperBound),
+                step: UInt64(step), state: state.wireTensors(streams: peer.streams),
+                shardEndpoints: placement.endpoints, shardBounds: placement.bounds, rankTicket: placement.ticket)
     }
 
     /// Every worker must reach every parameter server within the heartbeat timeout (with

@@ -32,6 +32,15 @@ public final class Coordinator: GradientSource {
     private var stragglers = StragglerWatch()
     /// `--balance`: the workers' measured speeds and whether a new split is worth it.
     var balancer = ChunkBalancer()
+    /// `--balance on`, one parameter server: late workers' nodes to idle workers within a step.
+    let reissuePolicy = ReissuePolicy()
+    /// What balancing did for the step being computed (the step record's `balancing`).
+    var stepBalancing = BalancingCounts()
+    /// Workers that fell behind and got no weights since: each needs a welcome with its
+    /// streams' state before its next weights (`Coordinator+Reissue`).
+    var heldBack: Set<PeerIdentity> = []
+    /// Held back when the step being gathered began: they start it late, if at all.
+    var startedLate: Set<PeerIdentity> = []
 
     /// The limits every message from a worker must keep: one gradient plus its state.
     public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }
@@ -85,6 +94,7 @@ public final class Coordinator: GradientSource {
     /// computed again by the others while at least `minWorkers` remain (exact: any split of
     /// the chunks gives the same sum).
     public func gradient(for request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
+        stepBalancing = BalancingCounts()
         for lost in lostBetweenSteps { try continueWithout(lost, step: request.step, state: state) }
         lostBetweenSteps = []
         do {
@@ -98,17 +108,17 @@ public final class Coordinator: GradientSource {
         }
         while true {
             do {
-                return try gather(request, next: next)
+                return try gather(request, state: state, next: next)
             } catch let lost as WorkerLost {
                 try continueWithout(lost, step: request.step, state: state)
             }
         }
     }
 
-    private func gather(_ request: StepRequest, next: CarriedState) throws -> StepGradient {
+    private func gather(_ request: StepRequest, state: CarriedState, next: CarriedState) throws -> StepGradient {
         let s = request.step
         do {
-            try parameters.broadcast(request, layout: plan.layout, to: machine.workers.map(\.identity), messenger: messenger)
+            try parameters.broadcast(request, layout: plan.layout, to: weightsRecipients(step: s, state: state), messenger: messenger)
         } catch let error as TransportError {
             throw machine.workers.lost(error, step: s)
         }
@@ -135,15 +145,20 @@ public final class Coordinator: GradientSource {
                     try waitForInput(parameters.transports, timeout: 0.2)
                     continue
                 }
-                received = try receiveFromWorkers(timeout: 0.2)
+                // Some workers are done: whether a late one's nodes go to them is judged often.
+                let judging = reissuesLateNodes && pending < machine.workers.count
+                if judging { reissueLateNodes(step: s, state: state) }
+                if !heldBack.isEmpty { try resumeCaughtUp(request, state: state) }
+                received = try receiveFromWorkers(timeout: judging ? 0.005 : 0.2)
             }
             guard let (identity, message) = received else { continue }
             let outcome = try feed(.received(identity, message))
             try Self.throwIfLost(outcome)
             pending -= outcome.pushesCompleted
         }
-        machine.stepGathered(s)
-        return reduced()
+        let behind = machine.stepGathered(s, now: monotonicSeconds())
+        for worker in behind { balancer.fellBehind(worker.identity, secondsPerChunk: worker.secondsPerChunk) }
+        return reduced(excluding: behind.map(\.identity))
     }
 
     /// The next message from a worker, waiting up to `timeout` on the workers' socket and the
@@ -155,12 +170,14 @@ public final class Coordinator: GradientSource {
     }
 
     /// Every push is in: the step's gradient, summed in the fixed tree order (leaf order = rank
-    /// order = chunk order), and its timing.
-    private func reduced() -> StepGradient {
+    /// order = chunk order), and its timing. Workers that fell `behind` (a copy completed their
+    /// push) tell nothing of their speed yet.
+    private func reduced(excluding behind: [PeerIdentity]) -> StepGradient {
         let gathered = monotonicSeconds()
         let workers = machine.workers
-        stragglers.observe(workers.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
-        balancer.observe(workers.map { ($0.identity, $0.timing.computeSeconds, $0.chunks.count) })
+        let timed = workers.filter { !behind.contains($0.identity) }
+        stragglers.observe(timed.map { ($0.rank, $0.timing.computeSeconds, "\($0.name)") }).forEach(log)
+        balancer.observe(timed.map { ($0.identity, $0.timing.computeSeconds, $0.chunks.count) })
         let pushes = workers.flatMap(\.pushes)
         var gradient = StepGradient(lossSum: 0, gradientSum: nil, tokenCount: plan.tokensPerStep, computeSeconds: 0)
         parameters.reduce(pushes, tree: tree, count: plan.layout.count, into: &gradient)
@@ -171,6 +188,7 @@ public final class Coordinator: GradientSource {
         gradient.computeSeconds = (workers.map(\.timing.computeSeconds).min() ?? 0) + (monotonicSeconds() - gathered)
         gradient.waitSeconds = arrivals.max()! - arrivals.min()!
         gradient.workers = workers.map(\.timing)
+        gradient.balancing = stepBalancing
         return gradient
     }
 
@@ -212,6 +230,7 @@ public final class Coordinator: GradientSource {
             case .joinComplete: outcome.joinComplete = true
             case .pushComplete: outcome.pushesCompleted += 1
             case .lost(let lost): outcome.lost = outcome.lost ?? lost
+            case .lateTiming(let peer, let secondsPerChunk): balancer.observeLate(peer, secondsPerChunk: secondsPerChunk)
             case .fail(let error): throw error
             }
         }

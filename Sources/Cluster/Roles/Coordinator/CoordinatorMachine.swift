@@ -11,6 +11,11 @@ import Wire
 ///     gathering / assigning ──a worker lost (silent, hung, Error), enough remain──▶ assigning(s)
 ///     betweenSteps(s) ──a worker joined or was lost, or chunks moved (`ChunkBalancer`)──▶ assigning(s+1)
 ///
+/// While gathering, the driver may re-issue a late worker's node to an idle worker
+/// (`reissue`, `ReissuePolicy`): the helper's push for that node feeds the owner's assembly,
+/// the first complete copy counts, and later copies, and late pushes of older steps from
+/// workers still computing them (`outstanding`), are dropped without a rejection.
+///
 /// A hello is admitted while joining and, in an elastic job, in any later phase (it joins at
 /// the next step boundary); everything from a process that is not a member is refused with its
 /// reason, a stranger's answer is a reply that never blocks.
@@ -43,6 +48,8 @@ struct CoordinatorMachine {
         case pushComplete(PeerIdentity)
         /// This member failed, is silent or hung: the run goes on without it if enough remain.
         case lost(WorkerLost)
+        /// A late push completed a worker's older step: its compute seconds per chunk.
+        case lateTiming(PeerIdentity, secondsPerChunk: Double)
         case fail(Error)
     }
 
@@ -70,6 +77,27 @@ struct CoordinatorMachine {
     private var gatherStart = 0.0
     /// The longest compute any worker reported for a step so far: the stall bound scales with it.
     private(set) var longestCompute = 0.0
+    /// The nodes of the step being gathered that were re-issued: owner and helper.
+    private(set) var reissued: [Range<Int>: (owner: PeerIdentity, helper: PeerIdentity)] = [:]
+    /// (peer, node) whose last part the peer itself delivered this step.
+    private var lastParts: Set<NodeCopy> = []
+    /// Work a peer is still computing for an older step (it fell behind, or a re-issued copy
+    /// that lost): its pushes up to `step` are dropped without a rejection until its last part.
+    private(set) var outstanding: [PeerIdentity: Outstanding] = [:]
+    /// Copies of parts that arrived after another copy had them: dropped, counted.
+    private(set) var droppedCopies = 0
+
+    struct NodeCopy: Hashable {
+        let peer: PeerIdentity
+        let node: Range<Int>
+    }
+
+    struct Outstanding {
+        let step: UInt64
+        let lastNode: Range<Int>
+        /// The owner's chunks when it fell behind (its late timing is per chunk); nil for a helper.
+        let chunks: Int?
+    }
 
     init(plan: RunPlan, options: CoordinatorOptions, fingerprint: Hello, pushesMayRunAhead: Bool, now: Double) {
         self.plan = plan
@@ -105,20 +133,59 @@ struct CoordinatorMachine {
     mutating func gather(step: Int, now: Double) {
         state = .gathering(step: step)
         gatherStart = now
+        reissued = [:]
+        lastParts = []
         for peer in workers { peer.reportedSlow = false }
     }
 
+    /// When the step being gathered started.
+    var gatherStarted: Double { gatherStart }
+
+    /// The driver sent `node` of `owner`'s block to `helper`: the helper's push for it counts.
+    mutating func reissue(_ node: Range<Int>, of owner: PeerIdentity, to helper: PeerIdentity) {
+        reissued[node] = (owner, helper)
+    }
+
+    /// Whether `peer` is computing something it was not asked for in this step's own work: a
+    /// re-issued node, or an older step.
+    func isBusy(_ peer: PeerIdentity) -> Bool {
+        outstanding[peer] != nil || reissued.values.contains { $0.helper == peer }
+    }
+
+    /// Whether this worker fell behind on its own block and has not sent the last push of the
+    /// step it still computes.
+    func isBehind(_ peer: PeerIdentity) -> Bool { outstanding[peer]?.chunks != nil }
+
     mutating func takeHeld() -> (PeerIdentity, DecodedMessage)? { held.isEmpty ? nil : held.removeFirst() }
 
-    mutating func stepGathered(_ step: Int) {
-        longestCompute = max(longestCompute, workers.map(\.timing.computeSeconds).max() ?? 0)
+    /// Step `step` is complete. Returns the workers that fell behind: a copy completed one of
+    /// their nodes before they did, with a lower bound of their seconds per chunk (the time
+    /// the step took). They and the helpers whose copies lost are still computing it.
+    mutating func stepGathered(_ step: Int, now: Double) -> [(identity: PeerIdentity, secondsPerChunk: Double)] {
+        var behind: [(identity: PeerIdentity, secondsPerChunk: Double)] = []
+        for (node, copy) in reissued {
+            if !lastParts.contains(NodeCopy(peer: copy.helper, node: node)) {
+                outstanding[copy.helper] = Outstanding(step: UInt64(step), lastNode: node, chunks: nil)
+            }
+            // An owner already behind did not get this step's weights (`Coordinator.heldBack`):
+            // it still owes the older step.
+            guard let owner = member(copy.owner), !lastParts.contains(NodeCopy(peer: owner.identity, node: owner.nodes.last!)),
+                  !isBehind(owner.identity), !behind.contains(where: { $0.identity == owner.identity }) else { continue }
+            outstanding[owner.identity] = Outstanding(step: UInt64(step), lastNode: owner.nodes.last!, chunks: owner.chunks.count)
+            behind.append((owner.identity, (now - gatherStart) / Double(owner.chunks.count)))
+        }
+        let behindIdentities = behind.map(\.identity)
+        let timed = workers.filter { !behindIdentities.contains($0.identity) }
+        longestCompute = max(longestCompute, timed.map(\.timing.computeSeconds).max() ?? 0)
         state = .betweenSteps(step: step)
+        return behind
     }
 
     /// Drops a member (lost); false when it was not one.
     mutating func remove(_ peer: PeerIdentity) -> Bool {
         guard isJoined(peer) else { return false }
         joined.removeAll { $0.identity == peer }
+        outstanding[peer] = nil
         return true
     }
 
@@ -157,6 +224,9 @@ struct CoordinatorMachine {
 
     private mutating func receive(_ message: DecodedMessage, from peer: PeerIdentity, now: Double) -> [Action] {
         if case .joining = state { return whileJoining(message, from: peer, now: now) }
+        if case .gradientPush(let push) = message, let late = outstanding[peer], push.step <= late.step {
+            return dropLate(push, from: peer, late)
+        }
         guard let worker = member(peer) else { return admitOrReject(peer, message, now: now) }
         switch (message, state) {
         case (.heartbeat, _):
@@ -191,18 +261,41 @@ struct CoordinatorMachine {
         }
     }
 
-    /// One part of a member's push; the push completes when its every node is in.
-    private mutating func accept(_ push: DecodedGradientPush, from worker: WorkerPeer, step: Int, now: Double) -> [Action] {
-        do {
-            guard let assembler = worker.assembler(for: push) else {
-                throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
-            }
-            guard try assembler.accept(push, state: pushState!), worker.isComplete else { return [] }
-            worker.arrival = now
-            return [.pushComplete(worker.identity)]
-        } catch {
-            return [.reject(worker.identity, "\(error)")]
+    /// One part of a push: of the sender's own node, or of a node re-issued to it (which feeds
+    /// the owner's assembly). The owner's push completes when its every node is in; a part
+    /// another copy already brought is dropped.
+    private mutating func accept(_ push: DecodedGradientPush, from sender: WorkerPeer, step: Int, now: Double) -> [Action] {
+        let copied = push.chunks.flatMap { reissued[$0] }
+        let owner = copied.flatMap { member($0.owner) } ?? sender
+        guard let assembler = sender.assembler(for: push)
+                ?? (copied?.helper == sender.identity ? owner.assembler(for: push) : nil) else {
+            return [.reject(sender.identity, "\(PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd))")]
         }
+        if push.part + 1 == push.parts, let node = push.chunks { lastParts.insert(NodeCopy(peer: sender.identity, node: node)) }
+        do {
+            guard try assembler.accept(push, state: pushState!), owner.isComplete else { return [] }
+            owner.arrival = now
+            return [.pushComplete(owner.identity)]
+        } catch PushRejection.duplicate where copied != nil {
+            droppedCopies += 1
+        } catch PushRejection.duplicatePart where copied != nil {
+            droppedCopies += 1
+        } catch PushRejection.repeatsTensors where copied != nil {
+            droppedCopies += 1
+        } catch {
+            return [.reject(sender.identity, "\(error)")]
+        }
+        return []
+    }
+
+    /// A push of an older step from a peer still computing it: dropped, counted; its last part
+    /// ends the peer's outstanding work, and an owner's gives its real speed to the balancer.
+    private mutating func dropLate(_ push: DecodedGradientPush, from peer: PeerIdentity, _ late: Outstanding) -> [Action] {
+        droppedCopies += 1
+        guard push.step == late.step, push.chunks == late.lastNode, push.part + 1 == push.parts else { return [] }
+        outstanding[peer] = nil
+        guard let chunks = late.chunks, push.computeSeconds.isFinite, push.computeSeconds > 0 else { return [] }
+        return [.lateTiming(peer, secondsPerChunk: push.computeSeconds / Double(chunks))]
     }
 
     /// Where the gathered pushes' carried state goes (the loop's `next`), set by the driver.

@@ -19,6 +19,9 @@ final class WorkerAssignment {
     var route: any ParameterRoute
     /// The step whose weights the worker waits for, or computes.
     var step: UInt64
+    /// The step whose weights are all in `parameters` (nil before the first): a re-issued node
+    /// is computed only with the weights of its own step.
+    var weightsStep: UInt64?
     var times = StepTimes()
 
     /// Checks `welcome` against the run it names before anything is built from it.
@@ -42,10 +45,7 @@ final class WorkerAssignment {
             state.set(welcome.state, streams: own)
         }
         route = try makeRoute(for: welcome, layout: plan.layout, earlyFrom: config.earlyElements(of: plan.layout))
-        let computed: any GradientComputing = options.emulatedComputeMilliseconds.map {
-            EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
-        } ?? plan.engine(block: streams, threads: options.threads)
-        engine = options.chunkDelay.map { ChunkDelayedCompute(computed, delay: $0) } ?? computed
+        engine = Self.engine(plan: plan, streams: streams, options: options)
         self.plan = plan
         rank = Int(welcome.rank)
         workerCount = Int(welcome.workerCount)
@@ -57,6 +57,15 @@ final class WorkerAssignment {
     }
 
     deinit { parameters.deallocate() }
+
+    /// The engine of a block of streams as this worker's options want it: real, emulated
+    /// (`--emulate-compute`) or slowed per chunk (`--emulate-chunk-ms`).
+    static func engine(plan: RunPlan, streams: Range<Int>, options: WorkerOptions) -> any GradientComputing {
+        let computed: any GradientComputing = options.emulatedComputeMilliseconds.map {
+            EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
+        } ?? plan.engine(block: streams, threads: options.threads)
+        return options.chunkDelay.map { ChunkDelayedCompute(computed, delay: $0) } ?? computed
+    }
 
     /// The coordinator's push of each node once the step is computed: loss, tokens, carried
     /// state, the step's times, and whatever of the gradient the route sends the coordinator.
@@ -77,16 +86,25 @@ final class WorkerAssignment {
     }
 }
 
-/// One step's forward and backward, for the driver's compute thread. It holds the assignment,
-/// so the weights, the carried state and the engine outlive the thread even when the worker
+/// One step's forward and backward, for the driver's compute thread: the assignment's own
+/// block, or a node re-issued to it (`reissued`). It holds the assignment (and the node), so
+/// the weights, the carried state and the engine outlive the thread even when the worker
 /// fails meanwhile (a lost parent).
 struct ComputeJob: @unchecked Sendable {
     let assignment: WorkerAssignment
     let stepInEpoch: Int
+    var reissued: ReissuedNode? = nil
 
-    /// On the compute thread: `early` is called (on it) when the engine hands over the early part.
+    /// On the compute thread: `early` is called (on it) when the engine hands over the early
+    /// part (never for a re-issued node: its parts leave together at the end).
     func run(early: @escaping (Range<Int>) -> Void) {
         let a = assignment
+        if let node = reissued {
+            _ = node.engine.computeGradient(parameters: UnsafePointer(a.parameters.baseAddress!), step: Int(node.step),
+                                            stepInEpoch: stepInEpoch, from: node.state.recurrent, into: node.state.recurrent,
+                                            early: nil)
+            return
+        }
         _ = a.engine.computeGradient(parameters: UnsafePointer(a.parameters.baseAddress!), step: Int(a.step),
                                      stepInEpoch: stepInEpoch, from: a.state.recurrent, into: a.state.recurrent,
                                      early: a.engine.earlySlices == nil ? nil : early)

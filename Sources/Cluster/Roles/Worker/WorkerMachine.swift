@@ -9,6 +9,8 @@ import Wire
 ///     joining ──tick: Hello──▶ awaitingWelcome ──Welcome──▶ working(a)
 ///     working(a) ──the weights of a.step all in──▶ computing(a)
 ///     computing(a) ──compute finished: pushes──▶ working(a at step + 1)
+///     working(a) ──Reissue of step − 1 (a late worker's node)──▶ computingReissue(a, node)
+///     computingReissue(a, node) ──compute finished: the node's pushes──▶ working(a)
 ///     working ──Welcome (a worker was lost: chunks move)──▶ working(new a)
 ///     working ──coordinator silent (reconnect timeout > 0)──▶ rejoining(deadline)
 ///     working ──Error "hello first" (the coordinator restarted)──▶ rejoining(deadline)
@@ -32,6 +34,9 @@ struct WorkerMachine {
         case working(WorkerAssignment)
         /// The driver's compute thread runs `a.step`.
         case computing(WorkerAssignment)
+        /// The driver's compute thread runs a node of another worker's block, re-issued by the
+        /// coordinator, with the weights of the step this worker just pushed.
+        case computingReissue(WorkerAssignment, ReissuedNode)
         /// The coordinator was lost or restarted: the hello went again; gives up at `deadline`.
         case rejoining(deadline: Double)
         /// The run is over, or the worker failed: no event is taken any more.
@@ -52,6 +57,8 @@ struct WorkerMachine {
     /// The rank of the latest assignment (nil before the first welcome).
     private(set) var rank: Int?
     private var lastHello = -Double.infinity
+    /// The pushes that just left were a re-issued node's.
+    private var reissueSent = false
     private var actions: [ClientAction] = []
 
     init(setup: Setup) { self.setup = setup }
@@ -60,7 +67,7 @@ struct WorkerMachine {
 
     var assignment: WorkerAssignment? {
         switch state {
-        case .working(let a), .computing(let a): return a
+        case .working(let a), .computing(let a), .computingReissue(let a, _): return a
         default: return nil
         }
     }
@@ -110,10 +117,18 @@ struct WorkerMachine {
             guard case .computing(let a) = state else { return }
             actions += a.route.earlyPushes(step: a.step, slices: slices, assignment: a)
         case .computeFinished(let startedAt):
+            if case .computingReissue(let a, let node) = state {
+                actions += node.pushes(computeSeconds: now - startedAt)
+                state = .working(a)
+                reissueSent = true
+                return
+            }
             guard case .computing(let a) = state else { return }
             computed(a, from: startedAt, now: now)
         case .gradientSent:
-            assignment?.times.sent(at: now)
+            // A re-issued node's pushes are not this worker's step: its times stay.
+            if !reissueSent { assignment?.times.sent(at: now) }
+            reissueSent = false
         }
     }
 
@@ -176,7 +191,7 @@ struct WorkerMachine {
             try beforeWelcome(message, now: now)
         case (.working(let a), _):
             try working(a, message, from: sender, now: now)
-        case (.computing(let a), _):
+        case (.computing(let a), _), (.computingReissue(let a, _), _):
             actions.append(.log("worker \(a.rank): ignored \(message.kind.rawValue) from \(name(sender)) while computing step \(oneBased(a.step))"))
         default:
             actions.append(.log("ignored unexpected \(message.kind.rawValue) from \(name(sender)) before welcome"))
@@ -227,6 +242,8 @@ struct WorkerMachine {
         case (.shutdown(let shutdown), .coordinator):
             actions.append(.log("worker \(a.rank): coordinator ended the run: \(shutdown.reason)"))
             end(.finish)
+        case (.reissue(let reissue), .coordinator):
+            try compute(reissue, in: a)
         case (.welcome(let next), .coordinator):
             actions.append(.log("worker \(a.rank): new assignment from step \(oneBased(next.step)): streams \(next.streamBegin)..<\(next.streamEnd)"))
             try begin(next, now: now)
@@ -265,9 +282,24 @@ struct WorkerMachine {
             throw ClusterError.protocolViolation("weights for step \(oneBased(weights.step)) hold values that are not finite")
         }
         if resetState { a.state.reset() }
+        a.weightsStep = a.step
         a.times.weightsComplete(at: now)
         state = .computing(a)
         actions.append(.startCompute(ComputeJob(assignment: a, stepInEpoch: a.plan.position(globalStep: Int(a.step)).stepInEpoch)))
+    }
+
+    /// A late worker's node of the step this worker just pushed, computed with that step's
+    /// weights (still in `parameters`: the next step's come only after the step is complete).
+    /// One for an older step (the step ended before it was read) is dropped.
+    private mutating func compute(_ reissue: Reissue, in a: WorkerAssignment) throws {
+        guard reissue.step + 1 == a.step, a.weightsStep == reissue.step else {
+            actions.append(.log("worker \(a.rank): dropped the reissue of chunks \(reissue.chunkBegin)..<\(reissue.chunkEnd) for step \(oneBased(reissue.step)) (at step \(oneBased(a.step)))"))
+            return
+        }
+        let node = try ReissuedNode(reissue, plan: a.plan, options: options)
+        state = .computingReissue(a, node)
+        actions.append(.startCompute(ComputeJob(assignment: a, stepInEpoch: a.plan.position(globalStep: Int(node.step)).stepInEpoch,
+                                                reissued: node)))
     }
 
     /// The step is computed: what the route sends of the gradient, then each node's push to
