@@ -241,6 +241,9 @@ struct WorkerMachine {
             throw ClusterError.refused(error.message)
         case (.shutdown(let shutdown), .coordinator):
             actions.append(.log("worker \(a.rank): coordinator ended the run: \(shutdown.reason)"))
+            // Nothing this worker still has queued matters now (a late push of a step it fell
+            // behind on): drop it rather than linger at exit for a coordinator that is gone.
+            actions.append(.abandonCoordinator)
             end(.finish)
         case (.reissue(let reissue), .coordinator):
             try compute(reissue, in: a)
