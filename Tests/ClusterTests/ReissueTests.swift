@@ -41,4 +41,36 @@ final class ReissueTests: ClusterTestCase {
         XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
                        try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")))
     }
+
+    /// `recur train --workers 4` with a worker 4× slower: every step record of `--log-jsonl`
+    /// says what balancing did, and the final summary line gives the sums; with `--balance
+    /// off` nothing moves and the counts are zero. The bytes are the same either way.
+    func testStepRecordsAndTheSummaryCountRebalancesAndReissues() throws {
+        let model = ["--hidden", "16", "--layers", "1", "--batch", "8", "--seq", "8", "--chunk", "1", "--steps", "16",
+                     "--sample-length", "0", "--eval-every", "0", "--workers", "4", "--threads", "1", "--emulate-chunk-ms", "10,10,10,40"]
+        var hashes: [Data] = []
+        for balance in ["on", "off"] {
+            let directory = try temporaryDirectory(), records = directory.appendingPathComponent("steps.jsonl")
+            let train = try launch(["train", "--balance", balance, "--log-jsonl", records.path,
+                                    "--checkpoint-dir", directory.appendingPathComponent("run").path] + model)
+            XCTAssertEqual(train.waitForExit(timeout: 90), 0, train.transcript)
+            let steps = try String(contentsOf: records, encoding: .utf8).split(separator: "\n").compactMap { line in
+                try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            }.filter { $0["gradientNorm"] != nil || $0["gradient_norm"] != nil }
+            XCTAssertEqual(steps.count, 16, train.transcript)
+            let counts = try steps.map { try XCTUnwrap($0["balancing"] as? [String: Int], "a step record without balancing: \($0)") }
+            let sum = { (key: String) in counts.map { $0[key] ?? 0 }.reduce(0, +) }
+            let summary = try XCTUnwrap(train.stdout.line(containing: ["balancing:"]), train.transcript)
+            XCTAssertTrue(summary.contains("\(sum("rebalances")) rebalance(s) moved \(sum("movedChunks")) chunk(s); \(sum("reissuedChunks")) chunk(s) re-issued"),
+                          summary)
+            if balance == "on" {
+                XCTAssertGreaterThan(sum("rebalances") + sum("reissuedChunks"), 0, train.transcript)
+            } else {
+                XCTAssertEqual(sum("rebalances") + sum("movedChunks") + sum("reissuedChunks"), 0, train.transcript)
+                XCTAssertNil(train.stdout.line(containing: ["re-issued chunks"]))
+            }
+            hashes.append(try Data(contentsOf: directory.appendingPathComponent("run/model.safetensors")))
+        }
+        XCTAssertEqual(hashes[0], hashes[1], "--balance changed the weights")
+    }
 }
