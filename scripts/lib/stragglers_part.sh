@@ -115,9 +115,9 @@ print(json.dumps({"timed_steps": len(timed), "total_seconds": sum(r["stepSeconds
                   "step_seconds_median": statistics.median(r["stepSeconds"] for r in timed),
                   "step_seconds": [round(r["stepSeconds"], 4) for r in timed], "rebalances": moves}))
 EOF
-  printf '{"setting":"stragglers","fleet":"%s","round":%d,"emulated":%s,"balance":"%s","workers":%d,"shards":%d,"model":"%s","chunk_ms":"%s","slowdowns":"%s","throttled":%d,"warmup":%d,"link":"%s","cores":%d,"busy_before_pct":%d,"others_during_pct":%d,"cpu_busy_pct":%d,"load1":%s,"duty_stops":%s,"result":%s}\n' \
+  printf '{"setting":"stragglers","fleet":"%s","round":%d,"emulated":%s,"balance":"%s","workers":%d,"shards":%d,"model":"%s","chunk_ms":"%s","slowdowns":"%s","throttled":%d,"warmup":%d,"link":"%s","link_probe":%s,"cores":%d,"busy_before_pct":%d,"others_during_pct":%d,"cpu_busy_pct":%d,"load1":%s,"duty_stops":%s,"result":%s}\n' \
     "$fleet" "$round" "$emulated" "$balance" "$w" "$s" "$model" "$chunk_ms" "$slowdowns" "$throttle" "$warm" \
-    "$([ -n "$coordinator_ns" ] && echo "$straggler_link" || echo loopback)" "$(nproc)" "$busy" "$others" "$busy_during" "$load1" \
+    "$([ -n "$coordinator_ns" ] && echo "$straggler_link" || echo loopback)" "$([ -n "$coordinator_ns" ] && echo "$straggler_probe" || echo null)" "$(nproc)" "$busy" "$others" "$busy_during" "$load1" \
     "$(cat "$log.duty" 2>/dev/null | tr -d '\n' | grep . || echo null)" "$(cat "$work/straggler-line")" >>"$straggler_raw"
   progress "stragglers $fleet$([ "$emulated" = true ] && echo " (emulated)") balance $balance: $(python3 -c '
 import json,sys; r=json.load(sys.stdin); print("%.2f s over %d steps, median step %.1f ms, %d rebalance(s)" % (r["total_seconds"], r["timed_steps"], 1e3*r["step_seconds_median"], len(r["rebalances"])))' <"$work/straggler-line") (CPUs ${busy}% busy before, others took ${others}% during)"
@@ -134,6 +134,8 @@ if part stragglers; then
     "w8-slow 10,10,10,10,10,10,10,40 -,-,-,-,-,-,-,-"
     "w8-transient 10,10,10,10,10,10,10,10 -,-,-,-,-,-,-,4@20-40"
   )
+  # The many-node part leaves its namespaces up until exit; these fleets make their own.
+  if [ -n "${netns_prefix:-}" ]; then netns_delete_all; netns_nodes=() netns_addresses=(); fi
   source scripts/lib/netns.sh
   namespaces=true
   if ! reason=$(netns_supported); then
@@ -153,7 +155,7 @@ if part stragglers; then
     ensure_packages iproute2
     netns_create 9
     shape_links "$straggler_link"
-    probe_link "${netns_nodes[0]}" "${netns_nodes[1]}" "${netns_addresses[1]}" 440000; straggler_probe=$probe
+    probe_link "${netns_nodes[0]}" "${netns_nodes[1]}" "${netns_addresses[1]}" $((4 * $(parameter_count lstm 1 128))); straggler_probe=$probe
     say "stragglers (emulated): coordinator in ${netns_nodes[0]}, 8 workers and 8 shards in ${netns_nodes[1]}..${netns_nodes[8]}, links $straggler_link ($(echo "$straggler_probe" | json_field gbit_per_s | cut -c1-5) Gbit/s measured)"
     for ((round = 1; round <= straggler_rounds; round++)); do
       for fleet in "${w8_fleets[@]}"; do
