@@ -192,7 +192,9 @@ def plot(rows, path):
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-    fleets = [f for f in dict.fromkeys(r["fleet"] for r in rows) if any(r["fleet"] == f and r["efficiency"] is not None for r in rows)]
+    # Equal fleets are the reference (100% by definition): left out.
+    fleets = [f for f in dict.fromkeys(r["fleet"] for r in rows)
+              if not f.endswith("-equal") and any(r["fleet"] == f and r["efficiency"] is not None for r in rows)]
     for i, balance in enumerate(["off", "on"]):
         values = [next((r["efficiency"] or 0 for r in rows if r["fleet"] == f and r["balance"] == balance), 0) for f in fleets]
         left.bar([x + (i - 0.5) * 0.38 for x in range(len(fleets))], [100 * v for v in values], 0.38, label=f"--balance {balance}")
