@@ -33,7 +33,12 @@ def main(pid, period, share, limit):
                 break
             stops += 1
             time.sleep(stopped)
-            os.kill(pid, signal.SIGCONT)
+            # A process that ended just before its stop is a zombie (signals still reach it)
+            # until its parent reaps it, which may happen during the sleep.
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                break
             time.sleep(running)
     finally:
         try:

@@ -13,7 +13,9 @@
 #          or 50,50,50,200 (w4-slow), the fleet of BalanceTests and of the issue.
 #   pair-* (real compute, loopback): LSTM 2×256, 16 chunks of 2 streams, `--threads 1`
 #          workers. pair-solo-fast and pair-solo-throttled: one worker alone, the second one
-#          stopped for half of every 50 ms (scripts/lib/duty_cycle.py, SIGSTOP/SIGCONT);
+#          stopped for half of every --straggler-duty-ms (10) ms (scripts/lib/duty_cycle.py,
+#          SIGSTOP/SIGCONT; a stopped worker also answers late, so a long period slows its
+#          messages as well as its compute);
 #          pair-throttled: both together. The fleet's total speed is the sum of the two solo
 #          throughputs, measured in the same sweep, right before.
 # Each run has a fixed step count (--straggler-steps, 60; the pair 2 + 30) and a timeout
@@ -99,7 +101,7 @@ run_straggler() {  # fleet emulated(true|false) balance(on|off) workers shards s
     if [ "$n" -eq "$throttle" ]; then
       local target
       target=$(recur_below "$!") || fail "no recur process below pid $! to throttle"
-      python3 scripts/lib/duty_cycle.py "$target" 0.05 0.5 300 >"$log.duty" &
+      python3 scripts/lib/duty_cycle.py "$target" "$(awk -v p="$straggler_duty_ms" 'BEGIN { print p / 1000 }')" 0.5 300 >"$log.duty" &
       duty_pid=$! live_pids+=($!)
     fi
   done
@@ -125,8 +127,9 @@ print(json.dumps({"timed_steps": len(timed), "total_seconds": sum(r["stepSeconds
                   "step_seconds_median": statistics.median(r["stepSeconds"] for r in timed),
                   "step_seconds": [round(r["stepSeconds"], 4) for r in timed], "rebalances": moves}))
 EOF
-  printf '{"setting":"stragglers","fleet":"%s","round":%d,"emulated":%s,"balance":"%s","workers":%d,"shards":%d,"model":"%s","chunk_ms":"%s","slowdowns":"%s","throttled":%d,"warmup":%d,"link":"%s","link_probe":%s,"cores":%d,"busy_before_pct":%d,"others_during_pct":%d,"cpu_busy_pct":%d,"load1":%s,"duty_stops":%s,"result":%s}\n' \
+  printf '{"setting":"stragglers","fleet":"%s","round":%d,"emulated":%s,"balance":"%s","workers":%d,"shards":%d,"model":"%s","chunk_ms":"%s","slowdowns":"%s","throttled":%d,"warmup":%d,"duty_period_ms":%s,"link":"%s","link_probe":%s,"cores":%d,"busy_before_pct":%d,"others_during_pct":%d,"cpu_busy_pct":%d,"load1":%s,"duty_stops":%s,"result":%s}\n' \
     "$fleet" "$round" "$emulated" "$balance" "$w" "$s" "$model" "$chunk_ms" "$slowdowns" "$throttle" "$warm" \
+    "$([ "$throttle" -gt 0 ] && echo "$straggler_duty_ms" || echo null)" \
     "$([ -n "$coordinator_ns" ] && echo "$straggler_link" || echo loopback)" "$([ -n "$coordinator_ns" ] && echo "$straggler_probe" || echo null)" "$(nproc)" "$busy" "$others" "$busy_during" "$load1" \
     "$(cat "$log.duty" 2>/dev/null | tr -d '\n' | grep . || echo null)" "$(cat "$work/straggler-line")" >>"$straggler_raw"
   progress "stragglers $fleet$([ "$emulated" = true ] && echo " (emulated)") balance $balance: $(python3 -c '

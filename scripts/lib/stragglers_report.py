@@ -88,7 +88,7 @@ def summarise(records, disturbed):
             "W": first["workers"], "S": first["shards"], "chunks": chunks, "model": first["model"],
             "chunk_ms": first["chunk_ms"] if first["emulated"] else None,
             "slowdowns": first["slowdowns"] if first["emulated"] else None,
-            "throttled": "SIGSTOP 50% of every 50 ms" if first["throttled"] else None,
+            "throttled": f"SIGSTOP half of every {first.get('duty_period_ms') or 50} ms" if first["throttled"] else None,
             "link": first["link"],
             "link_measured_gbit": first["link_probe"]["gbit_per_s"] if first.get("link_probe") else None,
             "timed_steps": first["result"]["timed_steps"], "warmup": first["warmup"],
@@ -172,12 +172,14 @@ def table(rows, note):
             f"{100 * r['cpu_busy']:.0f}% ({100 * r['others_during']:.0f}%) |")
     pair = [r for r in rows if r.get("fleet_speed_tokens_per_sec")]
     if pair:
-        lines += ["", "Real-compute pair: fleet's total speed = " + "; ".join(
-            f"{r['fleet_speed_tokens_per_sec']:,.0f} tokens/s (balance {r['balance']}: {r['tokens_per_sec']:,.0f})" for r in pair)
-            + ", from the solo runs " + ", ".join(f"{r['fleet']} {r['tokens_per_sec']:,.0f}" for r in rows if r["fleet"].startswith("pair-solo")) + " tokens/s."]
+        solo = [r for r in rows if r["fleet"].startswith("pair-solo")]
+        lines += ["", f"Real-compute pair ({next((r['throttled'] for r in solo if r['throttled']), '')}): the fleet's total speed is "
+                  f"{pair[0]['fleet_speed_tokens_per_sec']:,.0f} tokens/s, the sum of the solo runs ("
+                  + ", ".join(f"{r['fleet']} {r['tokens_per_sec']:,.0f}" for r in solo) + "); together "
+                  + ", ".join(f"balance {r['balance']} {r['tokens_per_sec']:,.0f} tokens/s ({100 * r['efficiency']:.0f}%)" for r in pair) + "."]
     last = [f"{r['fleet']} {r['balance']}: {r['last_rebalance']}" for r in rows if r["last_rebalance"]]
     if last:
-        lines += ["", "Last rebalance line of each run (first round):", ""] + [f"- {l}" for l in last]
+        lines += ["", "Last rebalance line of each fleet's first run kept:", ""] + [f"- {l}" for l in last]
     lines += ["", "CPUs busy: share of both CPUs all programs kept busy during the run; in brackets other programs' share."]
     if note:
         lines += ["", note]
