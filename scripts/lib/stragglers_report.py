@@ -11,17 +11,20 @@ per fleet and --balance setting, medians over rounds.
 Definitions (a fleet of W workers over N chunks):
   time            = the sum of the coordinator's step times over the timed steps (after the
                     warm-up); a rebalance happens inside a step, so it is counted
-  ratio_to_equal  = time ÷ the equal fleet's time (same W, steps and --balance)
+  ratio_to_equal  = time ÷ the equal fleet's time (same W, steps and --balance, same round:
+                    the two ran minutes apart), median over rounds
   speed           = emulated fleets: a worker's chunks per second relative to an equal
                     worker's, 1 ÷ (its ms per chunk × its slowdown at that step ÷ the equal
                     worker's ms per chunk); the fleet's speed is their sum, step by step
   ideal time      = Σ over timed steps of (the equal fleet's mean step × W ÷ the fleet's speed
                     at that step): the equal fleet's time with the work spread over the
                     fleet's total speed (for 50,50,50,200: W ÷ 3.25 = 1.23×)
-  efficiency      = ideal time ÷ time; for the real-compute pair, throughput ÷ (the sum of
+  efficiency      = ideal time ÷ time (per round, median over rounds); for the real-compute pair, throughput ÷ (the sum of
                     the two workers' solo throughputs, measured in the same sweep)
   final_blocks    = chunks per worker in rank order after the last "rebalanced chunks" line
-Emulated fleets' figures are emulated (sleeps stand for compute) and say so everywhere.
+Emulated fleets' figures are emulated (sleeps stand for compute) and say so everywhere. Their
+medians take every round; the real-compute rows leave out runs during which other programs
+took more than DISTURBED_PERCENT of the CPUs when the fleet has a quieter run.
 """
 import json
 import os
@@ -79,7 +82,8 @@ def summarise(records, disturbed):
         groups[(r["fleet"], r["balance"])].append(r)
     rows = {}
     for (fleet, balance), runs in groups.items():
-        kept = quiet(runs, disturbed)
+        # Sleeps stand for compute in emulated runs: all rounds count, as in their ratios.
+        kept = runs if runs[0]["emulated"] else quiet(runs, disturbed)
         first = kept[0]
         med = lambda f: statistics.median(f(r) for r in kept)
         chunks = chunk_count(first["model"])
@@ -107,13 +111,18 @@ def summarise(records, disturbed):
         family = fleet.split("-")[0]
         equal = rows.get((family + "-equal", balance))
         if row["emulated"] and equal:
+            # Each run against the equal fleet's run of the same round (minutes apart, under
+            # the same load from other programs), then the median over rounds.
             first = next(r for r in records if r["fleet"] == fleet)
             steps = range(row["warmup"] + 1, row["warmup"] + row["timed_steps"] + 1)
-            mean_equal = equal["time_s"] / equal["timed_steps"]
-            ideal = sum(mean_equal * row["W"] / sum(relative_speeds(first, k)) for k in steps)
-            row["ratio_to_equal"] = row["time_s"] / equal["time_s"]
-            row["ideal_ratio_to_equal"] = ideal / equal["time_s"]
-            row["efficiency"] = ideal / row["time_s"]
+            ideal_factor = sum(row["W"] / sum(relative_speeds(first, k)) for k in steps) / len(steps)
+            pairs = [(r["result"]["total_seconds"], e["result"]["total_seconds"] / e["result"]["timed_steps"] * len(steps))
+                     for r in records if (r["fleet"], r["balance"]) == (fleet, balance)
+                     for e in records if (e["fleet"], e["balance"], e["round"]) == (family + "-equal", balance, r["round"])]
+            if pairs:
+                row["ratio_to_equal"] = statistics.median(t / e for t, e in pairs)
+                row["ideal_ratio_to_equal"] = ideal_factor
+                row["efficiency"] = statistics.median(ideal_factor * e / t for t, e in pairs)
         if fleet == "pair-throttled":
             solo = [rows.get((name, "on")) for name in ("pair-solo-fast", "pair-solo-throttled")]
             if all(solo):
@@ -154,7 +163,8 @@ def table(rows, note):
         "Emulated rows: workers wait a fixed time per chunk instead of computing (`recur work --emulate-compute 1 "
         "--emulate-chunk-ms MS [--emulate-slowdown F@A-B]`); encode, send, sum, optimizer and broadcast are real. "
         "W = 8 fleets: one namespace per node, S = 8 shards beside the workers, shaped links; W = 4 and the "
-        "real-compute pair: loopback. Time = the coordinator's step times summed over the timed steps. "
+        "real-compute pair: loopback. Time = the coordinator's step times summed over the timed steps (median over rounds). "
+        "× equal fleet: time ÷ the equal fleet's of the same round and --balance, median over rounds; in brackets the ideal. "
         "Efficiency = ideal time for the fleet's total speed ÷ time (pair: throughput ÷ the sum of the two solo throughputs).",
         "",
         "| fleet | W | S | chunks | balance | steps | time s | median step ms | × equal fleet (ideal) | efficiency | final blocks (rank order) | rebalances | issue's target | CPUs busy (others) |",
