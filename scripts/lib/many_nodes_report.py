@@ -211,8 +211,13 @@ def plot(rows, path):
 def main(path, outdir, disturbed=15.0, note=""):
     records = [json.loads(line) for line in open(path) if line.strip()]
     rows = summarise(records, disturbed)
-    with open(os.path.join(outdir, "summary.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    # The straggler part's rows share the file ("part": "stragglers"): kept.
+    summary = os.path.join(outdir, "summary.json")
+    kept = []
+    if os.path.exists(summary):
+        kept = [r for r in json.load(open(summary)) if r.get("part") == "stragglers"]
+    with open(summary, "w") as f:
+        json.dump(rows + kept, f, indent=1)
         f.write("\n")
     with open(os.path.join(outdir, "many.md"), "w") as f:
         f.write(table(rows, note))

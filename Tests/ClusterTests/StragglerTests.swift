@@ -1,0 +1,155 @@
+import Foundation
+import XCTest
+@testable import Cluster
+import Training
+
+/// Issue 23's stragglers beyond BalanceTests' one slow worker: a real worker process throttled
+/// by its operating system, a worker slow for a stretch of steps only, and a fleet of two
+/// speeds. Each run must keep the `--workers 1` bytes; the log must show the chunks where the
+/// speeds say they belong. Speed figures are scripts/bench-scaling's (`--only stragglers`),
+/// never asserted here.
+final class StragglerTests: ClusterTestCase {
+    /// Real compute, no emulation: `recur train --workers 2` with one of its two `recur work`
+    /// children stopped half of every 50 ms (SIGSTOP/SIGCONT, as a throttled or shared CPU
+    /// would), for the whole run. The run completes and its weights are the `--workers 1` bytes.
+    func testAWorkerThrottledToHalfItsCPUKeepsTheBytes() throws {
+        let model = ["--hidden", "128", "--layers", "2", "--batch", "16", "--seq", "32", "--chunk", "2", "--steps", "30",
+                     "--sample-length", "0", "--eval-every", "0"]
+        let throttled = try temporaryDirectory(), reference = try temporaryDirectory()
+        let train = try launch(["train", "--workers", "2", "--threads", "1", "--heartbeat-timeout", "10",
+                                "--checkpoint-dir", throttled.path] + model)
+        XCTAssertNotNil(train.stdout.waitForLine(containing: [") joined"], timeout: 30), train.transcript)
+        let pid = try XCTUnwrap(Self.joinedPids(in: train.stdout).first, train.transcript)
+        killInTearDown(pid)
+        let duty = DutyCycle(pid: pid, period: 0.05, stoppedShare: 0.5, limit: 60)
+        let status = train.waitForExit(timeout: 60)
+        duty.finish()
+        XCTAssertEqual(status, 0, train.transcript)
+        // A run that ended before the throttle took hold would test nothing.
+        XCTAssertGreaterThan(duty.stops, 5, "the worker was hardly throttled: \(train.transcript)")
+
+        let single = try launch(["train", "--workers", "1", "--threads", "1", "--checkpoint-dir", reference.path] + model)
+        XCTAssertEqual(single.waitForExit(timeout: 60), 0, single.transcript)
+        XCTAssertEqual(try Data(contentsOf: throttled.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: reference.appendingPathComponent("model.safetensors")), "throttling changed the weights")
+    }
+
+    /// `--emulate-slowdown 4@6-17` on one of four workers (8 chunks, 20 ms per chunk): its
+    /// chunks move away while it is slow and come back after, and the bytes stay.
+    func testATransientStragglerLosesChunksAndGetsThemBack() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 34)
+        config.chunkStreams = 1   // N = 8: 8 chunks, 2 per worker to begin with
+        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
+
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        let coordinator = try startCoordinator(session, workers: 4)
+        let fast = try (0..<3).map { _ in try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20)) }
+        let slow = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20, factor: 4, slowSteps: 6...17))
+        let summary = try XCTUnwrap(coordinator.wait(timeout: 60)).get()
+        XCTAssertEqual(summary.steps, 34)
+        for worker in fast + [slow] {
+            XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text)
+        }
+
+        // The 5-step median sees the slowdown from step 9 (2/2/2/2 → one chunk for the slow
+        // worker) and its end from step 21 (back to 2 each); 34 steps leave room for both.
+        let rank = try XCTUnwrap(slow.worker.rank)
+        let moves = coordinator.logs.lines.filter { $0.contains("rebalanced chunks at step") }
+        let away = try XCTUnwrap(moves.firstIndex { $0.contains("worker \(rank) 2→1") }, coordinator.logs.text)
+        XCTAssertNotNil(moves[(away + 1)...].first { $0.contains("worker \(rank) 1→2") }, "chunks never came back: \(coordinator.logs.text)")
+        XCTAssertEqual(try lastBlock(of: slow, workers: 4), 2, "the slow worker's last assignment: \(slow.logs.text)")
+        XCTAssertEqual(try fast.map { try lastBlock(of: $0, workers: 4) }, [2, 2, 2])
+
+        try assertSameBytes(session: session, directory: directory, reference: reference)
+    }
+
+    /// Two speeds, 2:1 (20 and 40 ms per chunk, the emulated equivalent of `--threads 2` beside
+    /// `--threads 1`), over 12 chunks: the blocks end at 8 and 4 chunks, and the bytes stay.
+    func testTwoSpeedsGetChunksInTheirRatio() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 20)
+        config.streams = 12
+        config.chunkStreams = 1   // 12 chunks, 6 per worker to begin with
+        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
+
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        let coordinator = try startCoordinator(session, workers: 2)
+        let quick = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20))
+        let slow = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 40))
+        let summary = try XCTUnwrap(coordinator.wait(timeout: 60)).get()
+        XCTAssertEqual(summary.steps, 20)
+        for worker in [quick, slow] {
+            XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text)
+        }
+
+        // 6/6 predicts 240 ms a step, 8/4 160 ms, 9/3 180 ms, 7/5 200 ms: the real compute adds
+        // the same per chunk to both and keeps 8/4 the best, so later moves end there.
+        let rank = try XCTUnwrap(slow.worker.rank)
+        let line = try XCTUnwrap(coordinator.logs.line(containing: ["rebalanced chunks at step"]), coordinator.logs.text)
+        XCTAssertTrue(line.contains("worker \(rank) 6→"), line)
+        let blocks = (quick: try lastBlock(of: quick, workers: 2), slow: try lastBlock(of: slow, workers: 2))
+        XCTAssertEqual(blocks.quick + blocks.slow, 12)
+        XCTAssertEqual(blocks.slow, 4, "blocks \(blocks): 8:4 is the best split: \(coordinator.logs.text)")
+
+        try assertSameBytes(session: session, directory: directory, reference: reference)
+    }
+
+    private func assertSameBytes(session: TrainingSession, directory: URL, reference: Outcome,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        let outcome = try ClusterFixtures.outcome(of: session, checkpoint: directory)
+        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern), "balancing changed the weights",
+                       file: file, line: line)
+        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
+                       try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")), file: file, line: line)
+    }
+
+    /// Chunks (= streams here) of a worker's last "worker r of W: streams a..<b" line.
+    private func lastBlock(of worker: WorkerHarness, workers: Int) throws -> Int {
+        let line = try XCTUnwrap(worker.logs.lines.last { $0.contains(" of \(workers): streams ") }, worker.logs.text)
+        let range = try XCTUnwrap(line.range(of: "streams "))
+        let bounds = line[range.upperBound...].prefix { $0 != "," }.components(separatedBy: "..<").compactMap { Int($0) }
+        XCTAssertEqual(bounds.count, 2, line)
+        return bounds.count == 2 ? bounds[1] - bounds[0] : 0
+    }
+}
+
+/// Stops a process for `stoppedShare` of every `period` seconds (SIGSTOP, then SIGCONT), on a
+/// thread of its own, until `finish()`, `limit` seconds, or the process is gone. It always
+/// leaves the process continued: a stopped worker would outlive the test.
+final class DutyCycle: @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = true
+    private var stopCount = 0
+    private let ended = DispatchSemaphore(value: 0)
+    let pid: pid_t
+
+    init(pid: pid_t, period: Double, stoppedShare: Double, limit: Double) {
+        self.pid = pid
+        let stopped = UInt32(period * stoppedShare * 1e6), free = UInt32(period * (1 - stoppedShare) * 1e6)
+        let deadline = Date().addingTimeInterval(limit)
+        Thread { [self] in
+            defer { kill(pid, SIGCONT); ended.signal() }
+            while isRunning, Date() < deadline, ClusterTestCase.isAlive(pid) {
+                guard kill(pid, SIGSTOP) == 0 else { break }
+                lock.withLock { stopCount += 1 }
+                usleep(stopped)
+                kill(pid, SIGCONT)
+                usleep(free)
+            }
+        }.start()
+    }
+
+    private var isRunning: Bool { lock.withLock { running } }
+    /// How many times the process was stopped.
+    var stops: Int { lock.withLock { stopCount } }
+
+    /// Ends the cycle (bounded wait for its thread) and continues the process.
+    func finish() {
+        lock.withLock { running = false }
+        _ = ended.wait(timeout: .now() + 5)
+        kill(pid, SIGCONT)
+    }
+}
