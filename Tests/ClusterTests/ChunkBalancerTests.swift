@@ -88,6 +88,25 @@ final class ChunkBalancerTests: XCTestCase {
         XCTAssertEqual(balancer.proposal(members: Array(ids[0..<2]), sizes: [2, 2])?.sizes, [3, 1])
     }
 
+    /// A real change of speed (two steps in a row at more than twice, or less than half, the
+    /// median) replaces the worker's window and moves chunks at the next boundary, without
+    /// waiting for the median or for `minimumSteps`; both ways (a transient straggler returns).
+    func testTwoStepsAtAnotherSpeedMoveChunksAtOnceBothWays() {
+        var balancer = ChunkBalancer()
+        let members = Array(ids[0..<4])
+        feed(&balancer, sizes: [2, 2, 2, 2], perChunk: [0.05, 0.05, 0.05, 0.05], steps: 6)
+        balancer.assigned(members: members)
+        feed(&balancer, sizes: [2, 2, 2, 2], perChunk: [0.05, 0.05, 0.05, 0.2], steps: 1)
+        XCTAssertNil(balancer.proposal(members: members, sizes: [2, 2, 2, 2]), "one slow step moves nothing")
+        feed(&balancer, sizes: [2, 2, 2, 2], perChunk: [0.05, 0.05, 0.05, 0.2], steps: 1)
+        let slower = try? XCTUnwrap(balancer.proposal(members: members, sizes: [2, 2, 2, 2]))
+        XCTAssertEqual(slower?.sizes, [3, 2, 2, 1])
+        XCTAssertEqual(balancer.secondsPerChunk(of: ids[3]), 0.2)
+        balancer.assigned(members: members)
+        feed(&balancer, sizes: [3, 2, 2, 1], perChunk: [0.05, 0.05, 0.05, 0.05], steps: 2)
+        XCTAssertEqual(balancer.proposal(members: members, sizes: [3, 2, 2, 1])?.sizes, [2, 2, 2, 2], "it is fast again: its chunks come back")
+    }
+
     /// Reports of no compute (zero, negative, nan) tell nothing: no proposal from them; a
     /// worker without a full window (it joined late) holds every proposal back; a lost
     /// worker's measurements are forgotten.

@@ -13,7 +13,10 @@
 /// Hysteresis: a new split is proposed only when it predicts a step shorter by more than
 /// `minimumGain` (and by at least `minimumSavedSeconds`: sub-millisecond differences are
 /// noise), when the current assignment has run `minimumSteps` steps, and when every worker
-/// has `window` measurements. A worker that fell behind within a step (a copy of its node
+/// has `window` measurements. A worker whose speed changed for real is not made to wait for
+/// its median: `shiftSteps` steps in a row at more than `shiftFactor` times (or less than
+/// 1 / `shiftFactor` of) its median replace its window, and the next step boundary may move
+/// chunks at once (one such step still moves nothing). A worker that fell behind within a step (a copy of its node
 /// was faster, `ReissuePolicy`) is the exception: its speed changed, so its window is filled
 /// with what it showed and the next step boundary may move chunks at once.
 struct ChunkBalancer {
@@ -21,13 +24,18 @@ struct ChunkBalancer {
     var minimumGain = 0.10
     var minimumSavedSeconds = 0.005
     var minimumSteps = 5
+    var shiftFactor = 2.0
+    var shiftSteps = 2
 
     /// Compute seconds per chunk of each worker's latest steps, oldest first (at most `window`).
     private(set) var samples: [PeerIdentity: [Double]] = [:]
     /// Steps gathered since the last assignment.
     private(set) var stepsSinceAssignment = 0
-    /// A worker fell behind since the last assignment: a proposal need not wait `minimumSteps`.
+    /// A worker fell behind or changed speed since the last assignment: a proposal need not
+    /// wait `minimumSteps`.
     private(set) var urgent = false
+    /// Consecutive samples of a worker beyond `shiftFactor` of its median, and their direction.
+    private var shifts: [PeerIdentity: (count: Int, slower: Bool)] = [:]
 
     /// A better split: sizes in rank order, the speeds it was computed from, and the predicted
     /// step of the current split and of this one.
@@ -43,8 +51,10 @@ struct ChunkBalancer {
     mutating func observe(_ workers: [(identity: PeerIdentity, computeSeconds: Double, chunks: Int)]) {
         stepsSinceAssignment += 1
         for worker in workers where worker.chunks > 0 && worker.computeSeconds.isFinite && worker.computeSeconds >= 0 {
+            let sample = worker.computeSeconds / Double(worker.chunks)
+            if shifted(worker.identity, to: sample) { continue }
             var kept = samples[worker.identity] ?? []
-            kept.append(worker.computeSeconds / Double(worker.chunks))
+            kept.append(sample)
             samples[worker.identity] = Array(kept.suffix(window))
         }
     }
@@ -66,6 +76,26 @@ struct ChunkBalancer {
         let now = max(secondsPerChunk, self.secondsPerChunk(of: member) ?? 0)
         samples[member] = Array(repeating: now, count: window)
         urgent = true
+    }
+
+    /// Whether `sample` completes `shiftSteps` in a row beyond `shiftFactor` of the worker's
+    /// median, in one direction: then its window is that speed and the run may rebalance now.
+    private mutating func shifted(_ member: PeerIdentity, to sample: Double) -> Bool {
+        guard let median = secondsPerChunk(of: member), median > 0, sample > 0,
+              sample > median * shiftFactor || sample < median / shiftFactor else {
+            shifts[member] = nil
+            return false
+        }
+        let slower = sample > median, previous = shifts[member]
+        let count = previous?.slower == slower ? previous!.count + 1 : 1
+        guard count >= shiftSteps else {
+            shifts[member] = (count, slower)
+            return false
+        }
+        shifts[member] = nil
+        samples[member] = Array(repeating: sample, count: window)
+        urgent = true
+        return true
     }
 
     /// The late push of a worker that fell behind arrived: its real seconds per chunk for that
