@@ -9,6 +9,8 @@
 #          step, so no real forward and backward competes for the two cores) plus
 #          `--emulate-chunk-ms 10` per chunk they own. w8-equal: all alike; w8-slow: one 4× slow
 #          throughout; w8-transient: one 4× slow for global steps 20–40 (--emulate-slowdown).
+#   w8s1-* (emulated, namespaces): the same three fleets with one parameter server (the
+#          coordinator, no shards), where chunks are also re-issued within a step.
 #   w4-*   (emulated, loopback): W = 4 over 8 chunks, --emulate-chunk-ms 50 on all (w4-equal)
 #          or 50,50,50,200 (w4-slow), the fleet of BalanceTests and of the issue.
 #   pair-* (real compute, loopback): LSTM 2×256, 16 chunks of 2 streams, `--threads 1`
@@ -125,7 +127,8 @@ moves = [l.strip() for l in open(out, errors="replace") if "rebalanced chunks at
 print(json.dumps({"timed_steps": len(timed), "total_seconds": sum(r["stepSeconds"] for r in timed),
                   "tokens": sum(r["tokens"] for r in timed),
                   "step_seconds_median": statistics.median(r["stepSeconds"] for r in timed),
-                  "step_seconds": [round(r["stepSeconds"], 4) for r in timed], "rebalances": moves}))
+                  "step_seconds": [round(r["stepSeconds"], 4) for r in timed], "rebalances": moves,
+                  "reissued_chunks": sum((r.get("balancing") or {}).get("reissuedChunks", 0) for r in timed)}))
 EOF
   printf '{"setting":"stragglers","fleet":"%s","round":%d,"emulated":%s,"balance":"%s","workers":%d,"shards":%d,"model":"%s","chunk_ms":"%s","slowdowns":"%s","throttled":%d,"warmup":%d,"duty_period_ms":%s,"link":"%s","link_probe":%s,"cores":%d,"busy_before_pct":%d,"others_during_pct":%d,"cpu_busy_pct":%d,"load1":%s,"duty_stops":%s,"result":%s}\n' \
     "$fleet" "$round" "$emulated" "$balance" "$w" "$s" "$model" "$chunk_ms" "$slowdowns" "$throttle" "$warm" \
@@ -156,7 +159,7 @@ if part stragglers; then
     straggler_note="W = 8 fleets skipped: $reason"
     say "$straggler_note"
   fi
-  total_runs=$((total_runs + straggler_rounds * (($([ "$namespaces" = true ] && echo 6 || echo 0)) + 4) + straggler_pair_rounds * 4))
+  total_runs=$((total_runs + straggler_rounds * (($([ "$namespaces" = true ] && echo 12 || echo 0)) + 4) + straggler_pair_rounds * 4))
   for ((round = 1; round <= straggler_rounds; round++)); do
     # W = 4 over 8 chunks on loopback: the issue's 50,50,50,200 fleet against the equal one.
     for balance in off on; do
@@ -175,6 +178,7 @@ if part stragglers; then
         read -r name chunk_ms slowdowns <<<"$fleet"
         for balance in off on; do
           with_repeats run_straggler "$name" true "$balance" 8 8 "$straggler_steps" 1 "$w8_model" "$chunk_ms" "$slowdowns" 0 netns
+          with_repeats run_straggler "${name/w8-/w8s1-}" true "$balance" 8 1 "$straggler_steps" 1 "$w8_model" "$chunk_ms" "$slowdowns" 0 netns
         done
       done
     done

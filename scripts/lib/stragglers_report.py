@@ -37,6 +37,7 @@ from collections import defaultdict
 TARGETS = {
     "w4-slow": ("ratio_to_equal", 1.4, "time ≤ 1.4× the equal fleet's (ideal 1.23×)"),
     "w8-transient": ("ratio_to_equal", 1.2, "time ≤ 1.2× the equal fleet's over the steps"),
+    "w8s1-transient": ("ratio_to_equal", 1.2, "time ≤ 1.2× the equal fleet's over the steps"),
     "pair-throttled": ("efficiency", 0.85, "throughput ≥ 0.85× the fleet's total speed"),
 }
 
@@ -101,6 +102,7 @@ def summarise(records, disturbed):
             "tokens_per_sec": med(lambda r: r["result"]["tokens"] / r["result"]["total_seconds"]),
             "final_blocks": final_blocks(first["result"]["rebalances"], first["workers"], chunks),
             "rebalances": len(first["result"]["rebalances"]),
+            "reissued_chunks": first["result"].get("reissued_chunks"),
             "last_rebalance": (first["result"]["rebalances"] or [None])[-1],
             "step_ms": [1e3 * s for s in first["result"]["step_seconds"]],
             "ratio_to_equal": None, "ideal_ratio_to_equal": None, "efficiency": None,
@@ -139,7 +141,7 @@ def summarise(records, disturbed):
             if isinstance(v, float):
                 row[k] = round(v, 4)
         row["step_ms"] = [round(v, 1) for v in row["step_ms"]]
-    order = ["w4-equal", "w4-slow", "w8-equal", "w8-slow", "w8-transient", "pair-solo-fast", "pair-solo-throttled", "pair-throttled"]
+    order = ["w4-equal", "w4-slow", "w8-equal", "w8-slow", "w8-transient", "w8s1-equal", "w8s1-slow", "w8s1-transient", "pair-solo-fast", "pair-solo-throttled", "pair-throttled"]
     return sorted(rows.values(), key=lambda r: (order.index(r["fleet"]) if r["fleet"] in order else 99, r["balance"]))
 
 
@@ -162,13 +164,14 @@ def table(rows, note):
         "",
         "Emulated rows: workers wait a fixed time per chunk instead of computing (`recur work --emulate-compute 1 "
         "--emulate-chunk-ms MS [--emulate-slowdown F@A-B]`); encode, send, sum, optimizer and broadcast are real. "
-        "W = 8 fleets: one namespace per node, S = 8 shards beside the workers, shaped links; W = 4 and the "
+        "W = 8 fleets: one namespace per node, S = 8 shards beside the workers (w8s1: one parameter server, where "
+        "chunks are also re-issued within a step), shaped links; W = 4 and the "
         "real-compute pair: loopback. Time = the coordinator's step times summed over the timed steps (median over rounds). "
         "× equal fleet: time ÷ the equal fleet's of the same round and --balance, median over rounds; in brackets the ideal. "
         "Efficiency = ideal time for the fleet's total speed ÷ time (pair: throughput ÷ the sum of the two solo throughputs).",
         "",
-        "| fleet | W | S | chunks | balance | steps | time s | median step ms | × equal fleet (ideal) | efficiency | final blocks (rank order) | rebalances | issue's target | CPUs busy (others) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|",
+        "| fleet | W | S | chunks | balance | steps | time s | median step ms | × equal fleet (ideal) | efficiency | final blocks (rank order) | rebalances | re-issued chunks | issue's target | CPUs busy (others) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for r in rows:
         ratio = "–" if r["ratio_to_equal"] is None else f"{r['ratio_to_equal']:.2f}× ({r['ideal_ratio_to_equal']:.2f}×)"
@@ -178,7 +181,7 @@ def table(rows, note):
         lines.append(
             f"| {describe(r)} | {r['W']} | {r['S']} | {r['chunks']} | {r['balance']} | {r['timed_steps']} | {r['time_s']:.2f} | "
             f"{r['step_ms_median']:.1f} | {ratio} | {fmt(None if r['efficiency'] is None else 100 * r['efficiency'], 0, '%')} | "
-            f"{'/'.join(map(str, r['final_blocks']))} | {r['rebalances']} | {target} | "
+            f"{'/'.join(map(str, r['final_blocks']))} | {r['rebalances']} | {r.get('reissued_chunks', '–')} | {target} | "
             f"{100 * r['cpu_busy']:.0f}% ({100 * r['others_during']:.0f}%) |")
     pair = [r for r in rows if r.get("fleet_speed_tokens_per_sec")]
     if pair:
@@ -203,7 +206,7 @@ def plot(rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(19, 4.8))
     # Equal fleets are the reference (100% by definition): left out.
     fleets = [f for f in dict.fromkeys(r["fleet"] for r in rows)
               if not f.endswith("-equal") and any(r["fleet"] == f and r["efficiency"] is not None for r in rows)]
@@ -216,15 +219,16 @@ def plot(rows, path):
     left.set_ylabel("efficiency, % of the ideal for the fleet's speed")
     left.set_title("Efficiency with and without balancing")
     left.legend()
-    for r in rows:
-        if r["fleet"] in ("w8-slow", "w8-transient", "w8-equal"):
-            style = "-" if r["balance"] == "on" else ":"
-            right.plot(range(r["warmup"] + 1, r["warmup"] + 1 + len(r["step_ms"])), r["step_ms"], style,
-                       label=f"{r['fleet']} balance {r['balance']}")
-    right.set_xlabel("step")
-    right.set_ylabel("step time, ms (emulated)")
-    right.set_title("W = 8, S = 8, emulated: step times (first round)")
-    right.legend(fontsize=7)
+    for axis, family, title in [(right, "w8", "W = 8, S = 8"), (third, "w8s1", "W = 8, one parameter server")]:
+        for r in rows:
+            if r["fleet"] in (f"{family}-slow", f"{family}-transient", f"{family}-equal"):
+                style = "-" if r["balance"] == "on" else ":"
+                axis.plot(range(r["warmup"] + 1, r["warmup"] + 1 + len(r["step_ms"])), r["step_ms"], style,
+                          label=f"{r['fleet']} balance {r['balance']}")
+        axis.set_xlabel("step")
+        axis.set_ylabel("step time, ms (emulated)")
+        axis.set_title(f"{title}, emulated: step times (first round)")
+        axis.legend(fontsize=7)
     fig.suptitle("Stragglers (emulated fleets labelled; the pair is real compute)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
