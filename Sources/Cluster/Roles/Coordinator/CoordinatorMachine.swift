@@ -167,11 +167,13 @@ struct CoordinatorMachine {
             if !lastParts.contains(NodeCopy(peer: copy.helper, node: node)) {
                 outstanding[copy.helper] = Outstanding(step: UInt64(step), lastNode: node, chunks: nil)
             }
-            // An owner already behind did not get this step's weights (`Coordinator.heldBack`):
-            // it still owes the older step.
             guard let owner = member(copy.owner), !lastParts.contains(NodeCopy(peer: owner.identity, node: owner.nodes.last!)),
-                  !isBehind(owner.identity), !behind.contains(where: { $0.identity == owner.identity }) else { continue }
-            outstanding[owner.identity] = Outstanding(step: UInt64(step), lastNode: owner.nodes.last!, chunks: owner.chunks.count)
+                  !behind.contains(where: { $0.identity == owner.identity }) else { continue }
+            // An owner already behind did not get this step's weights (`Coordinator.heldBack`):
+            // it still owes the older step. Either way its timing is not its own this step.
+            if !isBehind(owner.identity) {
+                outstanding[owner.identity] = Outstanding(step: UInt64(step), lastNode: owner.nodes.last!, chunks: owner.chunks.count)
+            }
             behind.append((owner.identity, (now - gatherStart) / Double(owner.chunks.count)))
         }
         let behindIdentities = behind.map(\.identity)
