@@ -98,7 +98,7 @@ final class ReceiveBoundTests: ClusterTestCase {
         XCTAssertNotNil(shard.stdout.waitForLine(containing: ["waiting for the coordinator"], timeout: 20), shard.transcript)
 
         let flood = try JunkFlood(endpoints: [endpoint, shardEndpoint], peersEach: 128, bytes: 3_000_000)
-        let sent = flood.run(messagesEach: 6, seconds: 20)
+        let sent = flood.run(messagesEach: 10, seconds: 20)
         usleep(500_000)
         let peaks = try [serve, shard].map { try XCTUnwrap(peakResidentMB($0.pid)) }
         print("256 peers sent \(sent) messages of 3 MB; peak resident memory: coordinator \(peaks[0]) MB, shard \(peaks[1]) MB")

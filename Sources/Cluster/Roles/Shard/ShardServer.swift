@@ -58,7 +58,7 @@ public final class ShardServer {
     }
 
     /// A bare `recur shard`'s bound: the setup of a model of up to about 1.3 million parameters
-    /// (an LSTM of 2 layers of 256 over a vocabulary of 300 has 0.9 million).
+    /// (an LSTM of 2 layers of 256 over 64 symbols has 0.87 million).
     public static let defaultMaxMessageBytes = 16 << 20
 
     public var endpoint: String { messenger.transport.endpoint }
