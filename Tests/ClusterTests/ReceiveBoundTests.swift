@@ -115,4 +115,27 @@ final class ReceiveBoundTests: ClusterTestCase {
         shard.send(SIGTERM)
         XCTAssertNotNil(shard.waitForExit(timeout: 10), shard.transcript.suffix(2000).description)
     }
+
+    /// Issue 21 item 3, the other side: a setup larger than the bound a shard was started with
+    /// never reaches it (libzmq drops it unread), so the coordinator says what to do in one
+    /// line and exits non-zero; the shard keeps waiting for a setup (no crash).
+    func testItem3_ASetupLargerThanAShardsStartupBoundEndsTheCoordinatorWithOneLineNamingTheSize() throws {
+        let endpoint = try freeLoopbackEndpoint()
+        let shardEndpoints = try (0..<2).map { _ in try freeLoopbackEndpoint() }
+        let shards = try shardEndpoints.map {
+            try launch(["shard", "--bind", $0, "--heartbeat-timeout", "30", "--max-message-bytes", "1024"])
+        }
+        let serve = try launch(["serve", "--bind", endpoint, "--workers", "1", "--shards", "2",
+                                "--shard-endpoints", shardEndpoints.joined(separator: ","), "--steps", "3",
+                                "--hidden", "32", "--layers", "2", "--batch", "8", "--seq", "8", "--checkpoint-dir", "",
+                                "--sample-length", "0", "--heartbeat-timeout", "3", "--join-timeout", "60"])
+        let worker = try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "3"])
+        let status = serve.waitForExit(timeout: 60)
+        XCTAssertNotNil(status, serve.transcript.suffix(3000).description)
+        XCTAssertNotEqual(status, 0, serve.transcript.suffix(3000).description)
+        let hints = (serve.stdout.lines + serve.stderr.lines).filter { $0.contains("--max-message-bytes at least 339712") }
+        XCTAssertEqual(hints.count, 1, serve.transcript.suffix(3000).description)
+        for shard in shards { XCTAssertTrue(shard.isRunning, shard.transcript.suffix(2000).description) }
+        _ = worker.waitForExit(timeout: 20)
+    }
 }
