@@ -147,6 +147,13 @@ extension ZMQSocket {
         let handle = try liveHandle("zmq_socket_monitor")
         try call("zmq_socket_monitor") { zmq_socket_monitor(handle, endpoint, events) }
     }
+
+    /// Stops the monitor. Call it before the reader goes: libzmq sends each event with a
+    /// blocking send from an I/O thread, which would wait forever for a reader that is gone.
+    func stopMonitor() throws {
+        let handle = try liveHandle("zmq_socket_monitor")
+        try call("zmq_socket_monitor") { zmq_socket_monitor(handle, nil, 0) }
+    }
 }
 
 /// The authenticator's thread-side state. Its sockets are created on the starting thread and

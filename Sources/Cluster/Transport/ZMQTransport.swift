@@ -140,6 +140,7 @@ public final class ZMQServerTransport: ServerTransport, Pollable {
     }
 
     public func close() {
+        if authenticator?.connections != nil { try? socket.stopMonitor() }   // before its reader stops
         authenticator?.stop()
         authenticator = nil
         socket.close()
