@@ -139,4 +139,11 @@ final class ReceiveBoundTests: ClusterTestCase {
         for shard in shards { XCTAssertTrue(shard.isRunning, shard.transcript.suffix(2000).description) }
         _ = worker.waitForExit(timeout: 20)
     }
+
+    func testAShardBoundOutsideItsRangeIsOneErrorLineAndExit64() throws {
+        let shard = try launch(["shard", "--bind", try freeLoopbackEndpoint(), "--max-message-bytes", "10"])
+        XCTAssertEqual(shard.waitForExit(timeout: 10), 64, shard.transcript)
+        XCTAssertEqual(shard.stderr.lines.filter { $0.contains("--max-message-bytes must be between 1024 and 1073741824, got 10") }.count, 1,
+                       shard.transcript)
+    }
 }
