@@ -20,14 +20,20 @@ final class ReceiveBoundTests: ClusterTestCase {
             context = try ZMQContext()
             junk = ZMQSharedBuffer(count: bytes)
             junk.mutableBytes.initializeMemory(as: UInt8.self, repeating: 0xA7)
-            for endpoint in endpoints {
-                for _ in 0..<peersEach {
+            try connect(endpoints, peersEach: peersEach)
+        }
+
+        /// `spacing` seconds between one peer's connection and the next (0: all at once).
+        func connect(_ endpoints: [String], peersEach: Int, spacing: Double = 0) throws {
+            for _ in 0..<peersEach {
+                for endpoint in endpoints {
                     let socket = try ZMQSocket(context: context, kind: .dealer)
                     try socket.setHighWaterMarks(send: 1, receive: 1)   // the test holds little
                     socket.sendTimeout = .zero
                     try socket.connect(endpoint)
                     sockets.append(socket)
                 }
+                if spacing > 0 { usleep(UInt32(spacing * 1_000_000)) }
             }
         }
 
@@ -98,7 +104,11 @@ final class ReceiveBoundTests: ClusterTestCase {
         XCTAssertNotNil(serve.stdout.waitForLine(containing: ["waiting for 1 worker(s)"], timeout: 30), serve.transcript)
         XCTAssertNotNil(shard.stdout.waitForLine(containing: ["waiting for the coordinator"], timeout: 20), shard.transcript)
 
-        let flood = try JunkFlood(endpoints: [endpoint, shardEndpoint], peersEach: 128, bytes: 3_000_000)
+        // Four peers one at a time, so that they are admitted (a crowd trying at once is refused
+        // as a whole) and their junk is read; then 124 more at once.
+        let flood = try JunkFlood(endpoints: [], peersEach: 0, bytes: 3_000_000)
+        try flood.connect([endpoint, shardEndpoint], peersEach: 4, spacing: 0.3)
+        try flood.connect([endpoint, shardEndpoint], peersEach: 124)
         let sent = flood.run(messagesEach: 10, seconds: 20)
         usleep(500_000)
         let peaks = try [serve, shard].map { try XCTUnwrap(peakResidentMB($0.pid)) }
@@ -106,6 +116,8 @@ final class ReceiveBoundTests: ClusterTestCase {
         XCTAssertTrue(serve.isRunning && shard.isRunning, String(serve.transcript.suffix(2000)) + String(shard.transcript.suffix(2000)))
         XCTAssertLessThanOrEqual(peaks[0], 200, "the coordinator peaked at \(peaks[0]) MB under 128 junk peers")
         XCTAssertLessThanOrEqual(peaks[1], 200, "the shard peaked at \(peaks[1]) MB under 128 junk peers")
+        XCTAssertNotNil(serve.stdout.line(containing: ["rejected message from peer"]), "junk reached the coordinator")
+        XCTAssertNotNil(shard.stdout.line(containing: ["rejected message from peer"]), "junk reached the shard")
 
         flood.close()
         let worker = try launch(["work", "--connect", endpoint, "--threads", "1", "--heartbeat-timeout", "10"])
