@@ -105,6 +105,7 @@ struct ServeCommand: ParsableCommand {
         var settings = ZMQServerSettings(bind: Endpoint.bindable(bind), maxMessageBytes: Coordinator.decodeLimits(plan).maxMessageBytes)
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = transport.heartbeatTimeout
+        settings.maxConnections = Coordinator.maxConnections(plan, workers: workers, elastic: minWorkers != nil)
         var shardCurve: CurveClientSettings?
         if let keyPath = transport.key, let allowPath = authorizedKeys {
             let own = try KeyFile.keyPair(keyPath)
@@ -130,7 +131,7 @@ struct ServeCommand: ParsableCommand {
         let session = try run.session(setup, plan: plan, threads: 1)
         let log = run.console.line
         if let tokenNote { log(tokenNote) }
-        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
+        let server = try ZMQServerTransport(settings) { log($0) }
         let stop = StopRequest()
         Signals.forward { stop.request($0, exitCode: $1) }
         var shards: ShardConnection?

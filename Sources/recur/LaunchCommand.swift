@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Training
 
 /// `recur launch`: one training job over ssh on the hosts of a hostfile (what `cluster/launch`
 /// runs). The launcher reads its own command line (`LaunchMain`, in the Cluster module):
@@ -28,9 +29,23 @@ struct LaunchCommand: ParsableCommand {
             arguments.removeFirst(2)
         }
         if arguments.first == "--slurm" {
-            Foundation.exit(SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst())))
+            Foundation.exit(SlurmDriver.main(program: program, binary: ownPath, arguments: Array(arguments.dropFirst()),
+                                             shardMessageBytes: shardMessageBytes))
         }
-        Foundation.exit(LaunchMain.run(arguments, program: program, defaultBinary: ownPath))
+        Foundation.exit(LaunchMain.run(arguments, program: program, defaultBinary: ownPath, shardMessageBytes: shardMessageBytes))
+    }
+
+    /// The shards' message bound (`ShardServer.maxMessageBytes`, the size of the run's setup)
+    /// from the serve flags, as `recur serve` would read the model: here, where the launcher
+    /// runs. nil when that fails (the data or the checkpoint of a resumed run is not readable
+    /// on this host); the shards then take their default and the coordinator names a shard
+    /// whose setup is larger. The flags themselves are checked by `recur serve`.
+    static func shardMessageBytes(serveArguments: [String]) -> Int? {
+        guard let serve = try? ServeCommand.parse(serveArguments),
+              let setup = try? RunSetup(model: serve.model, data: serve.data, optimization: serve.optimization, chunk: serve.chunk,
+                                        checkpoints: serve.checkpoints, log: { _ in }),
+              let plan = try? RunPlan(config: setup.config, corpus: setup.corpus, validation: setup.validation) else { return nil }
+        return ShardServer.maxMessageBytes(for: plan)
     }
 
     /// This executable: the local binary unless --binary names another.

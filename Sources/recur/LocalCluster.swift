@@ -23,7 +23,8 @@ enum LocalCluster {
                                          maxMessageBytes: Coordinator.decodeLimits(session.plan).maxMessageBytes)
         settings.ioThreads = min(workers, 4)
         settings.sendTimeout = heartbeatTimeout
-        let transport = try ZMQServerTransport(settings)
+        settings.maxConnections = Coordinator.maxConnections(session.plan, workers: workers, elastic: minWorkers != nil)
+        let transport = try ZMQServerTransport(settings) { log($0) }
         defer { if !socketPath.hasPrefix("@") { unlink(socketPath) } }
         var options = CoordinatorOptions(workers: workers)
         options.heartbeatTimeout = heartbeatTimeout
@@ -42,7 +43,8 @@ enum LocalCluster {
                 if code != 0 { stop.request("shard process \(pid) exited with status \(code)") }
             }
             try shardLauncher.start(count: shardCount, executable: LocalLauncher.currentExecutable, environment: environment) {
-                ["shard", "--bind", endpoints[$0], "--heartbeat-timeout", "\(heartbeatTimeout)"]
+                ["shard", "--bind", endpoints[$0], "--heartbeat-timeout", "\(heartbeatTimeout)",
+                 "--max-message-bytes", "\(ShardServer.maxMessageBytes(for: session.plan))"]
             }
             shards = ShardConnection(endpoints: endpoints, connect: {
                 try ZMQClientTransport(connect: $0, sendTimeout: heartbeatTimeout, curve: nil, context: transport.context)

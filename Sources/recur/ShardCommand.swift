@@ -17,6 +17,13 @@ struct ShardCommandLine: ParsableCommand {
         coordinator's public keys; without, the job's join token (--token-file or \
         RECUR_JOIN_TOKEN) admits them. Binding a non-loopback address needs keys unless \
         --insecure is given.
+
+        Memory: libzmq fixes the largest message the shard takes when it binds, before the \
+        coordinator's setup names the model, so whoever starts the shard gives it \
+        (--max-message-bytes; `recur train --shards` and `recur launch` compute it from the \
+        run). A setup larger than that is dropped unread and the coordinator says so. At most \
+        the coordinator plus 4 other connections are admitted before the setup, the run's \
+        workers plus the coordinator plus 4 after it; each queues at most 4 messages.
         """)
 
     @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:5571.")
@@ -26,10 +33,15 @@ struct ShardCommandLine: ParsableCommand {
     var authorizedKeys: String?
     @Flag(help: "Allow a non-loopback bind without encryption and authentication.")
     var insecure = false
+    @Option(name: .customLong("max-message-bytes"), help: "The largest message to take: the run's setup (the launchers compute it from the model). Default \(ShardServer.defaultMaxMessageBytes) (16 MiB).")
+    var maxMessageBytes = ShardServer.defaultMaxMessageBytes
 
     func validate() throws {
         try transport.validateValues()
         if (transport.key == nil) != (authorizedKeys == nil) { throw ValidationError("--key and --authorized-keys go together") }
+        if !(1024...(1 << 30)).contains(maxMessageBytes) {
+            throw ValidationError("--max-message-bytes must be between 1024 and \(1 << 30), got \(maxMessageBytes)")
+        }
         try Endpoint.validate(bind, flag: "--bind", bind: true)
         if transport.key == nil && !insecure && !Endpoint.isLocal(bind) {
             throw ValidationError("refusing to bind \(bind) without --key/--authorized-keys (CurveZMQ); pass --insecure to allow unauthenticated peers")
@@ -37,9 +49,13 @@ struct ShardCommandLine: ParsableCommand {
     }
 
     func run() throws {
-        var settings = ZMQServerSettings(bind: Endpoint.bindable(bind), maxMessageBytes: DecodeLimits.standard.maxMessageBytes)
+        var settings = ZMQServerSettings(bind: Endpoint.bindable(bind), maxMessageBytes: maxMessageBytes)
         settings.sendTimeout = transport.heartbeatTimeout
+        // Before the setup only the coordinator needs a place; the setup raises the cap to the
+        // run's workers + the coordinator (`ShardMachine`, `.members`).
+        settings.maxConnections = ConnectionLimit.connections(members: 1)
         var options = ShardOptions()
+        options.maxMessageBytes = maxMessageBytes
         options.heartbeatTimeout = transport.heartbeatTimeout
         if let keyPath = transport.key, let allowPath = authorizedKeys {
             let own = try KeyFile.keyPair(keyPath)
@@ -51,7 +67,7 @@ struct ShardCommandLine: ParsableCommand {
             options.joinToken = token
         }
         let log: (String) -> Void = { print($0); fflush(stdout) }
-        let server = try ZMQServerTransport(settings) { log("rejected connection: \($0)") }
+        let server = try ZMQServerTransport(settings) { log($0) }
         let shard = ShardServer(options: options, transport: server, log: log)
         let stop = shard.stop
         Signals.forward { stop.request($0, exitCode: $1) }

@@ -97,10 +97,10 @@ final class CurveTests: XCTestCase {
         let rejections = RejectionLog()
         let rejected = expectation(description: "the unlisted client is reported")
         rejected.assertForOverFulfill = false
-        let authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: [clientPublic]) {
+        let authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: [clientPublic], onRejection: {
             rejections.append($0)
             rejected.fulfill()
-        }
+        })
         defer { authenticator.stop() }
         let (server, endpoint) = try makeServer()
 

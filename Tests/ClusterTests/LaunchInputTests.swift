@@ -90,6 +90,10 @@ final class LaunchInputTests: XCTestCase {
                        "/b/recur serve --bind 'tcp://*:6001' --workers 3 --min-workers 1 --shards 2 --shard-endpoints tcp://n2:6002,tcp://10.9.8.7:6002 --key /tmp/recur-job.t.1.ab.h3/coordinator/coordinator.key --authorized-keys /tmp/recur-job.t.1.ab.h3/coordinator/authorized-keys --steps 5 --resume")
         XCTAssertEqual(p.workerCommand(1), "/b/recur work --connect tcp://head:6001 --threads 4 --key /tmp/recur-job.t.1.ab.h1/worker-1/worker.key --server-key /tmp/recur-job.t.1.ab.h1/worker-1/coordinator.pub")
         XCTAssertEqual(p.shardCommand(1), "/b/recur shard --bind tcp://10.9.8.7:6002 --key /tmp/recur-job.t.1.ab.h2/shard/coordinator.key --authorized-keys /tmp/recur-job.t.1.ab.h2/shard/authorized-keys")
+        var bounded = p
+        bounded.options.shardMessageBytes = 339_712
+        XCTAssertEqual(bounded.shardCommand(1), "/b/recur shard --bind tcp://10.9.8.7:6002 --max-message-bytes 339712 --key /tmp/recur-job.t.1.ab.h2/shard/coordinator.key --authorized-keys /tmp/recur-job.t.1.ab.h2/shard/authorized-keys",
+                       "issue 21 item 3: the shard's message bound, the run's setup size, given before it binds")
         XCTAssertEqual(p.hostFiles(2), ["shard/coordinator.key", "shard/authorized-keys", "worker-2/worker.key", "worker-2/coordinator.pub"])
         XCTAssertTrue(p.wrapped("CMD", host: 2).hasPrefix("cd '/w d' 2>/dev/null || cd\nexec 3<&0\nCMD </dev/null 3<&- &\n"))
         XCTAssertEqual(p.checkpointProbe, "cd '/w d' 2>/dev/null || cd; test -f checkpoints/recur/state.json")

@@ -227,6 +227,18 @@ final class ShardMachineTests: XCTestCase {
         XCTAssertEqual("\(failure(bad)!)", "reassign to 2 workers with 1 rank tickets")
     }
 
+    /// Issue 21 item 8: the shard's connection cap follows its run: the setup's workers plus
+    /// the coordinator, and each reassign's.
+    func testASetupAndAReassignNameTheMembersTheConnectionCapAdmits() throws {
+        func members(_ actions: [ServerAction]) -> [Int] {
+            actions.compactMap { if case .members(let n) = $0 { return n } else { return nil } }
+        }
+        XCTAssertEqual(members(try feed(setupMessage, from: coordinator)), [3], "2 workers + the coordinator")
+        let three = ShardCommand(kind: .reassign, step: 0, workerCount: 3, rankTickets: ["a", "b", "c"])
+        XCTAssertEqual(members(try feed(.shardCommand(three), from: coordinator)), [4])
+        XCTAssertEqual(members(try feed(hello(rank: 0), from: w0)), [], "nothing else changes the cap")
+    }
+
     /// `--balance` resizes blocks: a reassign with block sizes 3 and 1 (of 4 chunks) lets
     /// rank 0 push the nodes of chunks 0..<3 (0..<2 and 2..<3) and rank 1 chunk 3 only; sizes
     /// that do not cover the chunks end the shard.

@@ -117,6 +117,10 @@ final class SlurmPolicyTests: XCTestCase {
         XCTAssertEqual(settings.nodeKeys, "/k/recur-slurm.12345")
         XCTAssertEqual(settings.checkpointDirectory, "/ck")
         XCTAssertEqual(settings.shardEndpoints(nodeAddresses: ["10.0.0.1", "10.0.0.2"]), "tcp://10.0.0.1:22346,tcp://10.0.0.2:22346")
+        var bounded = settings
+        bounded.shardMessageBytes = 339_712
+        XCTAssertEqual(Array(bounded.shardArguments(keys: ["--insecure"]).suffix(3)), ["--insecure", "--max-message-bytes", "339712"],
+                       "issue 21 item 3: the shards' message bound, given before they bind")
         XCTAssertEqual(settings.coordinatorArguments(resume: true, keys: ["--insecure"], shardArguments: []),
                        ["/b/recur", "serve", "--bind", "tcp://*:22345", "--workers", "4", "--min-workers", "2", "--insecure",
                         "--data=/c", "--checkpoint-dir", "/ck", "--steps", "9", "--resume"])

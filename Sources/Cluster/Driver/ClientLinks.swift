@@ -16,16 +16,27 @@ final class ClientLinks {
         self.log = log
     }
 
-    /// The previous shards' links closed, one to each of `endpoints`.
+    /// The endpoints `shards` are linked to.
+    private var linkedEndpoints: [String] = []
+
+    /// One link to each of `endpoints`. A new assignment of the same shards keeps the links
+    /// (each shard takes the worker's new hello on them): a new connection needs a place
+    /// under the shard's connection cap (`ConnectionLimit`), and without CurveZMQ peers that
+    /// are not members may hold the free ones while they stay connected. Other endpoints:
+    /// the previous links are closed and new ones made.
     func link(shards endpoints: [String], limits: DecodeLimits) throws {
-        closeShards()
-        shards = try endpoints.map { ClientMessenger(transport: try connect($0), log: log) }
+        if endpoints != linkedEndpoints || shards.isEmpty {
+            closeShards()
+            shards = try endpoints.map { ClientMessenger(transport: try connect($0), log: log) }
+            linkedEndpoints = endpoints
+        }
         for shard in shards { shard.limits = limits }
     }
 
     func closeShards() {
         shards.forEach { $0.transport.close() }
         shards = []
+        linkedEndpoints = []
     }
 
     /// Shards first, then the coordinator.

@@ -32,6 +32,9 @@ enum ServerAction {
     case broadcastSlab(step: UInt64, resetState: Bool, offset: Int, values: UnsafeBufferPointer<Float>, to: [PeerIdentity])
     /// The bound every message from now on must keep (the run's model is known).
     case limit(DecodeLimits)
+    /// The run's members from now on (workers, and the coordinator at a shard): the
+    /// transport's connection cap follows (`ServerTransport.admit(members:)`).
+    case members(Int)
     case log(String)
     /// The run is over: the driver returns.
     case finish

@@ -80,6 +80,8 @@ final class ServerDriver<Role: ServerRole> {
             return .caused(try broadcast(step: step, resetState: resetState, offset: offset, values: values, to: peers))
         case .limit(let limits):
             messenger.limits = limits
+        case .members(let count):
+            messenger.transport.admit(members: count)
         case .log(let line):
             log(line)
         case .finish:

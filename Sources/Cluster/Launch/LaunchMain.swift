@@ -9,7 +9,10 @@ import Darwin
 /// request, the help or a dry run; the exit status. Messages start with the program name
 /// (`cluster/launch` when the script runs it); mistakes are 64.
 public enum LaunchMain {
-    public static func run(_ arguments: [String], program: String, defaultBinary: String) -> Int32 {
+    /// `shardMessageBytes`: the shards' message bound from the serve flags (the size of the
+    /// run's setup, `ShardServer.maxMessageBytes`), nil when the model cannot be known here.
+    public static func run(_ arguments: [String], program: String, defaultBinary: String,
+                           shardMessageBytes: ([String]) -> Int? = { _ in nil }) -> Int32 {
         let say = { (text: String) in FileHandle.standardError.write(Data("\(program): \(text)\n".utf8)) }
         func usage(_ error: Error) -> Int32 {
             say("\(error)")
@@ -27,9 +30,15 @@ public enum LaunchMain {
             do { try checkJoin(job: job, line: line) } catch { return usage(error) }
             return JoinClient.run(program: program, job: job, line: line, temporaryDirectory: temporaryDirectory)
         }
-        let plan: LaunchPlan
+        var plan: LaunchPlan
         do { plan = try makePlan(options, defaultBinary: defaultBinary) } catch { return usage(error) }
         say(plan.summary)
+        if !plan.shardHosts.isEmpty {
+            plan.options.shardMessageBytes = shardMessageBytes(options.serveArguments)
+            if plan.options.shardMessageBytes == nil {
+                say("the model's size is not known here (its data or checkpoint is not readable on this host): the shards take their default message bound of 16 MiB, and the coordinator names a shard whose setup is larger")
+            }
+        }
         if options.dryRun {
             print(DryRun.text(plan), terminator: "")
             return 0

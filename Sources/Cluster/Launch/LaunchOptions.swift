@@ -29,6 +29,10 @@ public struct LaunchOptions: Equatable {
     /// restarted coordinator resumes from the checkpoint directory.
     public var dataPath: String?
     public var checkpointDirectory = "checkpoints/recur"
+    /// Not a flag: the shards' `--max-message-bytes`, the size of the run's setup, which the
+    /// caller computes from the serve flags (`recur launch` where it runs); nil: the shards'
+    /// default.
+    public var shardMessageBytes: Int?
 
     public init() {}
 

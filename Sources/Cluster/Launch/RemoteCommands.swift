@@ -50,6 +50,8 @@ extension LaunchPlan {
     public func shardCommand(_ k: Int) -> String {
         let h = shardHosts[k], directory = keyDirectory(h, "shard")
         var words = [remoteBinary, "shard", "--bind", shardBind(host: h)]
+        // libzmq fixes the message bound at bind, before the setup names the model.
+        if let bytes = options.shardMessageBytes { words += ["--max-message-bytes", "\(bytes)"] }
         words += options.insecure ? ["--insecure", "--token-file", tokenFile(h)]
             : ["--key", directory + "/coordinator.key", "--authorized-keys", directory + "/authorized-keys"]
         return shellQuote(words: words + heartbeatWords)

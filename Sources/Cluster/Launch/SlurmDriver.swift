@@ -43,7 +43,9 @@ public final class SlurmDriver {
     func say(_ line: String) { writer.write("\(program): \(line)\n", to: 2) }
 
     /// `recur launch [--program-name NAME] --slurm [serve flags]`: the job's exit status.
-    public static func main(program: String, binary: String, arguments: [String]) -> Int32 {
+    /// `shardMessageBytes`: as for `LaunchMain.run`.
+    public static func main(program: String, binary: String, arguments: [String],
+                            shardMessageBytes: ([String]) -> Int? = { _ in nil }) -> Int32 {
         let environment = ProcessInfo.processInfo.environment
         let say = { (text: String) in FileHandle.standardError.write(Data("\(program): \(text)\n".utf8)) }
         let probe = Spawner(writer: LineWriter()) { _, _ in }
@@ -55,8 +57,9 @@ public final class SlurmDriver {
                 .map { String($0.dropFirst("NodeAddr=".count)) }.flatMap { $0.isEmpty ? nil : $0 }
         }
         do {
-            let settings = try SlurmSettings(environment: environment, binary: binary, nodes: nodes.isEmpty ? ["localhost"] : nodes,
+            var settings = try SlurmSettings(environment: environment, binary: binary, nodes: nodes.isEmpty ? ["localhost"] : nodes,
                                              nodeAddress: nodes.first.flatMap(nodeAddress), serveArguments: arguments)
+            if settings.shards > 1 { settings.shardMessageBytes = shardMessageBytes(settings.serveArguments) }
             let driver = SlurmDriver(program: program, settings: settings)
             if settings.shards > 1 { driver.shardFlags = ["--shards", "\(settings.shards)", "--shard-endpoints",
                                                           settings.shardEndpoints(nodeAddresses: settings.nodes.map { nodeAddress($0) ?? $0 })] }

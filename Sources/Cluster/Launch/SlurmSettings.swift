@@ -18,6 +18,9 @@ public struct SlurmSettings: Equatable {
     public var checkpointDirectory = "checkpoints/recur"
     public var resumeGiven = false
     public var shards: Int
+    /// The shards' `--max-message-bytes` (the run's setup size, computed from the serve flags
+    /// by the caller); nil: their default.
+    public var shardMessageBytes: Int?
     public var minWorkers: Int
     public var maxRestarts: Int
     public var heartbeat: [String]
@@ -107,6 +110,7 @@ public struct SlurmSettings: Equatable {
         ["srun", "--overlap", "--kill-on-bad-exit=0", "--label", "--ntasks=\(shards)", "--distribution=cyclic", "--cpus-per-task=1",
          "sh", "-c", #"binary=$0 base=$1 nodes=$2; shift 2; exec "$binary" shard --bind "tcp://*:$((base + 1 + SLURM_PROCID / nodes))" "$@""#,
          binary, "\(port)", "\(nodes.count)"] + keys + heartbeat
+            + (shardMessageBytes.map { ["--max-message-bytes", "\($0)"] } ?? [])
     }
 
     /// One task per node, stdin to all: the srun that ships or deletes the node keys.

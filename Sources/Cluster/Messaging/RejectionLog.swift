@@ -18,7 +18,11 @@ final class RejectionLog {
     /// Every rejection since start.
     private(set) var total = 0
 
-    init(burst: Int = 50, window: Double = 10, log: @escaping (String) -> Void) {
+    /// What is rejected, for the lines: "message", or "connection" (the ZAP handler's cap).
+    private let noun: String
+
+    init(burst: Int = 50, window: Double = 10, noun: String = "message", log: @escaping (String) -> Void) {
+        self.noun = noun
         self.burst = burst
         self.window = window
         self.log = log
@@ -33,7 +37,7 @@ final class RejectionLog {
             repeats[key] = count + 1
         } else if repeats.count < burst {
             repeats[key] = 0
-            log("rejected message from \(key)")
+            log("rejected \(noun) from \(key)")
         } else {
             unnamed += 1
         }
@@ -42,10 +46,10 @@ final class RejectionLog {
     /// Ends the window: says how many were not logged in it, per peer.
     func flush(now t: Double = monotonicSeconds()) {
         for (key, count) in repeats.sorted(by: { $0.key < $1.key }) where count > 0 {
-            log("rejected \(count) more message(s) from \(key), in the last \(Int(window)) s")
+            log("rejected \(count) more \(noun)(s) from \(key), in the last \(Int(window)) s")
         }
         if unnamed > 0 {
-            log("rejected \(unnamed) message(s) from other peers in the last \(Int(window)) s (\(total) since start)")
+            log("rejected \(unnamed) \(noun)(s) from other peers in the last \(Int(window)) s (\(total) since start)")
         }
         windowStart = t
         repeats = [:]

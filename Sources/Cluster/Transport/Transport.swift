@@ -43,9 +43,15 @@ public protocol ServerTransport: AnyObject {
     func broadcast(_ body: UnsafeRawBufferPointer, to peers: [PeerIdentity]) throws
     /// Closes after letting queued messages leave for a short linger.
     func close()
+    /// The run now has `members` peers (a shard learns them from its setup): a transport that
+    /// caps its connections (`ConnectionLimit`) admits that many plus a few strangers.
+    func admit(members: Int)
 }
 
 extension ServerTransport {
+    /// A transport without a connection cap has nothing to change.
+    public func admit(members: Int) {}
+
     public func send(_ body: UnsafeRawBufferPointer, to peer: PeerIdentity) throws {
         try send(body, to: peer, waiting: true)
     }

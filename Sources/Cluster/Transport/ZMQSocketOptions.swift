@@ -60,6 +60,12 @@ extension ZMQSocket {
         try setOption(ZMQ_HEARTBEAT_TTL, "ZMQ_HEARTBEAT_TTL", int32: timeToLive.zmqMilliseconds)
     }
 
+    /// How long a connection may take to finish its handshake (ZMQ_HANDSHAKE_IVL; libzmq's
+    /// default 30 s) before libzmq closes it. Set before `bind`.
+    public func setHandshakeTimeout(_ timeout: Duration) throws {
+        try setOption(ZMQ_HANDSHAKE_IVL, "ZMQ_HANDSHAKE_IVL", int32: timeout.zmqMilliseconds)
+    }
+
     /// Queue limits in messages per peer (ZMQ_SNDHWM / ZMQ_RCVHWM; libzmq default 1000).
     public func setHighWaterMarks(send: Int32, receive: Int32) throws {
         precondition(send >= 0 && receive >= 0)

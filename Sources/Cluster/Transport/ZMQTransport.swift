@@ -8,8 +8,16 @@ public struct ZMQServerSettings: Sendable {
     public var ioThreads = 1
     /// Larger messages are dropped by libzmq before they are buffered.
     public var maxMessageBytes: Int
-    /// Messages that may queue per peer before libzmq stops reading from it.
-    public var receiveQueue = 16
+    /// Messages that may queue per peer before libzmq stops reading from it (no message is
+    /// lost: the peer waits). A correct peer has a few in flight at once (two parts of a push,
+    /// heartbeats), so a short queue costs nothing and bounds what one connection holds.
+    public var receiveQueue = 4
+    /// Connections open at once (`ConnectionLimit`): past it a handshake is refused until one
+    /// closes. nil: no cap (then nothing bounds the total across peers).
+    public var maxConnections: Int?
+    /// A connection that has not finished its handshake in this many seconds is closed; it
+    /// is also how soon a peer refused for the cap tries again.
+    public var handshakeTimeout: Double = 5
     /// A peer whose queue stays full this long counts as not reading.
     public var sendTimeout: Double = 30
     /// CurveZMQ: the coordinator's secret key and the workers' allowed public keys.
@@ -55,31 +63,45 @@ public final class ZMQServerTransport: ServerTransport, Pollable {
     /// The last broadcast body, sent to every peer without a copy per peer.
     private var shared = ZMQSharedBuffer(count: 0)
 
-    /// - Parameter onRejectedConnection: called (on the authenticator's thread) for every
-    ///   connection CurveZMQ refuses.
-    public init(_ settings: ZMQServerSettings, onRejectedConnection: @escaping @Sendable (String) -> Void = { _ in }) throws {
+    /// - Parameter log: (on the authenticator's thread) a line for every connection the
+    ///   CurveZMQ allow-list refuses, and rate-limited lines for those refused for the cap.
+    public init(_ settings: ZMQServerSettings, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         context = try ZMQContext(ioThreads: max(1, settings.ioThreads))
-        socket = try ZMQSocket(context: context, kind: .router)
+        let socket = try ZMQSocket(context: context, kind: .router)
+        self.socket = socket
         sendTimeout = settings.sendTimeout
         try socket.setRouterHandover(false)
         try socket.setLinger(.seconds(2))   // the final Shutdown must leave before close
         try socket.setMaximumMessageSize(Int64(settings.maxMessageBytes))
         // At most this many messages queue per peer: a peer that floods cannot grow memory
-        // past receiveQueue × maxMessageBytes; a correct worker has at most 2 parts and a few
-        // heartbeats in flight.
+        // past (receiveQueue + 1) × maxMessageBytes; a correct worker has at most 2 parts and a
+        // few heartbeats in flight.
         try socket.setHighWaterMarks(send: 64, receive: Int32(settings.receiveQueue))
+        try socket.setHandshakeTimeout(.milliseconds(Int(settings.handshakeTimeout * 1000)))
         socket.sendTimeout = .seconds(settings.sendTimeout)
-        if let curve = settings.curve {
-            authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: curve.allowedPublicKeys) {
-                onRejectedConnection("\($0)")
+        if settings.curve != nil || settings.maxConnections != nil {
+            // The limit is the ZAP handler's (libzmq asks it for NULL clients too once the
+            // socket has a ZAP domain): it must run, and monitor this socket, before the bind.
+            authenticator = try ZAPAuthenticator(context: context, allowedPublicKeys: settings.curve?.allowedPublicKeys,
+                                                 limit: settings.maxConnections.map { (socket, $0) }, log: log) {
+                log("rejected connection: \($0)")
             }
             try socket.setZAPDomain("recur")
-            try socket.setCurveServer(secretKey: curve.secretKey)
         }
+        if let curve = settings.curve { try socket.setCurveServer(secretKey: curve.secretKey) }
         endpoint = try socket.bind(settings.bind)
     }
 
     deinit { close() }
+
+    /// The run's members are now `members` peers: the connection cap follows (no effect
+    /// without one).
+    public func admit(members: Int) {
+        authenticator?.setConnectionCap(ConnectionLimit.connections(members: members))
+    }
+
+    /// The cap, open connections and handshakes refused for the cap (nil without a cap).
+    public var connections: (cap: Int, open: Int, refused: Int)? { authenticator?.connections }
 
     public func receive(timeout: Double) throws -> Received? {
         try receiveOne(socket, into: &frames, timeout: timeout, routed: true)
@@ -118,6 +140,7 @@ public final class ZMQServerTransport: ServerTransport, Pollable {
     }
 
     public func close() {
+        if authenticator?.connections != nil { try? socket.stopMonitor() }   // before its reader stops
         authenticator?.stop()
         authenticator = nil
         socket.close()

@@ -68,10 +68,17 @@ final class ShardLinks {
             try messengers[k].send(.shardSetup(setup))
         }
         var ready = Set<Int>()
-        try gather(stop: stop, what: "the shards' setup") { k, message in
-            guard case .shardReport(let report) = message, report.kind == .ready else { return nil }
-            ready.insert(k)
-            return ready.count == count
+        do {
+            try gather(stop: stop, what: "the shards' setup") { k, message in
+                guard case .shardReport(let report) = message, report.kind == .ready else { return nil }
+                ready.insert(k)
+                return ready.count == count
+            }
+        } catch ClusterError.shardLost(let reason) where reason.contains("stopped answering") {
+            // A shard started with a smaller --max-message-bytes never sees the setup: libzmq
+            // drops it unread, and the shard stays silent. Say so, since the shard cannot.
+            let bytes = ShardServer.maxMessageBytes(for: plan)
+            throw ClusterError.shardLost("\(reason) after its setup: is `recur shard` running there with --max-message-bytes at least \(bytes) (this model's setup)? A larger message is dropped unread")
         }
         log("\(count) parameter shards ready: " + (0..<count).map { "\(name($0)) elements \(partition.shards[$0])" }.joined(separator: ", "))
     }

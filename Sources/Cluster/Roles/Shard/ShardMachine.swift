@@ -113,6 +113,8 @@ struct ShardMachine: ServerRole {
         let range = run.update.range
         actions += [
             .limit(DecodeLimits.sharded(layout: layout)),
+            // The workers and the coordinator may connect now; nobody else needs a place.
+            .members(Int(setup.workerCount) + 1),
             .log("shard \(run.shard) of \(setup.shardCount): elements \(range.lowerBound)..<\(range.upperBound) (\(range.count) values), from step \(setup.step + 1), \(setup.workerCount) worker(s)"),
             .send(.shardReport(ShardReport(kind: .ready, step: setup.step)), to: peer),
         ]
@@ -161,7 +163,8 @@ struct ShardMachine: ServerRole {
             run.step = command.step
             run.recycle()
             run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step, resetState: command.resetState)
-            actions.append(.send(.shardReport(ShardReport(kind: .ready, step: command.step)), to: coordinator))
+            actions += [.members(Int(command.workerCount) + 1),
+                        .send(.shardReport(ShardReport(kind: .ready, step: command.step)), to: coordinator)]
         case .sendState:
             let update = run.update
             let state = update.optimizer.stateBuffers.map { WireTensor(name: $0.name, shape: [$0.values.count], values: $0.values) }

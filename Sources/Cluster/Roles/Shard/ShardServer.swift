@@ -13,6 +13,10 @@ public struct ShardOptions: Sendable {
     /// After losing its coordinator, how long to wait for a new setup (a restarted
     /// `recur serve --resume`) before exiting.
     public var reconnectTimeout: Double = 60
+    /// The largest message this shard's socket takes (`recur shard --max-message-bytes`),
+    /// fixed when it binds, before any setup names the model: its launcher computes it from
+    /// the run (`ShardServer.maxMessageBytes(for:)`).
+    public var maxMessageBytes = ShardServer.defaultMaxMessageBytes
 
     public init() {}
 
@@ -39,9 +43,23 @@ public final class ShardServer {
     public init(options: ShardOptions, transport: ServerTransport, log: @escaping (String) -> Void) {
         self.options = options
         self.log = log
-        // Until the setup names the model, the standard bound (1 GiB) applies.
-        messenger = ServerMessenger(transport: transport, limits: .standard, log: log)
+        // Until the setup names the model, the bound the shard was started with applies.
+        let bytes = max(options.maxMessageBytes, 1)
+        messenger = ServerMessenger(transport: transport, limits: DecodeLimits(maxMessageBytes: bytes, maxTensorElements: max(bytes / 4, 1)),
+                                    log: log)
     }
+
+    /// The largest message a shard of `plan`'s run takes: its setup, the range's weights and
+    /// up to two optimizer buffers (a range may be the whole slab). One function for every
+    /// launcher (`recur train --shards`, `recur launch`) and for the coordinator's hint when a
+    /// shard started with less drops the setup unread.
+    public static func maxMessageBytes(for plan: RunPlan) -> Int {
+        DecodeLimits.sharded(layout: plan.layout).maxMessageBytes
+    }
+
+    /// A bare `recur shard`'s bound: the setup of a model of up to about 1.3 million parameters
+    /// (an LSTM of 2 layers of 256 over 64 symbols has 0.87 million).
+    public static let defaultMaxMessageBytes = 16 << 20
 
     public var endpoint: String { messenger.transport.endpoint }
 
