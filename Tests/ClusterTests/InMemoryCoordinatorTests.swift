@@ -31,13 +31,14 @@ final class InMemoryCoordinatorTests: XCTestCase {
         private var background: BackgroundRun<Summary>?
 
         init(config: TrainingConfig, workers: Int, network: InMemoryNetwork, checkpoint: URL?, heartbeatTimeout: Double = 5,
-             minWorkers: Int? = nil) throws {
+             minWorkers: Int? = nil, balance: Bool = true) throws {
             session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options(checkpoint: checkpoint))
             var options = CoordinatorOptions(workers: workers)
             options.heartbeatTimeout = heartbeatTimeout
             options.joinTimeout = 10
             options.minWorkers = minWorkers
+            options.balance = balance
             let stop = StopRequest()
             coordinator = try Coordinator(plan: session.plan, corpus: session.corpus, options: options,
                                           transport: network.server(), stop: stop, update: session.update, log: logs.append)
@@ -220,8 +221,10 @@ final class InMemoryCoordinatorTests: XCTestCase {
     /// coordinator: the run completes.
     func testASlowWorkerIsToldFromADeadOneAndDoesNotGetAHealthyOneKilled() throws {
         let network = InMemoryNetwork()
+        // --balance off: the step waits for the slow worker (with it on, its chunks would be
+        // computed by the idle one).
         let run = try Run(config: ClusterFixtures.tinyConfig(steps: 2), workers: 2, network: network, checkpoint: nil,
-                          heartbeatTimeout: 1)
+                          heartbeatTimeout: 1, balance: false)
         var options = WorkerOptions(endpoint: "inmemory://coordinator", threads: 1)
         options.heartbeatTimeout = 1
         let fastLogs = LogLines()
@@ -249,12 +252,25 @@ final class InMemoryCoordinatorTests: XCTestCase {
     /// timeouts here) it is lost like a dead one: with --min-workers 1 its chunks move to the
     /// other worker and the run ends with the in-process bytes.
     func testAWorkerThatHeartbeatsButNeverPushesLosesItsChunks() throws {
-        let config = ClusterFixtures.tinyConfig(steps: 4)
+        try heartbeatsButNoPushes(balance: false)
+    }
+
+    /// The same with --balance on: the honest worker computes the hung one's chunks (re-issue)
+    /// from the first step, and the hung one, behind and never catching up, is dropped past the
+    /// same bound. (The honest worker waits 10 ms per chunk so that the run outlasts the bound.)
+    func testWithBalanceAWorkerThatNeverPushesHasItsChunksReissuedAndIsDroppedPastTheBound() throws {
+        try heartbeatsButNoPushes(balance: true)
+    }
+
+    private func heartbeatsButNoPushes(balance: Bool) throws {
+        let config = ClusterFixtures.tinyConfig(steps: balance ? 120 : 4)
         let reference = try ClusterFixtures.localReference(config: config, directory: try scratch())
         let network = InMemoryNetwork(), directory = try scratch()
-        let run = try Run(config: config, workers: 2, network: network, checkpoint: directory, heartbeatTimeout: 0.5, minWorkers: 1)
+        let run = try Run(config: config, workers: 2, network: network, checkpoint: directory, heartbeatTimeout: 0.5, minWorkers: 1,
+                          balance: balance)
         var options = WorkerOptions(endpoint: "inmemory://coordinator", threads: 1)
         options.heartbeatTimeout = 5
+        if balance { options.chunkDelay = ChunkDelay(milliseconds: 10) }
         let honest = Worker(corpus: ClusterFixtures.corpus, options: options,
                             transport: network.client(identity: Array("honest".utf8)), log: { _ in })
         let honestRun = BackgroundRun(name: "honest") { try honest.run() }
@@ -268,9 +284,10 @@ final class InMemoryCoordinatorTests: XCTestCase {
                 usleep(100_000)
             }
         }
-        XCTAssertEqual(try run.result(timeout: 20).get().steps, 4, run.logs.text)
+        XCTAssertEqual(try run.result(timeout: 20).get().steps, config.steps, run.logs.text)
         XCTAssertLessThan(Date().timeIntervalSince(start), 15, "the hung worker held the run")
         XCTAssertNotNil(run.logs.line(containing: ["pid 777) made no progress on step 1", "heartbeats arrive"]), run.logs.text)
+        if balance { XCTAssertNotNil(run.logs.line(containing: ["re-issued chunks", "pid 777)"]), run.logs.text) }
         XCTAssertNoThrow(try XCTUnwrap(honestRun.wait(timeout: 10)).get())
         let outcome = try ClusterFixtures.outcome(of: run.session, checkpoint: directory)
         XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern))

@@ -73,4 +73,34 @@ final class ReissueTests: ClusterTestCase {
         }
         XCTAssertEqual(hashes[0], hashes[1], "--balance changed the weights")
     }
+
+    /// A worker that goes quiet while the others compute its chunks (re-issued) is still found
+    /// silent after the heartbeat timeout and named; the run ends with the last completed step
+    /// checkpointed, the bytes of an undisturbed run of that many steps.
+    func testASilentWorkerWhoseChunksAreReissuedIsStillNamed() throws {
+        let config = ClusterFixtures.tinyConfig(steps: 400)
+        let directory = try temporaryDirectory()
+        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
+                                          options: ClusterFixtures.options(checkpoint: directory))
+        let coordinator = try startCoordinator(session, workers: 2, heartbeatTimeout: 1.5)
+        let fake = try FakeWorker(endpoint: coordinator.endpoint, identity: "goes-quiet")
+        try fake.sayHello()
+        XCTAssertNotNil(coordinator.logs.waitForLine(containing: [fake.name(rank: 0), "joined"]), coordinator.logs.text)
+        _ = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 10))   // outlasts the timeout
+        try fake.awaitWelcome()
+        for _ in 0..<2 { try fake.send(.gradientPush(try fake.honestPush(for: try fake.awaitWeights()))) }
+        // …and now it says nothing more: the real worker takes its chunks, step after step.
+        let result = try XCTUnwrap(coordinator.wait(timeout: 30))
+        XCTAssertThrowsError(try result.get()) { error in
+            XCTAssertTrue("\(error)".hasPrefix("\(fake.name(rank: 0)) stopped answering at step "), "\(error)")
+        }
+        XCTAssertNotNil(coordinator.logs.line(containing: ["re-issued chunks", "from \(fake.name(rank: 0))"]), coordinator.logs.text)
+        let saved = try Checkpoint.read(from: directory)
+        let steps = try XCTUnwrap(saved.training?.step)
+        XCTAssertGreaterThan(steps, 2, "the run went on while the worker was quiet")
+        var done = config
+        done.steps = steps
+        let reference = try ClusterFixtures.localReference(config: done, directory: try temporaryDirectory())
+        XCTAssertTrue(saved.parameters == reference.values, "the checkpoint is not the state after step \(steps)")
+    }
 }

@@ -97,6 +97,8 @@ struct CoordinatorMachine {
         let lastNode: Range<Int>
         /// The owner's chunks when it fell behind (its late timing is per chunk); nil for a helper.
         let chunks: Int?
+        /// When that step began.
+        var since = 0.0
     }
 
     init(plan: RunPlan, options: CoordinatorOptions, fingerprint: Hello, pushesMayRunAhead: Bool, now: Double) {
@@ -172,7 +174,7 @@ struct CoordinatorMachine {
             // An owner already behind did not get this step's weights (`Coordinator.heldBack`):
             // it still owes the older step. Either way its timing is not its own this step.
             if !isBehind(owner.identity) {
-                outstanding[owner.identity] = Outstanding(step: UInt64(step), lastNode: owner.nodes.last!, chunks: owner.chunks.count)
+                outstanding[owner.identity] = Outstanding(step: UInt64(step), lastNode: owner.nodes.last!, chunks: owner.chunks.count, since: gatherStart)
             }
             behind.append((owner.identity, (now - gatherStart) / Double(owner.chunks.count)))
         }
@@ -374,11 +376,15 @@ struct CoordinatorMachine {
     /// once per step (slow, but alive).
     private mutating func checkLiveness(step s: Int, now t: Double) -> [Action] {
         var actions: [Action] = []
-        for peer in workers where !peer.isComplete {
+        for peer in workers {   // a worker whose nodes copies completed must still answer
             let silence = liveness.silence(of: peer.identity, now: t, since: gatherStart)
             if silence > options.heartbeatTimeout {
                 return [.lost(WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) stopped answering at step \(s + 1) (no message for \(ClusterError.format(options.heartbeatTimeout)) s)")))]
             }
+            if let late = outstanding[peer.identity], late.chunks != nil, t - late.since > stallLimit {   // behind, and stays so
+                return [.lost(WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) made no progress on step \(late.step + 1) for \(ClusterError.format((t - late.since).rounded())) s though its heartbeats arrive (hung?)")))]
+            }
+            guard !peer.isComplete else { continue }
             if t - gatherStart > stallLimit {
                 return [.lost(WorkerLost(identity: peer.identity, error: .workerFailed("\(peer.name) made no progress on step \(s + 1) for \(ClusterError.format((t - gatherStart).rounded())) s though its heartbeats arrive (hung?)")))]
             }
