@@ -10,32 +10,19 @@ final class BalanceTests: ClusterTestCase {
     func testASlowWorkerGivesUpChunksAndTheWeightsKeepTheirBytes() throws {
         var config = ClusterFixtures.tinyConfig(steps: 20)
         config.chunkStreams = 1   // N = 8: 8 chunks, 2 per worker to begin with
-        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
-
-        let directory = try temporaryDirectory()
-        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
-                                          options: ClusterFixtures.options(checkpoint: directory))
-        let coordinator = try startCoordinator(session, workers: 4)
-        let fast = try (0..<3).map { _ in try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20)) }
-        let slow = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20, factor: 4))
-        let summary = try XCTUnwrap(coordinator.wait(timeout: 60)).get()
-        XCTAssertEqual(summary.steps, 20)
-        for worker in fast + [slow] {
-            XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text)
-        }
+        let run = try runEmulatedFleet(config, delays: Array(repeating: ChunkDelay(milliseconds: 20), count: 3)
+                                                + [ChunkDelay(milliseconds: 20, factor: 4)])
+        let (coordinator, fast, slow) = (run.coordinator, Array(run.workers.prefix(3)), run.workers[3])
 
         // 20/20/20/80 ms per chunk: after the 5-step window, 2/2/2/2 (160 ms a step) becomes
         // 3/2/2/1 in some rank order (80 ms).
         let rank = try XCTUnwrap(slow.worker.rank)
         let line = try XCTUnwrap(coordinator.logs.line(containing: ["rebalanced chunks at step"]), coordinator.logs.text)
         XCTAssertTrue(line.contains("worker \(rank) 2→1"), line)
-        XCTAssertEqual(try lastBlock(of: slow), 1, "the slow worker's last assignment: \(slow.logs.text)")
-        XCTAssertEqual(try fast.map(lastBlock(of:)).sorted(), [2, 2, 3])
+        XCTAssertEqual(try lastBlock(of: slow, workers: 4), 1, "the slow worker's last assignment: \(slow.logs.text)")
+        XCTAssertEqual(try fast.map { try lastBlock(of: $0, workers: 4) }.sorted(), [2, 2, 3])
 
-        let outcome = try ClusterFixtures.outcome(of: session, checkpoint: directory)
-        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern), "balancing changed the weights")
-        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
-                       try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")))
+        try assertSameBytes(run)
     }
 
     /// The same through `recur train --workers 4 --shards 2` (the hidden `--emulate-chunk-ms`
@@ -78,12 +65,4 @@ final class BalanceTests: ClusterTestCase {
         }
     }
 
-    /// Chunks (= streams here) of a worker's last "worker r of W: streams a..<b" line.
-    private func lastBlock(of worker: WorkerHarness) throws -> Int {
-        let line = try XCTUnwrap(worker.logs.lines.last { $0.contains(" of 4: streams ") }, worker.logs.text)
-        let range = try XCTUnwrap(line.range(of: "streams "))
-        let bounds = line[range.upperBound...].prefix { $0 != "," }.components(separatedBy: "..<").compactMap { Int($0) }
-        XCTAssertEqual(bounds.count, 2, line)
-        return bounds[1] - bounds[0]
-    }
 }

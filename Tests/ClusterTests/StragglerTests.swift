@@ -39,19 +39,9 @@ final class StragglerTests: ClusterTestCase {
     func testATransientStragglerLosesChunksAndGetsThemBack() throws {
         var config = ClusterFixtures.tinyConfig(steps: 34)
         config.chunkStreams = 1   // N = 8: 8 chunks, 2 per worker to begin with
-        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
-
-        let directory = try temporaryDirectory()
-        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
-                                          options: ClusterFixtures.options(checkpoint: directory))
-        let coordinator = try startCoordinator(session, workers: 4)
-        let fast = try (0..<3).map { _ in try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20)) }
-        let slow = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20, factor: 4, slowSteps: 6...17))
-        let summary = try XCTUnwrap(coordinator.wait(timeout: 60)).get()
-        XCTAssertEqual(summary.steps, 34)
-        for worker in fast + [slow] {
-            XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text)
-        }
+        let run = try runEmulatedFleet(config, delays: Array(repeating: ChunkDelay(milliseconds: 20), count: 3)
+                                                + [ChunkDelay(milliseconds: 20, factor: 4, slowSteps: 6...17)])
+        let (coordinator, fast, slow) = (run.coordinator, Array(run.workers.prefix(3)), run.workers[3])
 
         // The 5-step median sees the slowdown from step 9 (2/2/2/2 → one chunk for the slow
         // worker) and its end from step 21 (back to 2 each); 34 steps leave room for both.
@@ -61,8 +51,7 @@ final class StragglerTests: ClusterTestCase {
         XCTAssertNotNil(moves[(away + 1)...].first { $0.contains("worker \(rank) 1→2") }, "chunks never came back: \(coordinator.logs.text)")
         XCTAssertEqual(try lastBlock(of: slow, workers: 4), 2, "the slow worker's last assignment: \(slow.logs.text)")
         XCTAssertEqual(try fast.map { try lastBlock(of: $0, workers: 4) }, [2, 2, 2])
-
-        try assertSameBytes(session: session, directory: directory, reference: reference)
+        try assertSameBytes(run)
     }
 
     /// Two speeds, 2:1 (20 and 40 ms per chunk, the emulated equivalent of `--threads 2` beside
@@ -71,19 +60,8 @@ final class StragglerTests: ClusterTestCase {
         var config = ClusterFixtures.tinyConfig(steps: 20)
         config.streams = 12
         config.chunkStreams = 1   // 12 chunks, 6 per worker to begin with
-        let reference = try ClusterFixtures.localReference(config: config, directory: try temporaryDirectory())
-
-        let directory = try temporaryDirectory()
-        let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
-                                          options: ClusterFixtures.options(checkpoint: directory))
-        let coordinator = try startCoordinator(session, workers: 2)
-        let quick = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 20))
-        let slow = try startWorker(coordinator.endpoint, chunkDelay: ChunkDelay(milliseconds: 40))
-        let summary = try XCTUnwrap(coordinator.wait(timeout: 60)).get()
-        XCTAssertEqual(summary.steps, 20)
-        for worker in [quick, slow] {
-            XCTAssertNoThrow(try XCTUnwrap(worker.wait(timeout: 10)).get(), worker.logs.text)
-        }
+        let run = try runEmulatedFleet(config, delays: [ChunkDelay(milliseconds: 20), ChunkDelay(milliseconds: 40)])
+        let (coordinator, quick, slow) = (run.coordinator, run.workers[0], run.workers[1])
 
         // 6/6 predicts 240 ms a step, 8/4 160 ms, 9/3 180 ms, 7/5 200 ms: the real compute adds
         // the same per chunk to both and keeps 8/4 the best, so later moves end there.
@@ -93,27 +71,9 @@ final class StragglerTests: ClusterTestCase {
         let blocks = (quick: try lastBlock(of: quick, workers: 2), slow: try lastBlock(of: slow, workers: 2))
         XCTAssertEqual(blocks.quick + blocks.slow, 12)
         XCTAssertEqual(blocks.slow, 4, "blocks \(blocks): 8:4 is the best split: \(coordinator.logs.text)")
-
-        try assertSameBytes(session: session, directory: directory, reference: reference)
+        try assertSameBytes(run)
     }
 
-    private func assertSameBytes(session: TrainingSession, directory: URL, reference: Outcome,
-                                 file: StaticString = #filePath, line: UInt = #line) throws {
-        let outcome = try ClusterFixtures.outcome(of: session, checkpoint: directory)
-        XCTAssertEqual(outcome.values.map(\.bitPattern), reference.values.map(\.bitPattern), "balancing changed the weights",
-                       file: file, line: line)
-        XCTAssertEqual(try Data(contentsOf: directory.appendingPathComponent("model.safetensors")),
-                       try Data(contentsOf: reference.checkpoint.appendingPathComponent("model.safetensors")), file: file, line: line)
-    }
-
-    /// Chunks (= streams here) of a worker's last "worker r of W: streams a..<b" line.
-    private func lastBlock(of worker: WorkerHarness, workers: Int) throws -> Int {
-        let line = try XCTUnwrap(worker.logs.lines.last { $0.contains(" of \(workers): streams ") }, worker.logs.text)
-        let range = try XCTUnwrap(line.range(of: "streams "))
-        let bounds = line[range.upperBound...].prefix { $0 != "," }.components(separatedBy: "..<").compactMap { Int($0) }
-        XCTAssertEqual(bounds.count, 2, line)
-        return bounds.count == 2 ? bounds[1] - bounds[0] : 0
-    }
 }
 
 /// Stops a process for `stoppedShare` of every `period` seconds (SIGSTOP, then SIGCONT), on a
