@@ -370,10 +370,15 @@ final class FakeWorker {
     var streamCount: Int { Int(welcome!.streamEnd - welcome!.streamBegin) }
 
     /// Waits for the weights of the next step.
+    /// The next weights; re-issued nodes (`--balance on`) on the way are left undone, as a
+    /// worker may (a copy is optional to the coordinator).
     func awaitWeights() throws -> DecodedWeights {
-        guard let message = try next() else { throw FakeWorkerError("no weights within 10 s") }
-        guard case .weights(let weights) = message else { throw FakeWorkerError("expected weights, got \(message.kind)") }
-        return weights
+        while true {
+            guard let message = try next() else { throw FakeWorkerError("no weights within 10 s") }
+            if case .reissue = message { continue }
+            guard case .weights(let weights) = message else { throw FakeWorkerError("expected weights, got \(message.kind)") }
+            return weights
+        }
     }
 
     /// The honest push for `weights` (advances the engine's carried state).

@@ -32,6 +32,9 @@ final class ReissuePolicyTests: XCTestCase {
         // At 160 ms a helper would finish at 210: no gain.
         XCTAssertEqual(policy.decisions(elapsed: 0.160, owners: [owner(x, chunks: 1, open: [7..<8], perChunk: 0.2)],
                                         finishedSecondsPerChunk: [0.05], idle: helpers([a])), [])
+        // On time with two chunks (due at 400 ms): the balancer's business, however soon a helper would be.
+        XCTAssertEqual(policy.decisions(elapsed: 0.100, owners: [owner(x, chunks: 2, open: [6..<7, 7..<8], perChunk: 0.2)],
+                                        finishedSecondsPerChunk: [0.05], idle: helpers([a, b])), [])
     }
 
     func testAWorkerPastItsOwnExpectedTimeIsLateAndEachOpenNodeGetsOneHelper() {

@@ -9,12 +9,16 @@
 /// × its chunks, from the step's start; it is unknown (any helper is sooner) when the owner
 /// is past `lateFactor` times that and `minimumLateSeconds` more (it stalled: a noisy
 /// neighbour, a pause, throttling; a few milliseconds of scheduling noise on a short step are
-/// not a stall) or started the step late (it was still computing an older one). Idle workers are taken first
-/// finished first, one node each, and each node gets at most one copy per step. In an equal
-/// fleet nothing moves (a helper would finish a node after its owner); a steady straggler with
-/// one chunk left by the balancer has it computed by whoever is idle first. Copies cannot
-/// change a bit: a node's sum is the same whoever computes it, and the first complete copy is
-/// the one kept.
+/// not a stall) or started the step late (it was still computing an older one).
+///
+/// An owner on time is left alone while it holds more than one chunk: the balancer gives a
+/// steady straggler fewer chunks at the next boundary, and a copy that wins makes the owner
+/// fall behind (it is held back a step and welcomed again), which costs more than it saves.
+/// With one chunk the balancer can give it no less, so there a copy is the only help. Idle
+/// workers are taken first finished first, one node each, and each node gets at most one copy
+/// per step. In an equal fleet nothing moves (a helper would finish a node after its owner).
+/// Copies cannot change a bit: a node's sum is the same whoever computes it, and the first
+/// complete copy is the one kept.
 struct ReissuePolicy {
     var lateFactor = 2.0
     var minimumLateSeconds = 0.02
@@ -70,11 +74,12 @@ struct ReissuePolicy {
     }
 
     /// Seconds from the step's start to the owner's predicted finish; infinity when it is late
-    /// or started late; nil when nothing predicts it.
+    /// or started late; nil when nothing predicts it or it is on time with more than one chunk.
     func predictedFinish(of owner: Owner, elapsed: Double, standIn: Double?) -> Double? {
         if owner.startedLate { return .infinity }
         guard let perChunk = owner.secondsPerChunk ?? standIn, perChunk > 0 else { return nil }
         let expected = perChunk * Double(owner.chunks)
-        return elapsed > max(lateFactor * expected, expected + minimumLateSeconds) ? .infinity : expected
+        if elapsed > max(lateFactor * expected, expected + minimumLateSeconds) { return .infinity }
+        return owner.chunks == 1 ? expected : nil   // on time: the balancer's business
     }
 }
