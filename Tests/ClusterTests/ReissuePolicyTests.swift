@@ -7,8 +7,9 @@ final class ReissuePolicyTests: XCTestCase {
     private let policy = ReissuePolicy()
     private let a: PeerIdentity = [1], b: PeerIdentity = [2], c: PeerIdentity = [3], x: PeerIdentity = [9]
 
-    private func owner(_ id: PeerIdentity, chunks: Int, open: [Range<Int>], perChunk: Double?, late: Bool = false) -> ReissuePolicy.Owner {
-        ReissuePolicy.Owner(identity: id, chunks: chunks, openNodes: open, secondsPerChunk: perChunk, startedLate: late)
+    /// `startedAt`: seconds after the step's start it got the weights; nil: not yet.
+    private func owner(_ id: PeerIdentity, chunks: Int, open: [Range<Int>], perChunk: Double?, startedAt: Double? = 0) -> ReissuePolicy.Owner {
+        ReissuePolicy.Owner(identity: id, chunks: chunks, openNodes: open, secondsPerChunk: perChunk, startedAt: startedAt)
     }
 
     private func helpers(_ ids: [PeerIdentity], perChunk: Double? = 0.05) -> [ReissuePolicy.Helper] {
@@ -51,9 +52,18 @@ final class ReissuePolicyTests: XCTestCase {
         XCTAssertEqual(policy.decisions(elapsed: 0.005, owners: [quick], finishedSecondsPerChunk: [0.002], idle: helpers([a], perChunk: 0.002)), [])
     }
 
-    func testAWorkerThatStartedLateHasItsNodesTakenAtOnce() {
-        let held = owner(x, chunks: 1, open: [7..<8], perChunk: 0.01, late: true)
+    func testAWorkerHeldBackHasItsNodesTakenAtOnceAndOneThatStartedLateIsJudgedFromItsStart() {
+        let held = owner(x, chunks: 2, open: [6..<8], perChunk: 0.01, startedAt: nil)
         XCTAssertEqual(policy.decisions(elapsed: 0.001, owners: [held], finishedSecondsPerChunk: [], idle: helpers([a])),
+                       [.init(node: 6..<8, owner: x, helper: a)])
+        // Given the weights 80 ms into the step, 2 chunks of 50 ms: due at 180 ms, late after 280.
+        let resumed = owner(x, chunks: 2, open: [6..<8], perChunk: 0.05, startedAt: 0.08)
+        XCTAssertEqual(policy.decisions(elapsed: 0.27, owners: [resumed], finishedSecondsPerChunk: [0.05], idle: helpers([a])), [])
+        XCTAssertEqual(policy.decisions(elapsed: 0.29, owners: [resumed], finishedSecondsPerChunk: [0.05], idle: helpers([a])),
+                       [.init(node: 6..<8, owner: x, helper: a)])
+        // One chunk, given the weights at 80 ms: due at 280 ms; a helper idle at 100 ms is done at 150.
+        let single = owner(x, chunks: 1, open: [7..<8], perChunk: 0.2, startedAt: 0.08)
+        XCTAssertEqual(policy.decisions(elapsed: 0.1, owners: [single], finishedSecondsPerChunk: [0.05], idle: helpers([a])),
                        [.init(node: 7..<8, owner: x, helper: a)])
     }
 
@@ -68,9 +78,9 @@ final class ReissuePolicyTests: XCTestCase {
     }
 
     func testNoIdleWorkerOrNoOpenNodeMeansNoDecision() {
-        XCTAssertEqual(policy.decisions(elapsed: 1, owners: [owner(x, chunks: 1, open: [7..<8], perChunk: 0.05, late: true)],
+        XCTAssertEqual(policy.decisions(elapsed: 1, owners: [owner(x, chunks: 1, open: [7..<8], perChunk: 0.05, startedAt: nil)],
                                         finishedSecondsPerChunk: [0.05], idle: []), [])
-        XCTAssertEqual(policy.decisions(elapsed: 1, owners: [owner(x, chunks: 1, open: [], perChunk: 0.05, late: true)],
+        XCTAssertEqual(policy.decisions(elapsed: 1, owners: [owner(x, chunks: 1, open: [], perChunk: 0.05, startedAt: nil)],
                                         finishedSecondsPerChunk: [0.05], idle: helpers([a])), [])
     }
 }

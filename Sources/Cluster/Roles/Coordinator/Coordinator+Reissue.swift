@@ -21,7 +21,8 @@ extension Coordinator {
         let owners = pending.map { peer in
             ReissuePolicy.Owner(identity: peer.identity, chunks: peer.chunks.count,
                                 openNodes: zip(peer.nodes, peer.pushes).filter { !$0.1.isComplete && machine.reissued[$0.0] == nil }.map(\.0),
-                                secondsPerChunk: balancer.secondsPerChunk(of: peer.identity), startedLate: startedLate.contains(peer.identity))
+                                secondsPerChunk: balancer.secondsPerChunk(of: peer.identity),
+                                startedAt: heldBack.contains(peer.identity) ? nil : resumedAt[peer.identity].map { $0 - started } ?? 0)
         }
         let decisions = reissuePolicy.decisions(
             elapsed: now - started, owners: owners,
@@ -43,10 +44,9 @@ extension Coordinator {
     /// meanwhile gets a welcome with its streams' state at the start of this step, as its own
     /// state is of an older one. The weights go to every worker not held back.
     func weightsRecipients(step: Int, state: CarriedState) throws -> [PeerIdentity] {
-        startedLate = []
+        resumedAt = [:]
         for peer in machine.workers where machine.isBehind(peer.identity) { heldBack.insert(peer.identity) }
         try welcomeCaughtUp(step: step, state: state)
-        startedLate = heldBack
         return machine.workers.map(\.identity).filter { !heldBack.contains($0) }
     }
 
@@ -57,6 +57,7 @@ extension Coordinator {
             let caughtUp = try welcomeCaughtUp(step: request.step, state: state)
             guard !caughtUp.isEmpty else { return }
             try parameters.broadcast(request, layout: plan.layout, to: caughtUp, messenger: messenger)
+            for peer in caughtUp { resumedAt[peer] = monotonicSeconds() }
         } catch let error as TransportError {
             throw machine.workers.lost(error, step: request.step)
         }

@@ -39,8 +39,8 @@ public final class Coordinator: GradientSource {
     /// Workers that fell behind and got no weights since: each needs a welcome with its
     /// streams' state before its next weights (`Coordinator+Reissue`).
     var heldBack: Set<PeerIdentity> = []
-    /// Held back when the step being gathered began: they start it late, if at all.
-    var startedLate: Set<PeerIdentity> = []
+    /// Held-back workers given the step being gathered after it began: when (they start late).
+    var resumedAt: [PeerIdentity: Double] = [:]
 
     /// The limits every message from a worker must keep: one gradient plus its state.
     public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }

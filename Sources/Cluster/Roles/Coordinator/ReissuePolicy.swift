@@ -6,10 +6,11 @@
 /// predicted to finish its block: by `minimumGain` of the owner's predicted time and at least
 /// `minimumSavedSeconds`. The owner's finish is its seconds per chunk (the median of its
 /// measured steps, `ChunkBalancer`; else the speed of the workers already done with this step)
-/// × its chunks, from the step's start; it is unknown (any helper is sooner) when the owner
-/// is past `lateFactor` times that and `minimumLateSeconds` more (it stalled: a noisy
-/// neighbour, a pause, throttling; a few milliseconds of scheduling noise on a short step are
-/// not a stall) or started the step late (it was still computing an older one).
+/// × its chunks, from when it started the step (a worker that fell behind starts late, once
+/// it caught up); it is unknown (any helper is sooner) when the owner is past `lateFactor`
+/// times that and `minimumLateSeconds` more (it stalled: a noisy neighbour, a pause,
+/// throttling; a few milliseconds of scheduling noise on a short step are not a stall) or has
+/// not started the step at all (it is still computing an older one).
 ///
 /// An owner on time is left alone while it holds more than one chunk: the balancer gives a
 /// steady straggler fewer chunks at the next boundary, and a copy that wins makes the owner
@@ -33,8 +34,9 @@ struct ReissuePolicy {
         var openNodes: [Range<Int>]
         /// From its own measurements; nil before there are enough.
         var secondsPerChunk: Double?
-        /// It did not get the step's weights with the others (it was still computing an older step).
-        var startedLate = false
+        /// Seconds after the step's start at which it got the step's weights: 0 with the others,
+        /// later when it had fallen behind and caught up, nil when it has not got them yet.
+        var startedAt: Double? = 0
     }
 
     /// A worker done with this step and computing nothing else.
@@ -74,12 +76,12 @@ struct ReissuePolicy {
     }
 
     /// Seconds from the step's start to the owner's predicted finish; infinity when it is late
-    /// or started late; nil when nothing predicts it or it is on time with more than one chunk.
+    /// or has not started; nil when nothing predicts it or it is on time with more than one chunk.
     func predictedFinish(of owner: Owner, elapsed: Double, standIn: Double?) -> Double? {
-        if owner.startedLate { return .infinity }
+        guard let start = owner.startedAt else { return .infinity }
         guard let perChunk = owner.secondsPerChunk ?? standIn, perChunk > 0 else { return nil }
         let expected = perChunk * Double(owner.chunks)
-        if elapsed > max(lateFactor * expected, expected + minimumLateSeconds) { return .infinity }
-        return owner.chunks == 1 ? expected : nil   // on time: the balancer's business
+        if elapsed - start > max(lateFactor * expected, expected + minimumLateSeconds) { return .infinity }
+        return owner.chunks == 1 ? start + expected : nil   // on time: the balancer's business
     }
 }
