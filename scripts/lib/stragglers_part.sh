@@ -35,15 +35,16 @@ in_ns() {  # ns command...
   if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
 }
 
-# The pid of the recur process below `pid` (`timeout`, `env` and `ip netns exec` stand between
-# the shell's job and recur, and a SIGSTOP must reach recur itself); waits at most 5 s for it.
+# The pid of the recur process (the binary run, whatever its file is called) below `pid`
+# (`timeout`, `env` and `ip netns exec` stand between the shell's job and recur, and a SIGSTOP
+# must reach recur itself); waits at most 5 s for it.
 recur_below() {  # pid
   local i queue c
   for ((i = 0; i < 50; i++)); do
     queue=("$1")
     while [ ${#queue[@]} -gt 0 ]; do
       c=${queue[0]} queue=("${queue[@]:1}")
-      case $(readlink "/proc/$c/exe" 2>/dev/null) in */recur) echo "$c"; return 0 ;; esac
+      [ "$(readlink "/proc/$c/exe" 2>/dev/null)" = "$(readlink -f "$binary")" ] && { echo "$c"; return 0; }
       queue+=($(cat /proc/"$c"/task/*/children 2>/dev/null))
     done
     sleep 0.1
