@@ -24,6 +24,15 @@ public enum PushRejection: Error, Equatable, CustomStringConvertible {
     /// All parts arrived but they left tensors out; every part of the step was dropped.
     case incomplete(step: UInt64)
 
+    /// A part (or whole push) already received: from a second copy of a re-issued node, the
+    /// same values again.
+    var isRepeat: Bool {
+        switch self {
+        case .duplicate, .duplicatePart, .repeatsTensors: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case .wrongStep(let e):

@@ -84,8 +84,6 @@ struct CoordinatorMachine {
     /// Work a peer is still computing for an older step (it fell behind, or a re-issued copy
     /// that lost): its pushes up to `step` are dropped without a rejection until its last part.
     private(set) var outstanding: [PeerIdentity: Outstanding] = [:]
-    /// Copies of parts that arrived after another copy had them: dropped, counted.
-    private(set) var droppedCopies = 0
 
     struct NodeCopy: Hashable {
         let peer: PeerIdentity
@@ -280,22 +278,16 @@ struct CoordinatorMachine {
             guard try assembler.accept(push, state: pushState!), owner.isComplete else { return [] }
             owner.arrival = now
             return [.pushComplete(owner.identity)]
-        } catch PushRejection.duplicate where copied != nil {
-            droppedCopies += 1
-        } catch PushRejection.duplicatePart where copied != nil {
-            droppedCopies += 1
-        } catch PushRejection.repeatsTensors where copied != nil {
-            droppedCopies += 1
+        } catch let rejection as PushRejection where copied != nil && rejection.isRepeat {
+            return []   // another copy brought this part first: the same values
         } catch {
             return [.reject(sender.identity, "\(error)")]
         }
-        return []
     }
 
-    /// A push of an older step from a peer still computing it: dropped, counted; its last part
+    /// A push of an older step from a peer still computing it: dropped; its last part
     /// ends the peer's outstanding work, and an owner's gives its real speed to the balancer.
     private mutating func dropLate(_ push: DecodedGradientPush, from peer: PeerIdentity, _ late: Outstanding) -> [Action] {
-        droppedCopies += 1
         guard push.step == late.step, push.chunks == late.lastNode, push.part + 1 == push.parts else { return [] }
         outstanding[peer] = nil
         guard let chunks = late.chunks, push.computeSeconds.isFinite, push.computeSeconds > 0 else { return [] }

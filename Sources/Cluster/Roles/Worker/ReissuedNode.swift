@@ -17,7 +17,8 @@ final class ReissuedNode {
 
     /// Checks `reissue` against the run before anything is built: one node of the reduction
     /// tree within the run's chunks, and state of its streams' shape with finite values.
-    init(_ reissue: Reissue, plan: RunPlan, options: WorkerOptions) throws {
+    init(_ reissue: Reissue, assignment a: WorkerAssignment, options: WorkerOptions) throws {
+        let plan = a.plan
         guard let chunks = reissue.chunks, chunks.upperBound <= plan.chunkCount,
               ReductionTree.nodes(covering: chunks, in: 0..<plan.chunkCount) == [chunks] else {
             throw ClusterError.protocolViolation("reissue of chunks \(reissue.chunkBegin)..<\(reissue.chunkEnd), not one node of the reduction tree over \(plan.chunkCount) chunks")
@@ -33,7 +34,7 @@ final class ReissuedNode {
         self.chunks = chunks
         self.state = state
         self.plan = plan
-        engine = WorkerAssignment.engine(plan: plan, streams: streams, options: options)
+        engine = a.reissueEngine(streams: streams, options: options)
     }
 
     /// The node's pushes to the coordinator, in the parts its owner uses (the early run of

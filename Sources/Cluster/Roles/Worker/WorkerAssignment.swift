@@ -23,6 +23,10 @@ final class WorkerAssignment {
     /// is computed only with the weights of its own step.
     var weightsStep: UInt64?
     var times = StepTimes()
+    /// The engine of the last node re-issued to this worker, kept: a straggler left with one
+    /// chunk has the same node re-issued every step, and an engine's buffers (a P-float node
+    /// sum among them) are not worth building each time.
+    private var reissueEngine: (streams: Range<Int>, engine: any GradientComputing)?
 
     /// Checks `welcome` against the run it names before anything is built from it.
     init(welcome: Welcome, corpus: Corpus, options: WorkerOptions) throws {
@@ -65,6 +69,14 @@ final class WorkerAssignment {
             EmulatedCompute(milliseconds: $0, plan: plan, streams: streams)
         } ?? plan.engine(block: streams, threads: options.threads)
         return options.chunkDelay.map { ChunkDelayedCompute(computed, delay: $0) } ?? computed
+    }
+
+    /// An engine for `streams` (a re-issued node's), the kept one when the streams are the same.
+    func reissueEngine(streams: Range<Int>, options: WorkerOptions) -> any GradientComputing {
+        if let kept = reissueEngine, kept.streams == streams { return kept.engine }
+        let engine = Self.engine(plan: plan, streams: streams, options: options)
+        reissueEngine = (streams, engine)
+        return engine
     }
 
     /// The coordinator's push of each node once the step is computed: loss, tokens, carried

@@ -299,7 +299,7 @@ struct WorkerMachine {
             actions.append(.log("worker \(a.rank): dropped the reissue of chunks \(reissue.chunkBegin)..<\(reissue.chunkEnd) for step \(oneBased(reissue.step)) (at step \(oneBased(a.step)))"))
             return
         }
-        let node = try ReissuedNode(reissue, plan: a.plan, options: options)
+        let node = try ReissuedNode(reissue, assignment: a, options: options)
         state = .computingReissue(a, node)
         actions.append(.startCompute(ComputeJob(assignment: a, stepInEpoch: a.plan.position(globalStep: Int(node.step)).stepInEpoch,
                                                 reissued: node)))
