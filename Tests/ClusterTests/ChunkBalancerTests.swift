@@ -107,6 +107,25 @@ final class ChunkBalancerTests: XCTestCase {
         XCTAssertEqual(balancer.proposal(members: members, sizes: [3, 2, 2, 1])?.sizes, [2, 2, 2, 2], "it is fast again: its chunks come back")
     }
 
+    /// A worker that fell behind in the first step (a copy of its node won) does not keep its
+    /// chunks until every window is full: two steps of the others' measurements are enough;
+    /// one (a start-up step) is not.
+    func testAWorkerBehindFromTheFirstStepGivesUpChunksAfterTwoSteps() throws {
+        var balancer = ChunkBalancer()
+        balancer.assigned(members: ids)
+        feed(&balancer, sizes: [2, 2, 2, 0], perChunk: [0.05, 0.05, 0.05, 0], steps: 1)
+        balancer.fellBehind(ids[3], secondsPerChunk: 0.11)
+        balancer.observeLate(ids[3], secondsPerChunk: 0.2)
+        XCTAssertNil(balancer.proposal(members: ids, sizes: [2, 2, 2, 2]), "one step of the others is not enough")
+        feed(&balancer, sizes: [2, 2, 2, 0], perChunk: [0.05, 0.05, 0.05, 0], steps: 1)
+        let proposal = try XCTUnwrap(balancer.proposal(members: ids, sizes: [2, 2, 2, 2]))
+        XCTAssertEqual(proposal.sizes, [3, 2, 2, 1])
+        var calm = ChunkBalancer()
+        calm.assigned(members: ids)
+        feed(&calm, sizes: [2, 2, 2, 2], perChunk: [0.05, 0.05, 0.05, 0.2], steps: 2)
+        XCTAssertNil(calm.proposal(members: ids, sizes: [2, 2, 2, 2]), "without a worker behind, proposals wait for full windows")
+    }
+
     /// Reports of no compute (zero, negative, nan) tell nothing: no proposal from them; a
     /// worker without a full window (it joined late) holds every proposal back; a lost
     /// worker's measurements are forgotten.

@@ -18,7 +18,9 @@
 /// 1 / `shiftFactor` of) its median replace its window, and the next step boundary may move
 /// chunks at once (one such step still moves nothing). A worker that fell behind within a step (a copy of its node
 /// was faster, `ReissuePolicy`) is the exception: its speed changed, so its window is filled
-/// with what it showed and the next step boundary may move chunks at once.
+/// with what it showed and the next step boundary may move chunks at once. Such an urgent
+/// proposal does not wait for the others' full windows either: `urgentSamples` steps each do
+/// (a straggler from the first step is not left with its chunks until step 6).
 struct ChunkBalancer {
     var window = 5
     var minimumGain = 0.10
@@ -26,6 +28,7 @@ struct ChunkBalancer {
     var minimumSteps = 5
     var shiftFactor = 2.0
     var shiftSteps = 2
+    var urgentSamples = 2
 
     /// Compute seconds per chunk of each worker's latest steps, oldest first (at most `window`).
     private(set) var samples: [PeerIdentity: [Double]] = [:]
@@ -121,7 +124,9 @@ struct ChunkBalancer {
     /// when none is worth a reassignment.
     func proposal(members: [PeerIdentity], sizes: [Int]) -> Proposal? {
         guard members.count > 1, members.count == sizes.count, stepsSinceAssignment >= minimumSteps || urgent else { return nil }
-        let speeds = members.compactMap(secondsPerChunk(of:))
+        let speeds = members.compactMap { member in
+            samples[member].flatMap { $0.count >= (urgent ? urgentSamples : window) ? Self.median($0) : nil }
+        }
         // A worker that reports no compute at all tells nothing about its speed.
         guard speeds.count == members.count, speeds.allSatisfy({ $0 > 0 }) else { return nil }
         let current = Self.predictedSeconds(sizes: sizes, secondsPerChunk: speeds)
