@@ -126,7 +126,7 @@ final class CoordinatorTests: ClusterTestCase {
         let garbage: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         let hello = WireCodec.encode(.hello(outsider.hello()))
         let truncated = Array(hello.prefix(hello.count - 9))
-        let noBody: [UInt8] = [0x08, 0x04]  // version 4, nothing else
+        let noBody: [UInt8] = [0x08, 0x05]  // version 5, nothing else
         let push = WireCodec.encode(.gradientPush(GradientPush(step: 3, tokenCount: 32, lossSum: 1, tensors: [],
                                                                computeSeconds: 0, communicateSeconds: 0)))
         // The test's own premise: these really are invalid to the decoder.
@@ -355,7 +355,7 @@ extension CoordinatorTests {
 /// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 5.
 func otherVersion(_ message: Message) throws -> [UInt8] {
     var bytes = WireCodec.encode(message)
-    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x04], "the envelope starts with version = 4")
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x05], "the envelope starts with version = 5")
     bytes[1] = 0x05
     return bytes
 }

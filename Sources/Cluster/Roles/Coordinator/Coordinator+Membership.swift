@@ -21,8 +21,8 @@ extension Coordinator {
         balancer.assigned(members: workers.map(\.identity))
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
-        let placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
-                                               resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
+        placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
+                                           resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
         heldBack = []   // every worker gets its streams' state now
         for peer in workers {
             let welcome = welcome(peer, step: step, state: state, placement: placements[peer.rank], workerCount: workers.count)

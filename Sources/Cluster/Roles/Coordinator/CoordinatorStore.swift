@@ -43,6 +43,14 @@ protocol CoordinatorStore: ParameterStore {
     /// `tree`'s fixed order, or the shards' norm blocks, into `g`.
     func reduce(_ pushes: [PushAssembler], tree: ReductionTree, count: Int, into g: inout StepGradient)
 
+    /// `--balance on` within `step`: `helper` computes a copy of `owner`'s `node` (ranks). The
+    /// servers that take the gradient must take the helper's pushes for it (the slab: this
+    /// process knows already). Sent before the helper hears of it.
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws
+    /// `rank` fell behind in `step` (a copy completed its node): it must get no weights until
+    /// it is welcomed again (the slab: this process sends none, `Coordinator.heldBack`).
+    func holdBack(rank: Int, step: Int) throws
+
     func sendHeartbeatsIfDue(step: Int)
     func finish(reason: String)
 }

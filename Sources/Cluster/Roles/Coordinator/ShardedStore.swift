@@ -123,6 +123,18 @@ final class ShardedStore: CoordinatorStore {
         needsFetch = false
     }
 
+    /// Every shard takes the helper's pieces of `node` as the owner's (`ShardCopies`).
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws {
+        try links.send(ShardCommand(kind: .reissue, step: UInt64(step), chunkBegin: UInt32(node.lowerBound),
+                                    chunkEnd: UInt32(node.upperBound), owner: UInt32(owner), helper: UInt32(helper)))
+    }
+
+    /// Sent before `apply`, so no shard broadcasts the next weights to `rank`: they come when
+    /// its hello after the coordinator's welcome reaches the shard.
+    func holdBack(rank: Int, step: Int) throws {
+        try links.send(ShardCommand(kind: .holdBack, step: UInt64(step), owner: UInt32(rank)))
+    }
+
     func sendHeartbeatsIfDue(step: Int) { links.sendHeartbeatsIfDue(step: step) }
     func finish(reason: String) { links.shutdown(reason: reason) }
 }

@@ -36,6 +36,9 @@ final class SlabStore: CoordinatorStore {
         g.gradientSum = pushes[0].gradient.baseAddress!
     }
 
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws {}
+    func holdBack(rank: Int, step: Int) throws {}
+
     func sendHeartbeatsIfDue(step: Int) {}
     func finish(reason: String) {}
 
