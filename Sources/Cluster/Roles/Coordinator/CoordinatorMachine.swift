@@ -125,10 +125,6 @@ struct CoordinatorMachine {
     mutating func assign(_ workers: [WorkerPeer], step: Int, now: Double) {
         self.workers = workers
         held = []
-        // Each welcome of the assignment carries the worker's streams' state: none is behind
-        // any more (to be held back and welcomed again), though one may still send the late
-        // pushes of an older step, which are dropped as before.
-        outstanding = outstanding.mapValues { Outstanding(step: $0.step, lastNode: $0.lastNode, chunks: nil, since: $0.since) }
         for peer in workers { liveness.heard(peer.identity, at: now) }
         state = .assigning(step: step)
     }

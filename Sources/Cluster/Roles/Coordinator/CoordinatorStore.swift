@@ -23,10 +23,10 @@ protocol CoordinatorStore: ParameterStore {
     /// bounds, its ticket; empty for the slab).
     func assign(blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement]
 
-    /// After an assignment: waits until every rank reached every parameter server, calling
-    /// `serve` in between (heartbeats, the workers' messages), at most `timeout` seconds.
-    /// Returns a rank that did not, with the server's name; nil when all did.
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)?
+    /// After an assignment: waits until every rank of `ranks` reached every parameter server,
+    /// calling `serve` in between (heartbeats, the workers' messages), at most `timeout`
+    /// seconds. Returns a rank that did not, with the server's name; nil when all did.
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)?
 
     /// Step `request.step`'s weights to the workers, or nothing when the shards send them.
     func broadcast(_ request: StepRequest, layout: ParameterLayout, to peers: [PeerIdentity], messenger: ServerMessenger) throws

@@ -45,10 +45,10 @@ final class ShardedStore: CoordinatorStore {
 
     /// Every worker must reach every shard (each shard reports each hello) within `timeout`:
     /// a step could never complete without it.
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? {
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? {
         var seen = Array(repeating: Set<Int>(), count: links.count)
         let deadline = monotonicSeconds() + timeout
-        while seen.contains(where: { $0.count < ranks }) {
+        while seen.contains(where: { !$0.isSuperset(of: ranks) }) {
             try serve()
             for (k, message) in try links.poll() {
                 guard case .shardReport(let report) = message else { continue }
@@ -60,8 +60,8 @@ final class ShardedStore: CoordinatorStore {
                     links.hold(k, message)
                 }
             }
-            if monotonicSeconds() > deadline, let k = seen.indices.first(where: { seen[$0].count < ranks }),
-               let rank = (0..<ranks).first(where: { !seen[k].contains($0) }) {
+            if monotonicSeconds() > deadline, let k = seen.indices.first(where: { !seen[$0].isSuperset(of: ranks) }),
+               let rank = ranks.first(where: { !seen[k].contains($0) }) {
                 return (rank, links.name(k))
             }
             try waitForInput(links.transports, timeout: 0.05)

@@ -19,7 +19,7 @@ final class SlabStore: CoordinatorStore {
         Array(repeating: Placement(), count: blockSizes.count)
     }
 
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? { nil }
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? { nil }
 
     func broadcast(_ request: StepRequest, layout: ParameterLayout, to peers: [PeerIdentity], messenger: ServerMessenger) throws {
         try messenger.broadcastWeights(step: request.step, resetState: request.stepInEpoch == 0, parameters: request.parameters,

@@ -210,6 +210,7 @@ struct ShardMachine: ServerRole {
                 actions.append(.broadcastSlab(step: sent.step, resetState: sent.resetState, offset: run.update.range.lowerBound,
                                               values: UnsafeBufferPointer(run.update.parameters), to: [peer]))
             }
+            broadcastIfReady(run)
             return
         }
         if let coordinator {
@@ -236,16 +237,18 @@ struct ShardMachine: ServerRole {
         }
     }
 
-    /// The pending step's weights to every worker, once all of them said hello. A worker that
+    /// The pending step's weights to every worker not held back, once all of them said hello
+    /// (one held back says hello when the coordinator welcomes it again). A worker that
     /// is gone comes back as `.peerGone` (the others still get the weights): whether the run
     /// goes on is the coordinator's call.
     private mutating func broadcastIfReady(_ run: ShardRun) {
-        guard let command = run.broadcastPending, workers.count == run.workerCount else { return }
+        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) }
+        guard let command = run.broadcastPending, receivers.allSatisfy({ workers[$0] != nil }) else { return }
         run.broadcastPending = nil
         run.broadcastSent = command
         // A rank held back (it fell behind) gets these weights when it says hello again.
         actions.append(.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
                                       values: UnsafeBufferPointer(run.update.parameters),
-                                      to: (0..<run.workerCount).filter { !run.copies.held.contains($0) }.map { workers[$0]! }))
+                                      to: receivers.map { workers[$0]! }))
     }
 }
