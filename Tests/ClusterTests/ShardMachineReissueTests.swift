@@ -66,6 +66,18 @@ extension ShardMachineTests {
                        "a push of step 2, which had no re-issue, is stale as before")
     }
 
+    /// A reassignment while worker 1 is behind: the coordinator holds it back at once, so the
+    /// step goes out without its hello, and its hello (once welcomed) brings it the weights.
+    func testAfterAReassignARankHeldBackIsNotWaitedFor() throws {
+        try gathering()
+        _ = try feed(.shardCommand(ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets)), from: coordinator)
+        XCTAssertTrue(try feed(.shardCommand(ShardCommand(kind: .holdBack, step: 0, owner: 1)), from: coordinator).isEmpty)
+        XCTAssertEqual(broadcastPeers(try feed(hello(rank: 0), from: w0)), [w0])
+        let back = try feed(hello(rank: 1), from: w1)
+        XCTAssertEqual(broadcastPeers(back), [w1])
+        XCTAssertEqual(reports(back), [])
+    }
+
     func testAGrantOrHoldThatDoesNotFitTheRunEndsTheShard() throws {
         try gathering()
         let notANode = "not a node of that rank's block in step 1 of 2 ranks"
