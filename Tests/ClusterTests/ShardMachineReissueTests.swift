@@ -78,6 +78,20 @@ extension ShardMachineTests {
         XCTAssertEqual(reports(back), [])
     }
 
+    /// Its hello may come once the step's sum is made (copies brought every node): that step's
+    /// weights stay in the range until `apply`, and they go to it.
+    func testAHeldRankWelcomedWhileTheStepIsSummedGetsThatStepsWeights() throws {
+        try gathering()
+        _ = try grant(2, 4, owner: 1, helper: 0)
+        _ = try feed(.shardCommand(ShardCommand(kind: .holdBack, step: 0, owner: 1)), from: coordinator)
+        for push in pushes(begin: 0, end: 2) + pushes(begin: 2, end: 4) { try feed(push, from: w0) }
+        XCTAssertNotNil(machine.run?.summed)
+        let before = Array(machine.run!.update.parameters)
+        XCTAssertEqual(broadcastPeers(try feed(hello(rank: 1), from: w1)), [w1])
+        XCTAssertEqual(Array(machine.run!.update.parameters), before)
+        XCTAssertTrue(try feed(pushes(begin: 2, end: 4)[0], from: w1).isEmpty, "its own copy is too late: dropped quietly")
+    }
+
     func testAGrantOrHoldThatDoesNotFitTheRunEndsTheShard() throws {
         try gathering()
         let notANode = "not a node of that rank's block in step 1 of 2 ranks"

@@ -204,9 +204,11 @@ struct ShardMachine: ServerRole {
         }
         workers[rank] = peer
         if run.copies.release(rank) {
-            // Welcomed again after it fell behind: the step it now starts is the one broadcast,
-            // unless that step's sum is made and the next broadcast (which includes it) is due.
-            if run.broadcastPending == nil, run.summed == nil, let sent = run.broadcastSent {
+            // Welcomed again after it fell behind: the step it now starts is the one broadcast
+            // (its weights stay in the range until `apply`, even once the step's sum is made;
+            // a still pending broadcast includes it). Its copies may all be in already: its
+            // pushes are then dropped quietly, and the coordinator holds it back again.
+            if run.broadcastPending == nil, let sent = run.broadcastSent {
                 actions.append(.broadcastSlab(step: sent.step, resetState: sent.resetState, offset: run.update.range.lowerBound,
                                               values: UnsafeBufferPointer(run.update.parameters), to: [peer]))
             }
