@@ -48,8 +48,9 @@ extension Coordinator {
     }
 
     /// Every worker welcomed must reach every parameter server within the heartbeat timeout
-    /// (with shards: each shard reports each hello; one held back says hello when welcomed). One that does not is refused, and the run ends
-    /// naming the worker and the server: a step could never complete without it.
+    /// (with shards: each shard reports each hello; one held back says hello when it is
+    /// welcomed later). One that does not is refused, and the run ends naming the worker and
+    /// the server: a step could never complete without it.
     func awaitRanks(step: Int) throws {
         let welcomed = machine.workers.filter { !heldBack.contains($0.identity) }.map(\.rank)
         let missing = try parameters.awaitRanks(welcomed, step: step, timeout: options.heartbeatTimeout) {
