@@ -29,6 +29,28 @@ final class ReissueTests: ClusterTestCase {
         try assertSameBytes(run)
     }
 
+    /// The same fleet with two parameter shards (`recur shard` processes): the shards take the
+    /// helpers' pieces of the slow worker's nodes (two pieces per shard and node: the model has
+    /// two layers), it falls behind and is welcomed again, and the bytes stay; no shard refuses
+    /// a copy or a late push.
+    func testWithShardsATransientStragglersNodesAreReissuedAndTheBytesStay() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 24)
+        config.chunkStreams = 1
+        let run = try runEmulatedFleet(config, delays: Array(repeating: ChunkDelay(milliseconds: 20), count: 3)
+                                                + [ChunkDelay(milliseconds: 20, factor: 8, slowSteps: 8...14)], shards: 2, timeout: 90)
+        let rank = try XCTUnwrap(run.workers[3].worker.rank)
+        let fromSlow = run.coordinator.logs.lines.filter { line in
+            line.contains("re-issued chunks") && line.contains("from worker \(rank) ") && (8...15).contains { line.contains("of step \($0) ") }
+        }
+        XCTAssertGreaterThanOrEqual(fromSlow.count, 3, "slow: worker \(rank)\n" + run.coordinator.logs.text)
+        XCTAssertGreaterThan(try XCTUnwrap(run.summary.balancing).reissuedChunks, 0)
+        for shard in run.shards {   // nothing refused but an old assignment's pushes in flight at a move
+            let refused = (shard.stdout.lines + shard.stderr.lines).filter { $0.contains("rejected") && !$0.contains("not part of this shard's run") }
+            XCTAssertEqual(refused, [], shard.transcript)
+        }
+        try assertSameBytes(run)
+    }
+
     /// `recur train --workers 4` with a worker 4× slower: every step record of `--log-jsonl`
     /// says what balancing did, and the final summary line gives the sums; with `--balance
     /// off` nothing moves and the counts are zero. The bytes are the same either way.
