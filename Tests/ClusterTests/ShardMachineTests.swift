@@ -275,7 +275,9 @@ final class ShardMachineTests: XCTestCase {
             XCTAssertEqual(rejections(try feed(sample(kind), from: w0)), ["unexpected \(kind.rawValue) from worker 0"], "\(kind)")
         }
         // A worker welcomed again (it fell behind) says hello again, with its ticket.
-        XCTAssertEqual(rejections(try feed(sample(.hello), from: w0)), [])
+        let again = try feed(sample(.hello), from: w0)
+        XCTAssertEqual(rejections(again), [])
+        XCTAssertEqual(reports(again), [], "nothing new for the coordinator")
         XCTAssertEqual(rejections(try feed(hello(rank: 0, ticket: "forged"), from: w0)), ["hello for rank 0 without that rank's ticket"])
         XCTAssertTrue(try feed(sample(.heartbeat), from: w0).isEmpty)
         XCTAssertTrue(try feed(sample(.gradientPush), from: w0).isEmpty, "a valid piece is taken quietly")

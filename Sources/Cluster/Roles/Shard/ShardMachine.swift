@@ -202,6 +202,7 @@ struct ShardMachine: ServerRole {
             actions.append(.reject(peer, "hello for rank \(rank) without that rank's ticket"))
             return
         }
+        let again = workers[rank] == peer
         workers[rank] = peer
         if run.copies.release(rank) {
             // Welcomed again after it fell behind: the step it now starts is the one broadcast
@@ -215,6 +216,9 @@ struct ShardMachine: ServerRole {
             broadcastIfReady(run)
             return
         }
+        // The same worker saying hello again (a welcome again) brings nothing to report: the
+        // coordinator, gathering, would only log each one.
+        guard !again else { return }
         if let coordinator {
             actions.append(.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator, required: false))
         }
