@@ -1508,7 +1508,7 @@ const ProtobufCMessageDescriptor recur__shard_setup__descriptor =
   (ProtobufCMessageInit) recur__shard_setup__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[8] =
+static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[12] =
 {
   {
     "kind",
@@ -1606,12 +1606,64 @@ static const ProtobufCFieldDescriptor recur__shard_command__field_descriptors[8]
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chunk_begin",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, chunk_begin),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_end",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, chunk_end),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "owner",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, owner),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "helper",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Recur__ShardCommand, helper),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned recur__shard_command__field_indices_by_name[] = {
   7,   /* field[7] = block_sizes */
   3,   /* field[3] = broadcast_next */
+  8,   /* field[8] = chunk_begin */
+  9,   /* field[9] = chunk_end */
+  11,   /* field[11] = helper */
   0,   /* field[0] = kind */
   2,   /* field[2] = norm */
+  10,   /* field[10] = owner */
   6,   /* field[6] = rank_tickets */
   4,   /* field[4] = reset_state */
   1,   /* field[1] = step */
@@ -1620,7 +1672,7 @@ static const unsigned recur__shard_command__field_indices_by_name[] = {
 static const ProtobufCIntRange recur__shard_command__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor recur__shard_command__descriptor =
 {
@@ -1630,7 +1682,7 @@ const ProtobufCMessageDescriptor recur__shard_command__descriptor =
   "Recur__ShardCommand",
   "recur",
   sizeof(Recur__ShardCommand),
-  8,
+  12,
   recur__shard_command__field_descriptors,
   recur__shard_command__field_indices_by_name,
   1,  recur__shard_command__number_ranges,

@@ -85,7 +85,8 @@ extension WireCodec {
                                               broadcastNext: body.broadcast_next != 0, resetState: body.reset_state != 0,
                                               workerCount: body.worker_count,
                                               rankTickets: (0..<body.n_rank_tickets).map { string(body.rank_tickets[$0]) },
-                                              blockSizes: Array(UnsafeBufferPointer(start: body.block_sizes, count: body.n_block_sizes))))
+                                              blockSizes: Array(UnsafeBufferPointer(start: body.block_sizes, count: body.n_block_sizes)),
+                                              chunkBegin: body.chunk_begin, chunkEnd: body.chunk_end, owner: body.owner, helper: body.helper))
         case RECUR__ENVELOPE__BODY_SHARD_REPORT:
             let body = envelope.shard_report.pointee
             guard let kind = ShardReport.Kind(rawValue: body.kind) else { throw WireError.unknownKind(field: "shard_report.kind", value: body.kind) }

@@ -6,7 +6,7 @@ import Recurrent
 /// `[WireTensor]` or a parameter slab; both reach the same packer.
 public enum WireCodec {
     /// Carried by every envelope; a peer with another version is refused.
-    public static let protocolVersion: UInt32 = 4
+    public static let protocolVersion: UInt32 = 5
 
     /// Encodes `message` into `buffer`, replacing its contents.
     public static func encode(_ message: Message, into buffer: inout MessageBuffer) {
@@ -284,6 +284,10 @@ public enum WireCodec {
         body.broadcast_next = command.broadcastNext ? 1 : 0
         body.reset_state = command.resetState ? 1 : 0
         body.worker_count = command.workerCount
+        body.chunk_begin = command.chunkBegin
+        body.chunk_end = command.chunkEnd
+        body.owner = command.owner
+        body.helper = command.helper
         var sizes = command.blockSizes
         withCStrings(command.rankTickets) { s in
             var tickets: [UnsafeMutablePointer<CChar>?] = s

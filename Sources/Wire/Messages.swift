@@ -247,6 +247,12 @@ public struct ShardCommand: Equatable, Sendable {
         /// A new assignment (a worker was lost or joined): forget the workers, wait for
         /// `workerCount` hellos, then broadcast the weights for `step`; answer `ready`.
         case reassign = 4
+        /// `--balance on`: node `chunks` of rank `owner`'s block in `step` was re-issued to
+        /// rank `helper`, whose pushes for it count as the owner's.
+        case reissue = 5
+        /// `--balance on`: rank `owner` fell behind in `step` (a copy completed its node); it
+        /// gets no weights until it says hello again after the coordinator's welcome.
+        case holdBack = 6
     }
     public var kind: Kind
     public var step: UInt64
@@ -260,9 +266,21 @@ public struct ShardCommand: Equatable, Sendable {
     /// `reassign`: the chunks of each rank's contiguous block, in rank order (`--balance`);
     /// empty: the equal split (`StreamLayout.contiguousBlocks`).
     public var blockSizes: [UInt32]
+    /// `reissue`: the node re-issued, chunks `chunkBegin..<chunkEnd`.
+    public var chunkBegin: UInt32
+    public var chunkEnd: UInt32
+    /// `reissue`: the rank whose node it is; `holdBack`: the rank held back.
+    public var owner: UInt32
+    /// `reissue`: the rank that computes the copy.
+    public var helper: UInt32
 
     public init(kind: Kind, step: UInt64, norm: Double = 0, broadcastNext: Bool = false, resetState: Bool = false,
-                workerCount: UInt32 = 0, rankTickets: [String] = [], blockSizes: [UInt32] = []) {
+                workerCount: UInt32 = 0, rankTickets: [String] = [], blockSizes: [UInt32] = [],
+                chunkBegin: UInt32 = 0, chunkEnd: UInt32 = 0, owner: UInt32 = 0, helper: UInt32 = 0) {
+        self.chunkBegin = chunkBegin
+        self.chunkEnd = chunkEnd
+        self.owner = owner
+        self.helper = helper
         self.workerCount = workerCount
         self.rankTickets = rankTickets
         self.blockSizes = blockSizes

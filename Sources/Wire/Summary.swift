@@ -156,7 +156,13 @@ extension ShardSetup {
 }
 
 extension ShardCommand {
-    public var summary: String { "shard_command: \(kind) step \(step)" }
+    public var summary: String {
+        switch kind {
+        case .reissue: return "shard_command: reissue step \(step), chunks \(chunkBegin)..<\(chunkEnd) of rank \(owner) to rank \(helper)"
+        case .holdBack: return "shard_command: holdBack step \(step), rank \(owner)"
+        default: return "shard_command: \(kind) step \(step)"
+        }
+    }
 }
 
 extension ShardReport {

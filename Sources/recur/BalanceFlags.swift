@@ -11,7 +11,7 @@ enum OnOff: String, ExpressibleByArgument, CaseIterable {
 
 /// `--balance on|off` of serve and train: chunks follow the workers' measured speed.
 struct BalanceFlags: ParsableArguments {
-    @Option(help: "With more than one worker: at step boundaries, give each worker a block of chunks sized by its measured compute per chunk, so all finish together; within a step (one parameter server), have an idle worker compute a late worker's chunks too, the first copy counting. Any split and any copy give the same weights.")
+    @Option(help: "With more than one worker: at step boundaries, give each worker a block of chunks sized by its measured compute per chunk, so all finish together; within a step, have an idle worker compute a late worker's chunks too, the first copy counting. Any split and any copy give the same weights.")
     var balance = OnOff.on
 }
 

@@ -58,12 +58,12 @@ final class CoordinatorTests: ClusterTestCase {
         XCTAssertTrue(error.message.contains("vocabulary_digest abababababab"), error.message)
         XCTAssertFalse(error.message.contains("corpus_digest"), error.message)
 
-        // A hello of protocol version 5: refused with both versions named.
+        // A hello of protocol version 6: refused with both versions named.
         try peer.send(bytes: try otherVersion(.hello(peer.hello())))
-        let versionReply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a version 5 hello")
+        let versionReply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a version 6 hello")
         guard case .error(let versionError) = versionReply else { return XCTFail("expected an error reply, got \(versionReply.kind)") }
-        XCTAssertEqual(versionError.message, "protocol version 5, expected 4")
-        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 5, expected 4"]),
+        XCTAssertEqual(versionError.message, "protocol version 6, expected 5")
+        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 6, expected 5"]),
                         coordinator.logs.text)
 
         // Neither joined: the job still takes its one worker.
@@ -126,7 +126,7 @@ final class CoordinatorTests: ClusterTestCase {
         let garbage: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         let hello = WireCodec.encode(.hello(outsider.hello()))
         let truncated = Array(hello.prefix(hello.count - 9))
-        let noBody: [UInt8] = [0x08, 0x04]  // version 4, nothing else
+        let noBody: [UInt8] = [0x08, 0x05]  // version 5, nothing else
         let push = WireCodec.encode(.gradientPush(GradientPush(step: 3, tokenCount: 32, lossSum: 1, tensors: [],
                                                                computeSeconds: 0, communicateSeconds: 0)))
         // The test's own premise: these really are invalid to the decoder.
@@ -160,7 +160,7 @@ final class CoordinatorTests: ClusterTestCase {
             ("two frames", [who, "2 body frames, expected 1"]),
             ("twenty frames", ["rejected message", "21 frames"]),
             ("no body", [who, "message has no body"]),
-            ("version 5", [who, "protocol version 5, expected 4"]),
+            ("version 6", [who, "protocol version 6, expected 5"]),
             ("hello mid-run", [who, "hello from a process that is not a worker of this job"]),
             ("push from outsider", [who, "gradient_push from a process that is not a worker of this job"]),
         ] {
@@ -171,7 +171,7 @@ final class CoordinatorTests: ClusterTestCase {
             guard case .error(let error) = reply else { XCTFail("unexpected \(reply.kind) to an outsider"); continue }
             replies.append(error.message)
         }
-        XCTAssertEqual(replies.sorted(), ["protocol version 5, expected 4", "this job already has its 2 workers"])
+        XCTAssertEqual(replies.sorted(), ["protocol version 6, expected 5", "this job already has its 2 workers"])
 
         let summary = try XCTUnwrap(coordinator.wait(timeout: 30)).get()
         XCTAssertEqual(summary.steps, 20)
@@ -352,10 +352,10 @@ extension CoordinatorTests {
     }
 }
 
-/// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 5.
+/// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 6.
 func otherVersion(_ message: Message) throws -> [UInt8] {
     var bytes = WireCodec.encode(message)
-    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x04], "the envelope starts with version = 4")
-    bytes[1] = 0x05
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x05], "the envelope starts with version = 5")
+    bytes[1] = 0x06
     return bytes
 }

@@ -29,6 +29,28 @@ final class ReissueTests: ClusterTestCase {
         try assertSameBytes(run)
     }
 
+    /// The same fleet with two parameter shards (`recur shard` processes): the shards take the
+    /// helpers' pieces of the slow worker's nodes (two pieces per shard and node: the model has
+    /// two layers), it falls behind and is welcomed again, and the bytes stay; no shard refuses
+    /// a copy or a late push.
+    func testWithShardsATransientStragglersNodesAreReissuedAndTheBytesStay() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 24)
+        config.chunkStreams = 1
+        let run = try runEmulatedFleet(config, delays: Array(repeating: ChunkDelay(milliseconds: 20), count: 3)
+                                                + [ChunkDelay(milliseconds: 20, factor: 8, slowSteps: 8...14)], shards: 2, timeout: 90)
+        let rank = try XCTUnwrap(run.workers[3].worker.rank)
+        let fromSlow = run.coordinator.logs.lines.filter { line in
+            line.contains("re-issued chunks") && line.contains("from worker \(rank) ") && (8...15).contains { line.contains("of step \($0) ") }
+        }
+        XCTAssertGreaterThanOrEqual(fromSlow.count, 3, "slow: worker \(rank)\n" + run.coordinator.logs.text)
+        XCTAssertGreaterThan(try XCTUnwrap(run.summary.balancing).reissuedChunks, 0)
+        for shard in run.shards {   // nothing refused but an old assignment's pushes in flight at a move
+            let refused = (shard.stdout.lines + shard.stderr.lines).filter { $0.contains("rejected") && !$0.contains("not part of this shard's run") }
+            XCTAssertEqual(refused, [], shard.transcript)
+        }
+        try assertSameBytes(run)
+    }
+
     /// `recur train --workers 4` with a worker 4× slower: every step record of `--log-jsonl`
     /// says what balancing did, and the final summary line gives the sums; with `--balance
     /// off` nothing moves and the counts are zero. The bytes are the same either way.
@@ -59,6 +81,33 @@ final class ReissueTests: ClusterTestCase {
             hashes.append(try Data(contentsOf: directory.appendingPathComponent("run/model.safetensors")))
         }
         XCTAssertEqual(hashes[0], hashes[1], "--balance changed the weights")
+    }
+
+    /// With parameter shards: `recur train --workers 4 --shards 2` with the fourth worker 4×
+    /// slower. The balancer leaves it one chunk, which idle workers compute a second time: the
+    /// shards take the helper's pieces (two per shard and node, the model has two layers), the
+    /// slow worker falls behind and is welcomed again. The step records count the re-issues,
+    /// and the weights are the `--workers 1` bytes.
+    func testWithShardsLateNodesAreReissuedAndTheBytesStay() throws {
+        let model = ["--hidden", "32", "--layers", "2", "--batch", "16", "--seq", "16", "--chunk", "2", "--steps", "30",
+                     "--sample-length", "0", "--eval-every", "0", "--threads", "1"]
+        let sharded = try temporaryDirectory(), reference = try temporaryDirectory()
+        let records = sharded.appendingPathComponent("steps.jsonl")
+        let train = try launch(["train", "--workers", "4", "--shards", "2", "--emulate-chunk-ms", "10,10,10,40", "--heartbeat-timeout", "10",
+                                "--log-jsonl", records.path, "--checkpoint-dir", sharded.appendingPathComponent("run").path] + model)
+        XCTAssertEqual(train.waitForExit(timeout: 120), 0, train.transcript)
+        XCTAssertNotNil(train.stdout.line(containing: ["re-issued chunks", "of step"]), train.transcript)
+        let reissued = try String(contentsOf: records, encoding: .utf8).split(separator: "\n").compactMap { line in
+            (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["balancing"] as? [String: Int]
+        }.map { $0["reissuedChunks"] ?? 0 }.reduce(0, +)
+        XCTAssertGreaterThan(reissued, 0, train.transcript)
+        // A shard refuses nothing but the old assignment's pushes in flight at the move.
+        let refused = train.transcript.split(separator: "\n").filter { $0.contains("] rejected") && !$0.contains("not part of this shard's run") }
+        XCTAssertEqual(refused, [], "a shard refused a copy or a late push:\n" + train.transcript)
+        let single = try launch(["train", "--workers", "1", "--checkpoint-dir", reference.path] + model)
+        XCTAssertEqual(single.waitForExit(timeout: 90), 0, single.transcript)
+        XCTAssertEqual(try Data(contentsOf: sharded.appendingPathComponent("run/model.safetensors")),
+                       try Data(contentsOf: reference.appendingPathComponent("model.safetensors")), "re-issue with shards changed the weights")
     }
 
     /// A worker that goes quiet while the others compute its chunks (re-issued) is still found

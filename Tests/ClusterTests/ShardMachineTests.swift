@@ -9,14 +9,14 @@ import Wire
 /// (awaiting setup; serving: waiting for hellos, gathering, summed) from the coordinator, a
 /// joined worker and a stranger, and is either taken or refused with its reason.
 final class ShardMachineTests: XCTestCase {
-    private let token = "shard-machine-token"
-    private let tickets = ["ticket-0", "ticket-1"]
-    private let coordinator: PeerIdentity = Array("coordinator".utf8)
-    private let w0: PeerIdentity = Array("w0".utf8), w1: PeerIdentity = Array("w1".utf8)
-    private let stranger: PeerIdentity = Array("stranger".utf8)
-    private var plan: RunPlan!
-    private var machine: ShardMachine!
-    private var now = 100.0
+    let token = "shard-machine-token"
+    let tickets = ["ticket-0", "ticket-1"]
+    let coordinator: PeerIdentity = Array("coordinator".utf8)
+    let w0: PeerIdentity = Array("w0".utf8), w1: PeerIdentity = Array("w1".utf8)
+    let stranger: PeerIdentity = Array("stranger".utf8)
+    var plan: RunPlan!
+    var machine: ShardMachine!
+    var now = 100.0
 
     override func setUpWithError() throws {
         plan = try RunPlan(config: ClusterFixtures.tinyConfig(steps: 5), corpus: ClusterFixtures.corpus)
@@ -31,13 +31,13 @@ final class ShardMachineTests: XCTestCase {
 
     /// Encodes and decodes `message` as the driver would, and feeds it from `peer`.
     @discardableResult
-    private func feed(_ message: Message, from peer: PeerIdentity) throws -> [ServerAction] {
+    func feed(_ message: Message, from peer: PeerIdentity) throws -> [ServerAction] {
         try WireCodec.encode(message).withUnsafeBytes { bytes in
             machine.handle(.received(peer, try WireCodec.decode(bytes, limits: .standard)), now: now)
         }
     }
 
-    private var setupMessage: Message {
+    var setupMessage: Message {
         let update = ParameterUpdate(layout: plan.layout, optimizer: plan.config.optimizer, schedule: plan.config.schedule,
                                      clip: plan.config.clip, initial: ParameterInitializer.initialize(plan.layout, seed: 1))
         return .shardSetup(ShardSetup(
@@ -47,14 +47,14 @@ final class ShardMachineTests: XCTestCase {
             optimizerSteps: 0, joinToken: token, vocabularySize: UInt32(plan.model.vocabularySize), labelCount: 0))
     }
 
-    private func hello(rank: Int, ticket: String? = nil, token: String? = nil) -> Message {
+    func hello(rank: Int, ticket: String? = nil, token: String? = nil) -> Message {
         let corpus = ClusterFixtures.corpus
         return .hello(Hello(corpusDigest: corpus.digest, vocabularyDigest: corpus.vocabulary.digest, host: "h", pid: 1, threads: 1,
                             joinToken: token ?? self.token, rank: UInt32(rank), rankTicket: ticket ?? tickets[rank]))
     }
 
     /// The pieces of node `begin..<end`'s gradient, every value `value`, for `step`.
-    private func pushes(begin: UInt32, end: UInt32, step: UInt64 = 0, value: Float = 0.5) -> [Message] {
+    func pushes(begin: UInt32, end: UInt32, step: UInt64 = 0, value: Float = 0.5) -> [Message] {
         let pieces = SlabPartition.pushPieces(of: 0..<plan.layout.count, earlyFrom: plan.config.earlyElements(of: plan.layout))
         return pieces.enumerated().map { part, piece in
             .gradientPush(GradientPush(step: step, tokenCount: 0, lossSum: 0,
@@ -65,7 +65,7 @@ final class ShardMachineTests: XCTestCase {
     }
 
     /// One representative message of every kind (pushes: a valid node of worker 0's block).
-    private func sample(_ kind: MessageKind) -> Message {
+    func sample(_ kind: MessageKind) -> Message {
         switch kind {
         case .hello: return hello(rank: 0)
         case .welcome: return .welcome(Welcome(rank: 0, workerCount: 1, runConfig: "{}", streamBegin: 0, streamEnd: 2, step: 0, state: []))
@@ -83,47 +83,47 @@ final class ShardMachineTests: XCTestCase {
 
     // MARK: Reading actions
 
-    private func rejections(_ actions: [ServerAction]) -> [String] {
+    func rejections(_ actions: [ServerAction]) -> [String] {
         actions.compactMap { if case .reject(_, let reason) = $0 { return reason } else { return nil } }
     }
 
-    private func sent(_ actions: [ServerAction]) -> [(Message, PeerIdentity)] {
+    func sent(_ actions: [ServerAction]) -> [(Message, PeerIdentity)] {
         actions.compactMap { if case .send(let m, let to, _) = $0 { return (m, to) } else { return nil } }
     }
 
-    private func reports(_ actions: [ServerAction]) -> [ShardReport.Kind] {
+    func reports(_ actions: [ServerAction]) -> [ShardReport.Kind] {
         sent(actions).compactMap { if case .shardReport(let r) = $0.0 { return r.kind } else { return nil } }
     }
 
-    private func failure(_ actions: [ServerAction]) -> Error? {
+    func failure(_ actions: [ServerAction]) -> Error? {
         actions.lazy.compactMap { if case .fail(let e) = $0 { return e } else { return nil } }.first
     }
 
-    private func broadcastPeers(_ actions: [ServerAction]) -> [PeerIdentity]? {
+    func broadcastPeers(_ actions: [ServerAction]) -> [PeerIdentity]? {
         actions.lazy.compactMap { if case .broadcastSlab(_, _, _, _, let to) = $0 { return to } else { return nil } }.first
     }
 
-    private func finishes(_ actions: [ServerAction]) -> Bool {
+    func finishes(_ actions: [ServerAction]) -> Bool {
         actions.contains { if case .finish = $0 { return true } else { return false } }
     }
 
     // MARK: Getting to each state
 
-    private func setUpRun() throws {
+    func setUpRun() throws {
         XCTAssertEqual(reports(try feed(setupMessage, from: coordinator)), [.ready])
         XCTAssertEqual(reports(try feed(.shardCommand(ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets)),
                                         from: coordinator)), [.ready])
     }
 
     /// Both workers said hello: the weights of step 1 went out to both, in rank order.
-    private func gathering() throws {
+    func gathering() throws {
         try setUpRun()
         XCTAssertNil(broadcastPeers(try feed(hello(rank: 0), from: w0)))
         XCTAssertEqual(broadcastPeers(try feed(hello(rank: 1), from: w1)), [w0, w1])
     }
 
     /// Every node of step 1 is in: the block norms went to the coordinator.
-    private func summed() throws {
+    func summed() throws {
         try gathering()
         for push in pushes(begin: 0, end: 2) { XCTAssertEqual(reports(try feed(push, from: w0)), []) }
         let last = try pushes(begin: 2, end: 4).map { try feed($0, from: w1) }.last!
@@ -271,9 +271,14 @@ final class ShardMachineTests: XCTestCase {
 
     func testEveryKindFromAJoinedWorker() throws {
         try gathering()
-        for kind in MessageKind.allCases where ![.gradientPush, .heartbeat, .shardSetup].contains(kind) {
+        for kind in MessageKind.allCases where ![.gradientPush, .heartbeat, .shardSetup, .hello].contains(kind) {
             XCTAssertEqual(rejections(try feed(sample(kind), from: w0)), ["unexpected \(kind.rawValue) from worker 0"], "\(kind)")
         }
+        // A worker welcomed again (it fell behind) says hello again, with its ticket.
+        let again = try feed(sample(.hello), from: w0)
+        XCTAssertEqual(rejections(again), [])
+        XCTAssertEqual(reports(again), [], "nothing new for the coordinator")
+        XCTAssertEqual(rejections(try feed(hello(rank: 0, ticket: "forged"), from: w0)), ["hello for rank 0 without that rank's ticket"])
         XCTAssertTrue(try feed(sample(.heartbeat), from: w0).isEmpty)
         XCTAssertTrue(try feed(sample(.gradientPush), from: w0).isEmpty, "a valid piece is taken quietly")
         guard case .shardSetup(var setup) = setupMessage else { return XCTFail() }

@@ -59,6 +59,32 @@ final class WorkerReissueTests: WorkerMachineTestCase {
         XCTAssertEqual(copy.state, owner.state, "the carried state after the step")
     }
 
+    /// With shards: the copy goes to every shard in the owner's pieces (every element once) and
+    /// the coordinator gets only the node's loss, tokens and state; a re-issue that comes once
+    /// some shard's weights of the next step are in is dropped (the step is over, and the
+    /// weights are no longer one step's).
+    func testWithShardsACopyGoesToEveryShardAndNotOnceTheNextWeightsArrive() throws {
+        _ = try working(shards: 2)
+        let ranges = SlabPartition(layout: plan.layout, shards: 2).shards
+        var started: ComputeJob?
+        for (k, range) in ranges.enumerated() { started = job(try feed(slabWeights(step: 0, range: range), from: .shard(k))) ?? started }
+        _ = run(try XCTUnwrap(started), startedAt: now)
+        handle(.gradientSent)
+        let actions = run(try XCTUnwrap(job(try feed(reissue()))), startedAt: now)
+        let toShards = shardPushes(actions)
+        XCTAssertEqual(Set(toShards.map(\.shard)), [0, 1])
+        XCTAssertTrue(toShards.allSatisfy { $0.push.chunks == 2..<4 && $0.push.step == 0 })
+        XCTAssertEqual(toShards.map(\.push.values.count).reduce(0, +), plan.layout.count)
+        let toCoordinator = coordinatorPushes(actions)
+        XCTAssertEqual(toCoordinator.map(\.chunks), [2..<4])
+        XCTAssertEqual(toCoordinator.first?.slices, 0..<0, "the gradient went to the shards")
+        XCTAssertEqual(toCoordinator.first?.state.isEmpty, false)
+        handle(.gradientSent)
+        try feed(slabWeights(step: 1, range: ranges[0]), from: .shard(0))
+        XCTAssertNil(job(try feed(reissue())))
+        XCTAssertEqual(state, "working")
+    }
+
     func testAReissueForAnOlderStepOrBeforeThisWorkerPushedIsDropped() throws {
         _ = try working()
         XCTAssertEqual(logs(try feed(reissue())), ["worker 0: dropped the reissue of chunks 2..<4 for step 1 (at step 1)"],

@@ -300,7 +300,8 @@ struct  Recur__ShardCommand
   uint32_t kind;
   /*
    * 4 new assignment: `worker_count` workers say hello again, then
-   * broadcast the weights for `step` (a lost or a joining worker)
+   * broadcast the weights for `step` (a lost or a joining worker);
+   * 5 re-issue a node (--balance); 6 hold a rank back (--balance)
    */
   uint64_t step;
   /*
@@ -329,10 +330,20 @@ struct  Recur__ShardCommand
    */
   size_t n_block_sizes;
   uint32_t *block_sizes;
+  /*
+   * order (--balance); empty: the equal split
+   * kind 5 (re-issue): node chunk_begin..<chunk_end of rank `owner`'s block, in `step`, may
+   * also come from rank `helper` (a copy). Kind 6 (hold back): rank `owner` fell behind in
+   * `step`: no weights to it until it says hello again.
+   */
+  uint32_t chunk_begin;
+  uint32_t chunk_end;
+  uint32_t owner;
+  uint32_t helper;
 };
 #define RECUR__SHARD_COMMAND__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&recur__shard_command__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0 }
 
 
 /*

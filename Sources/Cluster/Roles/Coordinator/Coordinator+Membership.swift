@@ -21,10 +21,13 @@ extension Coordinator {
         balancer.assigned(members: workers.map(\.identity))
         // Every leaf is a node of the tree: the sum is bit-identical for any worker count.
         tree = ReductionTree(leaves: workers.flatMap(\.nodes), over: 0..<plan.chunkCount)
-        let placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
-                                               resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
-        heldBack = []   // every worker gets its streams' state now
-        for peer in workers {
+        placements = try parameters.assign(blockSizes: workers.map(\.chunks.count), step: step,
+                                           resetState: plan.position(globalStep: step).stepInEpoch == 0, stop: stop)
+        // A worker still computing a step it fell behind on stays held back: its welcome (of
+        // this assignment) comes when it caught up; the shards send it no weights till then.
+        heldBack = Set(workers.filter { machine.isBehind($0.identity) }.map(\.identity))
+        for peer in workers where heldBack.contains(peer.identity) { try parameters.holdBack(rank: peer.rank, step: step) }
+        for peer in workers where !heldBack.contains(peer.identity) {
             let welcome = welcome(peer, step: step, state: state, placement: placements[peer.rank], workerCount: workers.count)
             do {
                 try messenger.send(.welcome(welcome), to: peer.identity)
@@ -44,11 +47,13 @@ extension Coordinator {
                 shardEndpoints: placement.endpoints, shardBounds: placement.bounds, rankTicket: placement.ticket)
     }
 
-    /// Every worker must reach every parameter server within the heartbeat timeout (with
-    /// shards: each shard reports each hello). One that does not is refused, and the run ends
-    /// naming the worker and the server: a step could never complete without it.
+    /// Every worker welcomed must reach every parameter server within the heartbeat timeout
+    /// (with shards: each shard reports each hello; one held back says hello when it is
+    /// welcomed later). One that does not is refused, and the run ends naming the worker and
+    /// the server: a step could never complete without it.
     func awaitRanks(step: Int) throws {
-        let missing = try parameters.awaitRanks(machine.workers.count, step: step, timeout: options.heartbeatTimeout) {
+        let welcomed = machine.workers.filter { !heldBack.contains($0.identity) }.map(\.rank)
+        let missing = try parameters.awaitRanks(welcomed, step: step, timeout: options.heartbeatTimeout) {
             try Self.throwIfLost(try sendHeartbeatsIfDue(step: step))
             while let (identity, message) = try messenger.receive(timeout: 0) {
                 try Self.throwIfLost(try feed(.received(identity, message)))

@@ -1,16 +1,19 @@
 import Training
 import Wire
 
-/// `--balance on` within a step, with one parameter server: a late worker's nodes are
-/// re-issued to idle workers (`ReissuePolicy`), with their streams' carried state as of the
-/// start of the step; the first complete copy of each node counts (`CoordinatorMachine`).
-/// With parameter shards the gradient goes to the shards, which know only the assignment's
-/// ranks, so chunks move between steps only (`Coordinator+Balance`).
+/// `--balance on` within a step: a late worker's nodes are re-issued to idle workers
+/// (`ReissuePolicy`), with their streams' carried state as of the start of the step; the first
+/// complete copy of each node counts (`CoordinatorMachine`). With parameter shards the shards
+/// are told first (`CoordinatorStore.reissue`): they take the helper's pieces of that node as
+/// the owner's, and hold back the weights of a worker that fell behind
+/// (`CoordinatorStore.holdBack`) until it is welcomed again, as this process does with one server.
 extension Coordinator {
-    var reissuesLateNodes: Bool { options.balance && parameters.gradientComesHere }
+    /// Whether late nodes are re-issued within a step: with `--balance on`, with one parameter
+    /// server or with shards alike.
+    var reissuesLateNodes: Bool { options.balance }
 
     /// While gathering `step`: sends the nodes the policy picks, one line each.
-    func reissueLateNodes(step: Int, state: CarriedState) {
+    func reissueLateNodes(step: Int, state: CarriedState) throws {
         let now = monotonicSeconds(), started = machine.gatherStarted
         let workers = machine.workers
         let pending = workers.filter { !$0.isComplete }
@@ -29,6 +32,9 @@ extension Coordinator {
             finishedSecondsPerChunk: finished.map { ($0.arrival - started) / Double($0.chunks.count) },
             idle: idle.map { ReissuePolicy.Helper(identity: $0.identity, secondsPerChunk: balancer.secondsPerChunk(of: $0.identity)) })
         for decision in decisions {
+            guard let owner = machine.member(decision.owner), let helper = machine.member(decision.helper) else { continue }
+            // The parameter servers first: the helper's pushes must find them ready.
+            try parameters.reissue(decision.node, owner: owner.rank, helper: helper.rank, step: step)
             let reissue = Reissue(step: UInt64(step), chunkBegin: UInt32(decision.node.lowerBound), chunkEnd: UInt32(decision.node.upperBound),
                                   state: state.wireTensors(streams: plan.streams(ofChunks: decision.node)))
             // A copy is optional: a helper that does not take it now is simply not used.
@@ -39,10 +45,20 @@ extension Coordinator {
         }
     }
 
+    /// Step `step` is gathered and `behind` fell behind (a copy completed a node of theirs):
+    /// the parameter servers hold their next weights back (shards broadcast by themselves).
+    func holdBack(_ behind: [PeerIdentity], step: Int) throws {
+        for identity in behind {
+            guard let peer = machine.member(identity) else { continue }
+            try parameters.holdBack(rank: peer.rank, step: step)
+        }
+    }
+
     /// Before `request`'s weights go out: a worker still computing an older step (it fell
     /// behind) gets no weights, so that none pile up at it; it is held back. One that caught up
     /// meanwhile gets a welcome with its streams' state at the start of this step, as its own
-    /// state is of an older one. The weights go to every worker not held back.
+    /// state is of an older one (with shards, its hello after the welcome brings it the step's
+    /// weights from each shard). The weights go to every worker not held back.
     func weightsRecipients(step: Int, state: CarriedState) throws -> [PeerIdentity] {
         resumedAt = [:]
         for peer in machine.workers where machine.isBehind(peer.identity) { heldBack.insert(peer.identity) }
@@ -69,7 +85,8 @@ extension Coordinator {
     private func welcomeCaughtUp(step: Int, state: CarriedState) throws -> [PeerIdentity] {
         let caughtUp = machine.workers.filter { heldBack.contains($0.identity) && !machine.isBehind($0.identity) }
         for peer in caughtUp {
-            try messenger.send(.welcome(welcome(peer, step: step, state: state, placement: Placement(), workerCount: machine.workers.count)),
+            let placement = placements.indices.contains(peer.rank) ? placements[peer.rank] : Placement()
+            try messenger.send(.welcome(welcome(peer, step: step, state: state, placement: placement, workerCount: machine.workers.count)),
                                to: peer.identity)
             heldBack.remove(peer.identity)
         }

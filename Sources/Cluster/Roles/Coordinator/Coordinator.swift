@@ -32,7 +32,7 @@ public final class Coordinator: GradientSource {
     private var stragglers = StragglerWatch()
     /// `--balance`: the workers' measured speeds and whether a new split is worth it.
     var balancer = ChunkBalancer()
-    /// `--balance on`, one parameter server: late workers' nodes to idle workers within a step.
+    /// `--balance on`: late workers' nodes to idle workers within a step.
     let reissuePolicy = ReissuePolicy()
     /// What balancing did for the step being computed (the step record's `balancing`).
     var stepBalancing = BalancingCounts()
@@ -41,6 +41,9 @@ public final class Coordinator: GradientSource {
     var heldBack: Set<PeerIdentity> = []
     /// Held-back workers given the step being gathered after it began: when (they start late).
     var resumedAt: [PeerIdentity: Double] = [:]
+    /// Where each rank of the current assignment finds the parameters (a welcome again after
+    /// it fell behind names the same).
+    var placements: [Placement] = []
 
     /// The limits every message from a worker must keep: one gradient plus its state.
     public static func decodeLimits(_ plan: RunPlan) -> DecodeLimits { DecodeLimits(plan: plan) }
@@ -147,7 +150,7 @@ public final class Coordinator: GradientSource {
                 }
                 // Some workers are done: whether a late one's nodes go to them is judged often.
                 let judging = reissuesLateNodes && pending < machine.workers.count
-                if judging { reissueLateNodes(step: s, state: state) }
+                if judging { try reissueLateNodes(step: s, state: state) }
                 if !heldBack.isEmpty { try resumeCaughtUp(request, state: state) }
                 received = try receiveFromWorkers(timeout: judging ? 0.005 : 0.2)
             }
@@ -158,6 +161,7 @@ public final class Coordinator: GradientSource {
         }
         let behind = machine.stepGathered(s, now: monotonicSeconds())
         for worker in behind { balancer.fellBehind(worker.identity, secondsPerChunk: worker.secondsPerChunk) }
+        try holdBack(behind.map(\.identity), step: s)
         return reduced(excluding: behind.map(\.identity))
     }
 

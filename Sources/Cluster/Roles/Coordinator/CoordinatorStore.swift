@@ -23,10 +23,10 @@ protocol CoordinatorStore: ParameterStore {
     /// bounds, its ticket; empty for the slab).
     func assign(blockSizes: [Int], step: Int, resetState: Bool, stop: StopRequest) throws -> [Placement]
 
-    /// After an assignment: waits until every rank reached every parameter server, calling
-    /// `serve` in between (heartbeats, the workers' messages), at most `timeout` seconds.
-    /// Returns a rank that did not, with the server's name; nil when all did.
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)?
+    /// After an assignment: waits until every rank of `ranks` reached every parameter server,
+    /// calling `serve` in between (heartbeats, the workers' messages), at most `timeout`
+    /// seconds. Returns a rank that did not, with the server's name; nil when all did.
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)?
 
     /// Step `request.step`'s weights to the workers, or nothing when the shards send them.
     func broadcast(_ request: StepRequest, layout: ParameterLayout, to peers: [PeerIdentity], messenger: ServerMessenger) throws
@@ -42,6 +42,14 @@ protocol CoordinatorStore: ParameterStore {
     /// The step's sum from the workers' pushes (leaf order = rank order = chunk order) in
     /// `tree`'s fixed order, or the shards' norm blocks, into `g`.
     func reduce(_ pushes: [PushAssembler], tree: ReductionTree, count: Int, into g: inout StepGradient)
+
+    /// `--balance on` within `step`: `helper` computes a copy of `owner`'s `node` (ranks). The
+    /// servers that take the gradient must take the helper's pushes for it (the slab: this
+    /// process knows already). Sent before the helper hears of it.
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws
+    /// `rank` fell behind in `step` (a copy completed its node): it must get no weights until
+    /// it is welcomed again (the slab: this process sends none, `Coordinator.heldBack`).
+    func holdBack(rank: Int, step: Int) throws
 
     func sendHeartbeatsIfDue(step: Int)
     func finish(reason: String)

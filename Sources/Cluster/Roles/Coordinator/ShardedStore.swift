@@ -45,10 +45,10 @@ final class ShardedStore: CoordinatorStore {
 
     /// Every worker must reach every shard (each shard reports each hello) within `timeout`:
     /// a step could never complete without it.
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? {
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? {
         var seen = Array(repeating: Set<Int>(), count: links.count)
         let deadline = monotonicSeconds() + timeout
-        while seen.contains(where: { $0.count < ranks }) {
+        while seen.contains(where: { !$0.isSuperset(of: ranks) }) {
             try serve()
             for (k, message) in try links.poll() {
                 guard case .shardReport(let report) = message else { continue }
@@ -60,8 +60,8 @@ final class ShardedStore: CoordinatorStore {
                     links.hold(k, message)
                 }
             }
-            if monotonicSeconds() > deadline, let k = seen.indices.first(where: { seen[$0].count < ranks }),
-               let rank = (0..<ranks).first(where: { !seen[k].contains($0) }) {
+            if monotonicSeconds() > deadline, let k = seen.indices.first(where: { !seen[$0].isSuperset(of: ranks) }),
+               let rank = ranks.first(where: { !seen[k].contains($0) }) {
                 return (rank, links.name(k))
             }
             try waitForInput(links.transports, timeout: 0.05)
@@ -121,6 +121,18 @@ final class ShardedStore: CoordinatorStore {
         guard needsFetch else { return }
         try links.fetchState(step: lastApplied, stop: stop)
         needsFetch = false
+    }
+
+    /// Every shard takes the helper's pieces of `node` as the owner's (`ShardCopies`).
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws {
+        try links.send(ShardCommand(kind: .reissue, step: UInt64(step), chunkBegin: UInt32(node.lowerBound),
+                                    chunkEnd: UInt32(node.upperBound), owner: UInt32(owner), helper: UInt32(helper)))
+    }
+
+    /// Sent before `apply`, so no shard broadcasts the next weights to `rank`: they come when
+    /// its hello after the coordinator's welcome reaches the shard.
+    func holdBack(rank: Int, step: Int) throws {
+        try links.send(ShardCommand(kind: .holdBack, step: UInt64(step), owner: UInt32(rank)))
     }
 
     func sendHeartbeatsIfDue(step: Int) { links.sendHeartbeatsIfDue(step: step) }

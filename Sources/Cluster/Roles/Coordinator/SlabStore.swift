@@ -19,7 +19,7 @@ final class SlabStore: CoordinatorStore {
         Array(repeating: Placement(), count: blockSizes.count)
     }
 
-    func awaitRanks(_ ranks: Int, step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? { nil }
+    func awaitRanks(_ ranks: [Int], step: Int, timeout: Double, serve: () throws -> Void) throws -> (rank: Int, server: String)? { nil }
 
     func broadcast(_ request: StepRequest, layout: ParameterLayout, to peers: [PeerIdentity], messenger: ServerMessenger) throws {
         try messenger.broadcastWeights(step: request.step, resetState: request.stepInEpoch == 0, parameters: request.parameters,
@@ -35,6 +35,9 @@ final class SlabStore: CoordinatorStore {
         tree.sum(pushes.map { $0.gradient.baseAddress! }, count: count, threads: 1)
         g.gradientSum = pushes[0].gradient.baseAddress!
     }
+
+    func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws {}
+    func holdBack(rank: Int, step: Int) throws {}
 
     func sendHeartbeatsIfDue(step: Int) {}
     func finish(reason: String) {}

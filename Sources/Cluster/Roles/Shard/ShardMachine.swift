@@ -90,10 +90,11 @@ struct ShardMachine: ServerRole {
             }
         } else if peer == coordinator {
             try fromCoordinator(message)
+        } else if case .hello(let hello) = message, let run {
+            // From a new peer, or from a worker welcomed again after it fell behind.
+            admit(hello, peer: peer, run: run)
         } else if let rank = workers.first(where: { $0.value == peer })?.key {
             fromWorker(rank: rank, peer: peer, message)
-        } else if case .hello(let hello) = message, let run {
-            admit(hello, peer: peer, run: run)
         } else {
             actions.append(.reject(peer, "\(message.kind.rawValue) from a peer that is not part of this shard's run"))
         }
@@ -141,6 +142,7 @@ struct ShardMachine: ServerRole {
         case .broadcast:
             run.step = command.step
             run.recycle()
+            run.copies.newStep()
             run.broadcastPending = command
             broadcastIfReady(run)
         case .apply:
@@ -151,6 +153,7 @@ struct ShardMachine: ServerRole {
             run.recycle()
             guard command.broadcastNext else { return }
             run.step = command.step + 1
+            run.copies.newStep()
             run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step + 1, resetState: command.resetState)
             broadcastIfReady(run)
         case .reassign:
@@ -159,12 +162,17 @@ struct ShardMachine: ServerRole {
             }
             try run.assign(workers: Int(command.workerCount), blockSizes: command.blockSizes.map { Int($0) })
             run.tickets = command.rankTickets
+            run.copies.reset()
             workers = [:]
             run.step = command.step
             run.recycle()
             run.broadcastPending = ShardCommand(kind: .broadcast, step: command.step, resetState: command.resetState)
             actions += [.members(Int(command.workerCount) + 1),
                         .send(.shardReport(ShardReport(kind: .ready, step: command.step)), to: coordinator)]
+        case .reissue:
+            try run.copies.grant(command, step: run.step, nodesOfRank: run.nodesOfRank)
+        case .holdBack:
+            try run.copies.holdBack(command, step: run.step, workerCount: run.workerCount)
         case .sendState:
             let update = run.update
             let state = update.optimizer.stateBuffers.map { WireTensor(name: $0.name, shape: [$0.values.count], values: $0.values) }
@@ -194,7 +202,23 @@ struct ShardMachine: ServerRole {
             actions.append(.reject(peer, "hello for rank \(rank) without that rank's ticket"))
             return
         }
+        let again = workers[rank] == peer
         workers[rank] = peer
+        if run.copies.release(rank) {
+            // Welcomed again after it fell behind: the step it now starts is the one broadcast
+            // (its weights stay in the range until `apply`, even once the step's sum is made;
+            // a still pending broadcast includes it). Its copies may all be in already: its
+            // pushes are then dropped quietly, and the coordinator holds it back again.
+            if run.broadcastPending == nil, let sent = run.broadcastSent {
+                actions.append(.broadcastSlab(step: sent.step, resetState: sent.resetState, offset: run.update.range.lowerBound,
+                                              values: UnsafeBufferPointer(run.update.parameters), to: [peer]))
+            }
+            broadcastIfReady(run)
+            return
+        }
+        // The same worker saying hello again (a welcome again) brings nothing to report: the
+        // coordinator, gathering, would only log each one.
+        guard !again else { return }
         if let coordinator {
             actions.append(.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator, required: false))
         }
@@ -219,14 +243,18 @@ struct ShardMachine: ServerRole {
         }
     }
 
-    /// The pending step's weights to every worker, once all of them said hello. A worker that
+    /// The pending step's weights to every worker not held back, once all of them said hello
+    /// (one held back says hello when the coordinator welcomes it again). A worker that
     /// is gone comes back as `.peerGone` (the others still get the weights): whether the run
     /// goes on is the coordinator's call.
     private mutating func broadcastIfReady(_ run: ShardRun) {
-        guard let command = run.broadcastPending, workers.count == run.workerCount else { return }
+        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) }
+        guard let command = run.broadcastPending, receivers.allSatisfy({ workers[$0] != nil }) else { return }
         run.broadcastPending = nil
+        run.broadcastSent = command
+        // A rank held back (it fell behind) gets these weights when it says hello again.
         actions.append(.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
                                       values: UnsafeBufferPointer(run.update.parameters),
-                                      to: (0..<run.workerCount).map { workers[$0]! }))
+                                      to: receivers.map { workers[$0]! }))
     }
 }

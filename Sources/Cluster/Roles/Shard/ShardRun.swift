@@ -23,6 +23,10 @@ final class ShardRun {
     /// worker's hello.
     var step: UInt64
     var broadcastPending: ShardCommand?
+    /// The last broadcast sent: a held-back rank that is welcomed again gets its weights.
+    var broadcastSent: ShardCommand?
+    /// Nodes re-issued within the step, late pushes to drop quietly, ranks held back.
+    var copies = ShardCopies()
     /// Node sums of `step`: whole, and still missing a piece (with the parts received).
     private var nodes: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>)] = []
     private var partial: [(chunks: Range<Int>, values: UnsafeMutableBufferPointer<Float>, parts: PartCoverage)] = []
@@ -79,21 +83,29 @@ final class ShardRun {
     /// and the nodes tile every chunk, they are added in the fixed tree and divided by the
     /// tokens. Returns the Σg² of each norm block then, else nil.
     func accept(_ push: DecodedGradientPush, from rank: Int) throws -> [Double]? {
+        // Work of an older step that a re-issue made late (a copy that lost, a step the rank
+        // fell behind on): dropped without a rejection.
+        if copies.isLate(push.step, from: rank, step: step) { return nil }
         guard push.step == step else {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: step))
         }
         guard broadcastPending == nil else {
             throw PushRejection.badState("gradient for step \(oneBased(step)) before this shard sent its weights")
         }
+        // A re-issued node's second copy (the owner's or the helper's) repeats the first: quiet.
+        let isCopy = copies.isCopy(push.chunks, from: rank)
         guard summed == nil else {   // every node of the step is in: this is a repeat
+            if isCopy { return nil }
             throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
         }
-        // Only a node of the sender's own block: the nodes of different ranks never overlap,
-        // so one worker can neither take another's chunks nor crash the shard with its numbers.
-        guard let chunks = push.chunks, nodesOfRank[rank].contains(chunks) else {
+        // Only a node of the sender's own block, or one re-issued to it: the nodes of different
+        // ranks never overlap, so one worker can neither take another's chunks nor crash the
+        // shard with its numbers.
+        guard let chunks = push.chunks, nodesOfRank[rank].contains(chunks) || copies.isHelper(rank, of: chunks) else {
             throw PushRejection.notItsChunks(begin: push.chunkBegin, end: push.chunkEnd)
         }
         guard !nodes.contains(where: { $0.chunks == chunks }) else {
+            if isCopy { return nil }
             throw PushRejection.duplicatePart(part: push.part, parts: push.parts, step: push.step)
         }
         let parts = max(1, Int(push.parts)), part = Int(push.part)   // parts 0 is read as 1
@@ -111,6 +123,7 @@ final class ShardRun {
         let elements = (piece.lowerBound - range.lowerBound)..<(piece.upperBound - range.lowerBound)
         if let problem = partial[index].parts.problem(part: UInt32(part), parts: UInt32(parts), step: push.step)
             ?? partial[index].parts.problem(elements: elements, step: push.step) {
+            if isCopy, problem.isRepeat { return nil }   // the other copy brought this piece first
             throw problem
         }
         try copy(push, into: index, piece: piece)

@@ -17,6 +17,13 @@ protocol ParameterRoute {
     func restPushes(step: UInt64, assignment: WorkerAssignment) -> [ClientAction]
     /// What of the gradient the coordinator's last push of each node carries, as which part.
     func coordinatorShare(engine: any GradientComputing) -> (slices: Range<Int>, part: Int, parts: Int)
+    /// The pushes of a re-issued node's `gradient` other than the coordinator's last one, in
+    /// the parts its owner uses: the node's whole range to each shard, or the early run.
+    func copyPushes(step: UInt64, chunks: Range<Int>, gradient: UnsafeBufferPointer<Float>,
+                    engine: any GradientComputing) -> [ClientAction]
+    /// Whether weights of the next step have begun to arrive (from some shards, not all):
+    /// `parameters` then no longer hold one step's weights.
+    var isTakingWeights: Bool { get }
 }
 
 enum WeightsTaken: Equatable {
@@ -61,6 +68,15 @@ struct WeightsFromCoordinator: ParameterRoute {
     }
 
     func restPushes(step: UInt64, assignment: WorkerAssignment) -> [ClientAction] { [] }
+
+    func copyPushes(step: UInt64, chunks: Range<Int>, gradient: UnsafeBufferPointer<Float>,
+                    engine: any GradientComputing) -> [ClientAction] {
+        guard let early = engine.earlySlices else { return [] }
+        return [.pushToCoordinator(CoordinatorPush(step: step, chunks: chunks, gradient: gradient, layout: layout,
+                                                   slices: early, part: 0, parts: 2))]
+    }
+
+    var isTakingWeights: Bool { false }   // one message brings them all
 
     func coordinatorShare(engine: any GradientComputing) -> (slices: Range<Int>, part: Int, parts: Int) {
         guard let early = engine.earlySlices else { return (0..<layout.slices.count, 0, 1) }

@@ -4,8 +4,9 @@ import Wire
 /// A node of another worker's block that the coordinator re-issued to this idle worker
 /// (`Reissue`, `--balance on`): its chunks, an engine for their streams and their carried
 /// state as of the start of `step`. It is computed with the assignment's weights of the same
-/// step and pushed as the owner would push it, in the same parts; the coordinator keeps the
-/// first complete copy. The state it computes is pushed and then dropped: the streams are not
+/// step and pushed as the owner would push it, in the same parts and to the same servers (the
+/// coordinator, or every shard, which the coordinator told to take it); the first complete
+/// copy counts. The state it computes is pushed and then dropped: the streams are not
 /// this worker's.
 final class ReissuedNode {
     let step: UInt64
@@ -37,17 +38,13 @@ final class ReissuedNode {
         engine = a.reissueEngine(streams: streams, options: options)
     }
 
-    /// The node's pushes to the coordinator, in the parts its owner uses (the early run of
-    /// slices as part 0 of 2 when the engine has one), the last with loss, tokens and state.
-    func pushes(computeSeconds: Double) -> [ClientAction] {
+    /// The node's pushes as its owner sends them through `route` (to the coordinator in its
+    /// parts, or to every shard), the coordinator's last with loss, tokens and state.
+    func pushes(route: any ParameterRoute, computeSeconds: Double) -> [ClientAction] {
         let layout = plan.layout
         let gradient = UnsafeBufferPointer(start: engine.gradient(ofNode: 0), count: layout.count)
-        var pushes: [ClientAction] = []
-        let share = WeightsFromCoordinator(layout: layout).coordinatorShare(engine: engine)
-        if let early = engine.earlySlices {
-            pushes.append(.pushToCoordinator(CoordinatorPush(step: step, chunks: chunks, gradient: gradient, layout: layout,
-                                                             slices: early, part: 0, parts: 2)))
-        }
+        var pushes = route.copyPushes(step: step, chunks: chunks, gradient: gradient, engine: engine)
+        let share = route.coordinatorShare(engine: engine)
         let streams = plan.streams(ofChunks: chunks)
         pushes.append(.pushToCoordinator(CoordinatorPush(
             step: step, chunks: chunks, gradient: gradient, layout: layout, slices: share.slices, part: share.part,

@@ -118,7 +118,7 @@ struct WorkerMachine {
             actions += a.route.earlyPushes(step: a.step, slices: slices, assignment: a)
         case .computeFinished(let startedAt):
             if case .computingReissue(let a, let node) = state {
-                actions += node.pushes(computeSeconds: now - startedAt)
+                actions += node.pushes(route: a.route, computeSeconds: now - startedAt)
                 state = .working(a)
                 reissueSent = true
                 return
@@ -293,9 +293,10 @@ struct WorkerMachine {
 
     /// A late worker's node of the step this worker just pushed, computed with that step's
     /// weights (still in `parameters`: the next step's come only after the step is complete).
-    /// One for an older step (the step ended before it was read) is dropped.
+    /// One for an older step (the step ended before it was read) is dropped, and so is one
+    /// that comes when some shards' weights of the next step are in (the step is over).
     private mutating func compute(_ reissue: Reissue, in a: WorkerAssignment) throws {
-        guard reissue.step + 1 == a.step, a.weightsStep == reissue.step else {
+        guard reissue.step + 1 == a.step, a.weightsStep == reissue.step, !a.route.isTakingWeights else {
             actions.append(.log("worker \(a.rank): dropped the reissue of chunks \(reissue.chunkBegin)..<\(reissue.chunkEnd) for step \(oneBased(reissue.step)) (at step \(oneBased(a.step)))"))
             return
         }

@@ -76,20 +76,32 @@ struct WorkerShards: ParameterRoute {
 
     func coordinatorShare(engine: any GradientComputing) -> (slices: Range<Int>, part: Int, parts: Int) { (0..<0, 0, 1) }
 
+    var isTakingWeights: Bool { !received.isEmpty }
+
+    /// A re-issued node: every piece of it to every shard at once (its compute is over).
+    func copyPushes(step: UInt64, chunks: Range<Int>, gradient: UnsafeBufferPointer<Float>,
+                    engine: any GradientComputing) -> [ClientAction] {
+        [true, false].flatMap { nodePushes(step: step, node: chunks, gradient: gradient, early: $0) }
+    }
+
     /// Every node's gradient sum, each range to its shard, in the pieces of
     /// `SlabPartition.pushPieces`: with `early`, only the pieces of the early run (elements
     /// `earlyFrom...`, final while the lower layers' backward goes on), else the rest.
     private func pushes(step: UInt64, early: Bool, assignment: WorkerAssignment) -> [ClientAction] {
+        assignment.engine.nodes.enumerated().flatMap { i, node in
+            nodePushes(step: step, node: node, gradient: assignment.gradient(ofNode: i), early: early)
+        }
+    }
+
+    /// One node's pieces to every shard: those of the early run, or the rest.
+    private func nodePushes(step: UInt64, node: Range<Int>, gradient: UnsafeBufferPointer<Float>, early: Bool) -> [ClientAction] {
         var actions: [ClientAction] = []
-        for (i, node) in assignment.engine.nodes.enumerated() {
-            let gradient = assignment.gradient(ofNode: i)
-            for k in endpoints.indices {
-                let pieces = SlabPartition.pushPieces(of: range(k), earlyFrom: earlyFrom)
-                for (part, piece) in pieces.enumerated() where early == (earlyFrom.map { piece.lowerBound >= $0 } ?? false) {
-                    actions.append(.pushToShard(k, SlabPush(step: step, chunks: node, offset: piece.lowerBound,
-                                                            values: UnsafeBufferPointer(rebasing: gradient[piece]),
-                                                            part: part, parts: pieces.count)))
-                }
+        for k in endpoints.indices {
+            let pieces = SlabPartition.pushPieces(of: range(k), earlyFrom: earlyFrom)
+            for (part, piece) in pieces.enumerated() where early == (earlyFrom.map { piece.lowerBound >= $0 } ?? false) {
+                actions.append(.pushToShard(k, SlabPush(step: step, chunks: node, offset: piece.lowerBound,
+                                                        values: UnsafeBufferPointer(rebasing: gradient[piece]),
+                                                        part: part, parts: pieces.count)))
             }
         }
         return actions
