@@ -86,7 +86,8 @@ final class KernelTests: XCTestCase {
         let available = recur_cpu_level()
         for (m, n, k, transA) in [(1, 1, 1, true), (7, 13, 5, true), (8, 32, 64, true), (13, 33, 300, true),
                                   (65, 256, 1040, true), (100, 300, 257, true), (200, 40, 520, true),
-                                  (9, 70, 3, false), (37, 100, 600, false)] {
+                                  (9, 70, 3, false), (37, 100, 600, false),
+                                  (20, 530, 40, true)] {   // n past one block of B's columns at every level
             let lda = (transA ? m : k) + 3, ldb = n + 5, ldc = n + 2
             let a = randomFloats((transA ? k : m) * lda, seed: UInt64(m * 131 + k))
             let b = randomFloats(k * ldb, seed: UInt64(n * 17 + k))
