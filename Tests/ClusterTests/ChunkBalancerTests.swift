@@ -89,6 +89,20 @@ final class ChunkBalancerTests: XCTestCase {
         XCTAssertEqual(proposal.map { 1 - $0.predictedSeconds / $0.currentSeconds } ?? 0, 0.094, accuracy: 0.001)
     }
 
+    /// W = 8 after a transient straggler recovered with 2 chunks: a fixed 1 ms per step makes
+    /// it look 5% slower per chunk, so the return to 8 each predicts 7.7%, and still moves.
+    func testARecoveredWorkerWithFewChunksGetsThemBackDespiteItsFixedCost() {
+        let eight: [PeerIdentity] = (0..<8).map { [UInt8(97 + $0)] }
+        let sizes = [9, 9, 9, 9, 9, 2, 8, 9]
+        var balancer = ChunkBalancer()
+        for _ in 0..<5 {
+            balancer.observe(sizes.indices.map { (eight[$0], Double(sizes[$0]) * 0.010 + 0.001, sizes[$0]) })
+        }
+        let proposal = balancer.proposal(members: eight, sizes: sizes)
+        XCTAssertEqual(proposal?.sizes, [Int](repeating: 8, count: 8))
+        XCTAssertEqual(proposal.map { 1 - $0.predictedSeconds / $0.currentSeconds } ?? 0, 0.077, accuracy: 0.001)
+    }
+
     /// The median of the last 5 steps: one slow step moves nothing; a lasting change does.
     func testOneOutlierStepMovesNothing() {
         var balancer = ChunkBalancer()
