@@ -260,7 +260,7 @@ void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float
 // Sizes: the B panel (KC·NR floats, ≤ 40 KB at NR = 32) stays in L1 while A panels stream from
 // L2 (MC·KC, ≤ 120 KB); the packed B block (KC·NC) stays in L2: NC = 512 columns at AVX-512
 // (≤ 640 KB: the CPUs with AVX-512 have 1 MB or more of L2; with 256, H = 512's products packed
-// A twice, 0.87–0.91 of OpenBLAS on Zen 5, 0.96–0.98 with 512), 256 at AVX2 (≤ 320 KB: Zen 2 has
+// A twice: 0.81–0.89 of OpenBLAS on Zen 5 in a C harness, 0.93–0.98 with 512), 256 at AVX2 (≤ 320 KB: Zen 2 has
 // 512 KB).
 
 #define KC 320

@@ -114,8 +114,11 @@ struct ChunkBalancer {
     }
 
     /// The median seconds per chunk of `member`; nil before `window` measurements.
-    func secondsPerChunk(of member: PeerIdentity) -> Double? {
-        guard let kept = samples[member], kept.count >= window else { return nil }
+    func secondsPerChunk(of member: PeerIdentity) -> Double? { secondsPerChunk(of: member, measured: window) }
+
+    /// The median of `member`'s samples once it has `count` of them.
+    private func secondsPerChunk(of member: PeerIdentity, measured count: Int) -> Double? {
+        guard let kept = samples[member], kept.count >= count else { return nil }
         return Self.median(kept)
     }
 
@@ -129,9 +132,7 @@ struct ChunkBalancer {
     /// when none is worth a reassignment.
     func proposal(members: [PeerIdentity], sizes: [Int]) -> Proposal? {
         guard members.count > 1, members.count == sizes.count, stepsSinceAssignment >= minimumSteps || urgent else { return nil }
-        let speeds = members.compactMap { member in
-            samples[member].flatMap { $0.count >= (urgent ? urgentSamples : window) ? Self.median($0) : nil }
-        }
+        let speeds = members.compactMap { secondsPerChunk(of: $0, measured: urgent ? urgentSamples : window) }
         // A worker that reports no compute at all tells nothing about its speed.
         guard speeds.count == members.count, speeds.allSatisfy({ $0 > 0 }) else { return nil }
         let current = Self.predictedSeconds(sizes: sizes, secondsPerChunk: speeds)
