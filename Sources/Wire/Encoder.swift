@@ -6,7 +6,7 @@ import Recurrent
 /// `[WireTensor]` or a parameter slab; both reach the same packer.
 public enum WireCodec {
     /// Carried by every envelope; a peer with another version is refused.
-    public static let protocolVersion: UInt32 = 5
+    public static let protocolVersion: UInt32 = 6
 
     /// Encodes `message` into `buffer`, replacing its contents.
     public static func encode(_ message: Message, into buffer: inout MessageBuffer) {

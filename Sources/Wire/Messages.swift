@@ -248,11 +248,14 @@ public struct ShardCommand: Equatable, Sendable {
         /// `workerCount` hellos, then broadcast the weights for `step`; answer `ready`.
         case reassign = 4
         /// `--balance on`: node `chunks` of rank `owner`'s block in `step` was re-issued to
-        /// rank `helper`, whose pushes for it count as the owner's.
+        /// rank `helper`, whose pushes for it count as the owner's; answer `granted`.
         case reissue = 5
         /// `--balance on`: rank `owner` fell behind in `step` (a copy completed its node); it
-        /// gets no weights until it says hello again after the coordinator's welcome.
+        /// gets no weights until `release`.
         case holdBack = 6
+        /// `--balance on`: rank `owner`, held back, caught up and is welcomed at `step`: it
+        /// gets the step's weights (once it said hello).
+        case release = 7
     }
     public var kind: Kind
     public var step: UInt64
@@ -269,7 +272,7 @@ public struct ShardCommand: Equatable, Sendable {
     /// `reissue`: the node re-issued, chunks `chunkBegin..<chunkEnd`.
     public var chunkBegin: UInt32
     public var chunkEnd: UInt32
-    /// `reissue`: the rank whose node it is; `holdBack`: the rank held back.
+    /// `reissue`: the rank whose node it is; `holdBack`, `release`: the rank held back.
     public var owner: UInt32
     /// `reissue`: the rank that computes the copy.
     public var helper: UInt32
@@ -301,6 +304,8 @@ public struct ShardReport: Equatable, Sendable {
         case state = 3
         /// Worker `step` (its rank, in this field) said hello to the shard.
         case workerJoined = 4
+        /// The shard took a `reissue` of `step` (one report per command, in order).
+        case granted = 5
     }
     public var kind: Kind
     public var step: UInt64

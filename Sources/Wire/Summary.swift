@@ -160,6 +160,7 @@ extension ShardCommand {
         switch kind {
         case .reissue: return "shard_command: reissue step \(step), chunks \(chunkBegin)..<\(chunkEnd) of rank \(owner) to rank \(helper)"
         case .holdBack: return "shard_command: holdBack step \(step), rank \(owner)"
+        case .release: return "shard_command: release step \(step), rank \(owner)"
         default: return "shard_command: \(kind) step \(step)"
         }
     }

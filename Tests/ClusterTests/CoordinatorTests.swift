@@ -62,8 +62,8 @@ final class CoordinatorTests: ClusterTestCase {
         try peer.send(bytes: try otherVersion(.hello(peer.hello())))
         let versionReply = try XCTUnwrap(peer.next(timeout: 5), "no reply to a version 6 hello")
         guard case .error(let versionError) = versionReply else { return XCTFail("expected an error reply, got \(versionReply.kind)") }
-        XCTAssertEqual(versionError.message, "protocol version 6, expected 5")
-        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 6, expected 5"]),
+        XCTAssertEqual(versionError.message, "protocol version 5, expected 6")
+        XCTAssertNotNil(coordinator.logs.waitForLine(containing: ["rejected message from peer", "protocol version 5, expected 6"]),
                         coordinator.logs.text)
 
         // Neither joined: the job still takes its one worker.
@@ -126,7 +126,7 @@ final class CoordinatorTests: ClusterTestCase {
         let garbage: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         let hello = WireCodec.encode(.hello(outsider.hello()))
         let truncated = Array(hello.prefix(hello.count - 9))
-        let noBody: [UInt8] = [0x08, 0x05]  // version 5, nothing else
+        let noBody: [UInt8] = [0x08, 0x06]  // version 6, nothing else
         let push = WireCodec.encode(.gradientPush(GradientPush(step: 3, tokenCount: 32, lossSum: 1, tensors: [],
                                                                computeSeconds: 0, communicateSeconds: 0)))
         // The test's own premise: these really are invalid to the decoder.
@@ -160,7 +160,7 @@ final class CoordinatorTests: ClusterTestCase {
             ("two frames", [who, "2 body frames, expected 1"]),
             ("twenty frames", ["rejected message", "21 frames"]),
             ("no body", [who, "message has no body"]),
-            ("version 6", [who, "protocol version 6, expected 5"]),
+            ("version 5", [who, "protocol version 5, expected 6"]),
             ("hello mid-run", [who, "hello from a process that is not a worker of this job"]),
             ("push from outsider", [who, "gradient_push from a process that is not a worker of this job"]),
         ] {
@@ -171,7 +171,7 @@ final class CoordinatorTests: ClusterTestCase {
             guard case .error(let error) = reply else { XCTFail("unexpected \(reply.kind) to an outsider"); continue }
             replies.append(error.message)
         }
-        XCTAssertEqual(replies.sorted(), ["protocol version 6, expected 5", "this job already has its 2 workers"])
+        XCTAssertEqual(replies.sorted(), ["protocol version 5, expected 6", "this job already has its 2 workers"])
 
         let summary = try XCTUnwrap(coordinator.wait(timeout: 30)).get()
         XCTAssertEqual(summary.steps, 20)
@@ -352,10 +352,10 @@ extension CoordinatorTests {
     }
 }
 
-/// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 6.
+/// `message` encoded with the envelope's version varint (field 1, first two bytes) set to 5.
 func otherVersion(_ message: Message) throws -> [UInt8] {
     var bytes = WireCodec.encode(message)
-    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x05], "the envelope starts with version = 5")
-    bytes[1] = 0x06
+    XCTAssertEqual(Array(bytes.prefix(2)), [0x08, 0x06], "the envelope starts with version = 6")
+    bytes[1] = 0x05
     return bytes
 }

@@ -22,7 +22,9 @@ extension ClusterTestCase {
     /// Trains `config` with one worker per entry of `delays` (and `shards` parameter shards,
     /// each a `recur shard` on loopback, when more than 0) and waits for the run and every
     /// worker to end cleanly.
+    /// `shardLink` wraps the coordinator's link to each shard (`LateLink`, `LateCommands`).
     func runEmulatedFleet(_ config: TrainingConfig, delays: [ChunkDelay], shards: Int = 0, timeout: Double = 60,
+                          shardLink: @escaping (String, ClientTransport) -> ClientTransport = { $1 },
                           file: StaticString = #filePath, line: UInt = #line) throws -> EmulatedFleet {
         let endpoints = try (0..<shards).map { _ in try freeLoopbackEndpoint() }
         let servers = try endpoints.map { try launch(["shard", "--bind", $0, "--heartbeat-timeout", "10"]) }
@@ -30,7 +32,8 @@ extension ClusterTestCase {
         let directory = try temporaryDirectory()
         let session = try TrainingSession(config: config, corpus: ClusterFixtures.corpus,
                                           options: ClusterFixtures.options(checkpoint: directory))
-        let coordinator = try startCoordinator(session, workers: delays.count, heartbeatTimeout: shards > 0 ? 10 : 5, shardEndpoints: endpoints)
+        let coordinator = try startCoordinator(session, workers: delays.count, heartbeatTimeout: shards > 0 ? 10 : 5, shardEndpoints: endpoints,
+                                               shardLink: shardLink)
         let workers = try delays.map { try startWorker(coordinator.endpoint, chunkDelay: $0) }
         let summary = try XCTUnwrap(coordinator.wait(timeout: timeout), file: file, line: line).get()
         XCTAssertEqual(summary.steps, config.steps, file: file, line: line)

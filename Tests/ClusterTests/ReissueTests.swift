@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Cluster
 import Training
+import Wire
 
 /// Speculative re-issue within a step (`--balance on`, one parameter server) in real runs:
 /// a worker that suddenly becomes 8× slower has its nodes computed by idle workers, the run
@@ -45,6 +46,26 @@ final class ReissueTests: ClusterTestCase {
         XCTAssertGreaterThanOrEqual(fromSlow.count, 3, "slow: worker \(rank)\n" + run.coordinator.logs.text)
         XCTAssertGreaterThan(try XCTUnwrap(run.summary.balancing).reissuedChunks, 0)
         for shard in run.shards {   // nothing refused but an old assignment's pushes in flight at a move
+            let refused = (shard.stdout.lines + shard.stderr.lines).filter { $0.contains("rejected") && !$0.contains("not part of this shard's run") }
+            XCTAssertEqual(refused, [], shard.transcript)
+        }
+        try assertSameBytes(run)
+    }
+
+    /// The same with the coordinator's re-issue, hold-back and release commands reaching the
+    /// shards 150 ms late (and whatever it sends after them, in order), as on a loaded machine:
+    /// they travel on other connections than the helpers' pushes and the held worker's hello,
+    /// which then come first. The helper gets its `Reissue` only once every shard answered that
+    /// it took the grant, so no copy is refused; a held worker gets its weights with the
+    /// release whether its hello came before the hold or after; the bytes stay.
+    func testWithShardsCommandsThatArriveLateStillLetEveryCopyInAndTheBytesStay() throws {
+        var config = ClusterFixtures.tinyConfig(steps: 24)
+        config.chunkStreams = 1
+        let run = try runEmulatedFleet(config, delays: Array(repeating: ChunkDelay(milliseconds: 20), count: 3)
+                                                + [ChunkDelay(milliseconds: 20, factor: 8, slowSteps: 8...14)], shards: 2, timeout: 90,
+                                       shardLink: { LateCommands($1, delay: 0.15, kinds: [.reissue, .holdBack, .release]) })
+        XCTAssertGreaterThan(try XCTUnwrap(run.summary.balancing).reissuedChunks, 0, run.coordinator.logs.text)
+        for shard in run.shards {
             let refused = (shard.stdout.lines + shard.stderr.lines).filter { $0.contains("rejected") && !$0.contains("not part of this shard's run") }
             XCTAssertEqual(refused, [], shard.transcript)
         }
@@ -139,4 +160,44 @@ final class ReissueTests: ClusterTestCase {
         let reference = try ClusterFixtures.localReference(config: done, directory: try temporaryDirectory())
         XCTAssertTrue(saved.parameters == reference.values, "the checkpoint is not the state after step \(steps)")
     }
+}
+
+/// A coordinator's link to a shard that holds back each `ShardCommand` of `kinds`, and every
+/// message sent after it, for `delay` seconds (in order: one connection keeps its order), as a
+/// loaded machine or path would. Held messages leave on the link's next send or receive.
+final class LateCommands: ClientTransport {
+    private let inner: ClientTransport
+    private let delay: Double
+    private let kinds: Set<ShardCommand.Kind>
+    private var queue: [(due: Double, bytes: [UInt8])] = []
+
+    init(_ inner: ClientTransport, delay: Double, kinds: Set<ShardCommand.Kind>) {
+        (self.inner, self.delay, self.kinds) = (inner, delay, kinds)
+    }
+
+    func send(_ body: UnsafeRawBufferPointer) throws {
+        try flush()
+        if queue.isEmpty, case .shardCommand(let command)? = try? WireCodec.decode(Array(body), limits: .standard), kinds.contains(command.kind) {
+            queue.append((monotonicSeconds() + delay, Array(body)))
+        } else if !queue.isEmpty {
+            queue.append((queue.last!.due, Array(body)))
+        } else {
+            try inner.send(body)
+        }
+    }
+
+    func receive(timeout: Double) throws -> Received? {
+        try flush()
+        return try inner.receive(timeout: min(timeout, 0.001))
+    }
+
+    private func flush() throws {
+        while let first = queue.first, first.due <= monotonicSeconds() {
+            queue.removeFirst()
+            try first.bytes.withUnsafeBytes { try inner.send($0) }
+        }
+    }
+
+    func close() { inner.close() }
+    func discard() { inner.discard() }
 }

@@ -61,21 +61,21 @@ final class MalformedInputTests: XCTestCase {
 
     func testWrongVersionNamesBothVersions() {
         var bytes = WireCodec.encode(.heartbeat(Fixtures.heartbeat))
-        XCTAssertEqual(Array(bytes[0..<2]), [0x08, 0x05], "version is the first field")
+        XCTAssertEqual(Array(bytes[0..<2]), [0x08, 0x06], "version is the first field")
         bytes[1] = 1
-        XCTAssertThrowsWireError(.versionMismatch(received: 1, expected: 5)) {
+        XCTAssertThrowsWireError(.versionMismatch(received: 1, expected: 6)) {
             try WireCodec.decode(bytes, limits: .standard)
         }
         let withoutVersion = Array(bytes[2...])
-        XCTAssertThrowsWireError(.versionMismatch(received: 0, expected: 5)) {
+        XCTAssertThrowsWireError(.versionMismatch(received: 0, expected: 6)) {
             try WireCodec.decode(withoutVersion, limits: .standard)
         }
     }
 
     func testMissingOrUnknownBodyIsRejected() {
-        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x05], limits: .standard) }
+        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x06], limits: .standard) }
         // field 13 (a body type from a future version): skipped by the parser, so no body.
-        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x05, 0x6a, 0x00], limits: .standard) }
+        XCTAssertThrowsWireError(.missingBody) { try WireCodec.decode([0x08, 0x06, 0x6a, 0x00], limits: .standard) }
     }
 
     func testTensorByteCountMustMatchShape() {

@@ -41,9 +41,9 @@ final class RoundTripTests: XCTestCase {
     }
 
     func testHeartbeatBytesMatchTheHandEncodedEnvelope() {
-        // version (field 1, varint) = 4; heartbeat (field 6, length 4) { rank = 1; step = 2 }
+        // version (field 1, varint) = 6; heartbeat (field 6, length 4) { rank = 1; step = 2 }
         XCTAssertEqual(WireCodec.encode(.heartbeat(Heartbeat(rank: 1, step: 2))),
-                       [0x08, 0x05, 0x32, 0x04, 0x08, 0x01, 0x10, 0x02])
+                       [0x08, 0x06, 0x32, 0x04, 0x08, 0x01, 0x10, 0x02])
     }
 
     func testSpecialFloatsSurviveBitExactly() throws {

@@ -301,7 +301,8 @@ struct  Recur__ShardCommand
   /*
    * 4 new assignment: `worker_count` workers say hello again, then
    * broadcast the weights for `step` (a lost or a joining worker);
-   * 5 re-issue a node (--balance); 6 hold a rank back (--balance)
+   * 5 re-issue a node (--balance); 6 hold a rank back (--balance);
+   * 7 release a rank held back (--balance)
    */
   uint64_t step;
   /*
@@ -333,8 +334,8 @@ struct  Recur__ShardCommand
   /*
    * order (--balance); empty: the equal split
    * kind 5 (re-issue): node chunk_begin..<chunk_end of rank `owner`'s block, in `step`, may
-   * also come from rank `helper` (a copy). Kind 6 (hold back): rank `owner` fell behind in
-   * `step`: no weights to it until it says hello again.
+   * also come from rank `helper` (a copy); the shard answers `granted`. Kind 6 (hold back):
+   * rank `owner` fell behind in `step`: no weights to it until kind 7 (release) names it.
    */
   uint32_t chunk_begin;
   uint32_t chunk_end;
@@ -357,7 +358,7 @@ struct  Recur__ShardReport
    */
   uint32_t kind;
   /*
-   * 4 worker `step` (its rank) said hello
+   * 4 worker `step` (its rank) said hello; 5 took a re-issue of `step`
    */
   uint64_t step;
   size_t n_block_squares;

@@ -4,9 +4,10 @@ import Wire
 /// `--balance on` within a step: a late worker's nodes are re-issued to idle workers
 /// (`ReissuePolicy`), with their streams' carried state as of the start of the step; the first
 /// complete copy of each node counts (`CoordinatorMachine`). With parameter shards the shards
-/// are told first (`CoordinatorStore.reissue`): they take the helper's pieces of that node as
-/// the owner's, and hold back the weights of a worker that fell behind
-/// (`CoordinatorStore.holdBack`) until it is welcomed again, as this process does with one server.
+/// are told first (`CoordinatorStore.reissue`), and the helper gets its `Reissue` once each has
+/// answered that it takes the helper's pieces of that node as the owner's; they hold back the
+/// weights of a worker that fell behind (`CoordinatorStore.holdBack`) until it is welcomed
+/// again (`CoordinatorStore.release`), as this process does with one server.
 extension Coordinator {
     /// Whether late nodes are re-issued within a step: with `--balance on`, with one parameter
     /// server or with shards alike.
@@ -35,13 +36,27 @@ extension Coordinator {
             guard let owner = machine.member(decision.owner), let helper = machine.member(decision.helper) else { continue }
             // The parameter servers first: the helper's pushes must find them ready.
             try parameters.reissue(decision.node, owner: owner.rank, helper: helper.rank, step: step)
-            let reissue = Reissue(step: UInt64(step), chunkBegin: UInt32(decision.node.lowerBound), chunkEnd: UInt32(decision.node.upperBound),
-                                  state: state.wireTensors(streams: plan.streams(ofChunks: decision.node)))
-            // A copy is optional: a helper that does not take it now is simply not used.
-            guard (try? messenger.send(.reissue(reissue), to: decision.helper, waiting: false)) != nil else { continue }
+            reissuesGranted += 1
+            waitingReissues.append((decision.helper, Reissue(
+                step: UInt64(step), chunkBegin: UInt32(decision.node.lowerBound), chunkEnd: UInt32(decision.node.upperBound),
+                state: state.wireTensors(streams: plan.streams(ofChunks: decision.node)))))
             machine.reissue(decision.node, of: decision.owner, to: decision.helper)
             stepBalancing.reissuedChunks += decision.node.count
             log(Self.reissueLine(step: step, decision, workers: workers, elapsed: now - started))
+        }
+        sendGrantedReissues()
+    }
+
+    /// The `Reissue`s whose grant every parameter server took, in the order granted (the slab:
+    /// at once). Grant and `Reissue` travel on two connections, so a helper's pushes could
+    /// otherwise reach a shard before the grant does, and be refused.
+    func sendGrantedReissues() {
+        let taken = parameters.reissuesTaken
+        while let (helper, reissue) = waitingReissues.first, reissuesGranted - waitingReissues.count < taken {
+            waitingReissues.removeFirst()
+            // A copy is optional: a helper that does not take it now is simply not used (the
+            // owner's push still counts).
+            _ = try? messenger.send(.reissue(reissue), to: helper, waiting: false)
         }
     }
 
@@ -57,8 +72,8 @@ extension Coordinator {
     /// Before `request`'s weights go out: a worker still computing an older step (it fell
     /// behind) gets no weights, so that none pile up at it; it is held back. One that caught up
     /// meanwhile gets a welcome with its streams' state at the start of this step, as its own
-    /// state is of an older one (with shards, its hello after the welcome brings it the step's
-    /// weights from each shard). The weights go to every worker not held back.
+    /// state is of an older one (with shards, each shard sends it the step's weights once it
+    /// has the release and the worker's hello). The weights go to every worker not held back.
     func weightsRecipients(step: Int, state: CarriedState) throws -> [PeerIdentity] {
         resumedAt = [:]
         for peer in machine.workers where machine.isBehind(peer.identity) { heldBack.insert(peer.identity) }
@@ -85,6 +100,7 @@ extension Coordinator {
     private func welcomeCaughtUp(step: Int, state: CarriedState) throws -> [PeerIdentity] {
         let caughtUp = machine.workers.filter { heldBack.contains($0.identity) && !machine.isBehind($0.identity) }
         for peer in caughtUp {
+            try parameters.release(rank: peer.rank, step: step)
             let placement = placements.indices.contains(peer.rank) ? placements[peer.rank] : Placement()
             try messenger.send(.welcome(welcome(peer, step: step, state: state, placement: placement, workerCount: machine.workers.count)),
                                to: peer.identity)

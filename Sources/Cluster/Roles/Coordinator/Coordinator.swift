@@ -41,6 +41,11 @@ public final class Coordinator: GradientSource {
     var heldBack: Set<PeerIdentity> = []
     /// Held-back workers given the step being gathered after it began: when (they start late).
     var resumedAt: [PeerIdentity: Double] = [:]
+    /// Copies decided in the step being gathered whose helper waits for every parameter
+    /// server to take the grant (`sendGrantedReissues`), in the order granted.
+    var waitingReissues: [(helper: PeerIdentity, reissue: Reissue)] = []
+    /// How many nodes of the step being gathered were re-issued (grants sent).
+    var reissuesGranted = 0
     /// Where each rank of the current assignment finds the parameters (a welcome again after
     /// it fell behind names the same).
     var placements: [Placement] = []
@@ -126,6 +131,7 @@ public final class Coordinator: GradientSource {
             throw machine.workers.lost(error, step: s)
         }
         for peer in machine.workers { peer.pushes.forEach { $0.expect(step: UInt64(s)) } }
+        (waitingReissues, reissuesGranted) = ([], 0)
         machine.pushState = next
         machine.gather(step: s, now: monotonicSeconds())
         parameters.expect(step: s)
@@ -141,17 +147,20 @@ public final class Coordinator: GradientSource {
                 received = held
             } else {
                 try parameters.poll(step: s)
+                sendGrantedReissues()
+                var judging = false
                 if pending == 0 {   // only the parameter servers' part of the step is missing
                     let pushed = allPushed ?? monotonicSeconds()
                     allPushed = pushed
                     try parameters.checkOverdue(step: s, pushedAt: pushed, now: monotonicSeconds())
-                    try waitForInput(parameters.transports, timeout: 0.2)
-                    continue
+                } else {
+                    // Some workers are done: whether a late one's nodes go to them is judged often.
+                    judging = reissuesLateNodes && pending < machine.workers.count
+                    if judging { try reissueLateNodes(step: s, state: state) }
+                    if !heldBack.isEmpty { try resumeCaughtUp(request, state: state) }
                 }
-                // Some workers are done: whether a late one's nodes go to them is judged often.
-                let judging = reissuesLateNodes && pending < machine.workers.count
-                if judging { try reissueLateNodes(step: s, state: state) }
-                if !heldBack.isEmpty { try resumeCaughtUp(request, state: state) }
+                // The workers are heard while the servers finish the step too: a worker waiting
+                // for the next weights is alive, and its heartbeats say so.
                 received = try receiveFromWorkers(timeout: judging ? 0.005 : 0.2)
             }
             guard let (identity, message) = received else { continue }

@@ -45,11 +45,18 @@ protocol CoordinatorStore: ParameterStore {
 
     /// `--balance on` within `step`: `helper` computes a copy of `owner`'s `node` (ranks). The
     /// servers that take the gradient must take the helper's pushes for it (the slab: this
-    /// process knows already). Sent before the helper hears of it.
+    /// process knows already). Sent before the helper hears of it, which it does only once
+    /// `reissuesTaken` counts it.
     func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws
+    /// How many of the step's `reissue`s (since `expect`, in order) every server has taken (the
+    /// slab: all).
+    var reissuesTaken: Int { get }
     /// `rank` fell behind in `step` (a copy completed its node): it must get no weights until
-    /// it is welcomed again (the slab: this process sends none, `Coordinator.heldBack`).
+    /// `release` (the slab: this process sends none, `Coordinator.heldBack`).
     func holdBack(rank: Int, step: Int) throws
+    /// `rank`, held back, caught up and is welcomed at `step`: the servers send it the step's
+    /// weights (the slab: this process does).
+    func release(rank: Int, step: Int) throws
 
     func sendHeartbeatsIfDue(step: Int)
     func finish(reason: String)

@@ -15,6 +15,8 @@ final class ShardedStore: CoordinatorStore {
     private let log: (String) -> Void
     /// Each shard's Σg² of its norm blocks for the step being gathered.
     private var squares: [[Double]?] = []
+    /// How many of the step's re-issue grants each shard took.
+    private var granted: [Int] = []
     /// The shards changed the weights since the session's update last fetched them.
     private var needsFetch = false
     private var lastApplied = 0
@@ -73,11 +75,17 @@ final class ShardedStore: CoordinatorStore {
 
     func expect(step: Int) {
         squares = Array(repeating: nil, count: links.count)
+        granted = Array(repeating: 0, count: links.count)
     }
 
-    /// The shards' reports of their norm blocks for the step; anything else is dropped.
+    /// The shards' reports of their norm blocks and re-issue grants for the step; a grant's
+    /// answer of an older step is dropped quietly (late), anything else with a line.
     func poll(step s: Int) throws {
         for (k, message) in try links.poll() {
+            if case .shardReport(let report) = message, report.kind == .granted {
+                if report.step == UInt64(s) { granted[k] += 1 }
+                continue
+            }
             guard case .shardReport(let report) = message, report.kind == .blockSquares, report.step == UInt64(s),
                   report.blockSquares.count == links.partition.shardBlocks[k].count else {
                 log("ignored \(message.kind.rawValue) from \(links.name(k)) while gathering step \(s + 1)")
@@ -129,10 +137,18 @@ final class ShardedStore: CoordinatorStore {
                                     chunkEnd: UInt32(node.upperBound), owner: UInt32(owner), helper: UInt32(helper)))
     }
 
-    /// Sent before `apply`, so no shard broadcasts the next weights to `rank`: they come when
-    /// its hello after the coordinator's welcome reaches the shard.
+    var reissuesTaken: Int { granted.min() ?? 0 }
+
+    /// Sent before `apply`, so no shard broadcasts the next weights to `rank`: they come after
+    /// `release`.
     func holdBack(rank: Int, step: Int) throws {
         try links.send(ShardCommand(kind: .holdBack, step: UInt64(step), owner: UInt32(rank)))
+    }
+
+    /// Sent with the worker's welcome, on the same connection as `holdBack` and so after it:
+    /// each shard sends the step's weights once it has this and the worker's hello.
+    func release(rank: Int, step: Int) throws {
+        try links.send(ShardCommand(kind: .release, step: UInt64(step), owner: UInt32(rank)))
     }
 
     func sendHeartbeatsIfDue(step: Int) { links.sendHeartbeatsIfDue(step: step) }

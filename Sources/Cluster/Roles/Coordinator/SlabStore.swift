@@ -37,7 +37,9 @@ final class SlabStore: CoordinatorStore {
     }
 
     func reissue(_ node: Range<Int>, owner: Int, helper: Int, step: Int) throws {}
+    var reissuesTaken: Int { .max }
     func holdBack(rank: Int, step: Int) throws {}
+    func release(rank: Int, step: Int) throws {}
 
     func sendHeartbeatsIfDue(step: Int) {}
     func finish(reason: String) {}

@@ -3,7 +3,7 @@ import Wire
 /// What re-issue within a step (`--balance on`) changes at a shard: which nodes of the step
 /// being gathered another rank may push (the coordinator's `reissue` command), which ranks may
 /// still send pushes of an older step (a copy that lost, a step they fell behind on), and which
-/// ranks get no weights (held back until they say hello again after the coordinator's welcome).
+/// ranks get no weights (held back until the coordinator's `release`).
 ///
 /// A copy cannot change a bit: a node's sum is the same whoever computes it (the helper has the
 /// step's weights and the node's carried state), so the first copy of each piece counts and a
@@ -18,7 +18,7 @@ struct ShardCopies {
     private(set) var grants: [Range<Int>: Grant] = [:]
     /// Per rank, the last step whose pushes it may still send late, dropped quietly.
     private var lateUpTo: [Int: UInt64] = [:]
-    /// Ranks that fell behind: left out of every broadcast until their next hello.
+    /// Ranks that fell behind: left out of every broadcast until the coordinator releases them.
     private(set) var held: Set<Int> = []
 
     /// `command` (kind `reissue`) for a run at `step` whose ranks hold `nodesOfRank`: checked
@@ -37,11 +37,23 @@ struct ShardCopies {
 
     /// `command` (kind `holdBack`): rank `owner` fell behind in `step`.
     mutating func holdBack(_ command: ShardCommand, step: UInt64, workerCount: Int) throws {
-        guard command.step == step, Int(command.owner) < workerCount else {
-            throw ClusterError.protocolViolation("hold back rank \(command.owner) in step \(oneBased(command.step)): this shard holds step \(oneBased(step)) of \(workerCount) ranks")
-        }
+        try check(command, step: step, workerCount: workerCount)
         held.insert(Int(command.owner))
         lateUpTo[Int(command.owner)] = max(lateUpTo[Int(command.owner)] ?? 0, step)
+    }
+
+    /// `command` (kind `release`): rank `owner` caught up and is welcomed at `step`. Hold and
+    /// release come on the coordinator's connection, in order, so a worker's hello (on its own
+    /// connection, before or after either) never decides. A rank not held stays so.
+    mutating func release(_ command: ShardCommand, step: UInt64, workerCount: Int) throws {
+        try check(command, step: step, workerCount: workerCount)
+        held.remove(Int(command.owner))
+    }
+
+    private func check(_ command: ShardCommand, step: UInt64, workerCount: Int) throws {
+        guard command.step == step, Int(command.owner) < workerCount else {
+            throw ClusterError.protocolViolation("\(command.kind == .release ? "release" : "hold back") rank \(command.owner) in step \(oneBased(command.step)): this shard holds step \(oneBased(step)) of \(workerCount) ranks")
+        }
     }
 
     /// Whether `rank` may push `node` of the current step for its owner.
@@ -60,9 +72,6 @@ struct ShardCopies {
         guard let last = lateUpTo[rank] else { return false }
         return pushStep < step && pushStep <= last
     }
-
-    /// A held rank said hello again: it is back; true when it was held.
-    mutating func release(_ rank: Int) -> Bool { held.remove(rank) != nil }
 
     /// A new step: the grants were the old step's.
     mutating func newStep() { grants = [:] }

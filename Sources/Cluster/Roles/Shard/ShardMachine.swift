@@ -170,9 +170,15 @@ struct ShardMachine: ServerRole {
             actions += [.members(Int(command.workerCount) + 1),
                         .send(.shardReport(ShardReport(kind: .ready, step: command.step)), to: coordinator)]
         case .reissue:
+            // Answered, so that the coordinator sends the helper its `Reissue` only once every
+            // shard takes its pushes: the two travel on different connections.
             try run.copies.grant(command, step: run.step, nodesOfRank: run.nodesOfRank)
+            actions.append(.send(.shardReport(ShardReport(kind: .granted, step: run.step)), to: coordinator))
         case .holdBack:
             try run.copies.holdBack(command, step: run.step, workerCount: run.workerCount)
+        case .release:
+            try run.copies.release(command, step: run.step, workerCount: run.workerCount)
+            sendOwedWeights(run)
         case .sendState:
             let update = run.update
             let state = update.optimizer.stateBuffers.map { WireTensor(name: $0.name, shape: [$0.values.count], values: $0.values) }
@@ -204,25 +210,13 @@ struct ShardMachine: ServerRole {
         }
         let again = workers[rank] == peer
         workers[rank] = peer
-        if run.copies.release(rank) {
-            // Welcomed again after it fell behind: the step it now starts is the one broadcast
-            // (its weights stay in the range until `apply`, even once the step's sum is made;
-            // a still pending broadcast includes it). Its copies may all be in already: its
-            // pushes are then dropped quietly, and the coordinator holds it back again.
-            if run.broadcastPending == nil, let sent = run.broadcastSent {
-                actions.append(.broadcastSlab(step: sent.step, resetState: sent.resetState, offset: run.update.range.lowerBound,
-                                              values: UnsafeBufferPointer(run.update.parameters), to: [peer]))
-            }
-            broadcastIfReady(run)
-            return
-        }
-        // The same worker saying hello again (a welcome again) brings nothing to report: the
-        // coordinator, gathering, would only log each one.
-        guard !again else { return }
-        if let coordinator {
+        // The same worker saying hello again (a welcome again after it fell behind) brings
+        // nothing to report: the coordinator, gathering, would only log each one.
+        if !again, let coordinator {
             actions.append(.send(.shardReport(ShardReport(kind: .workerJoined, step: UInt64(rank))), to: coordinator, required: false))
         }
         broadcastIfReady(run)
+        sendOwedWeights(run)
     }
 
     private mutating func fromWorker(rank: Int, peer: PeerIdentity, _ message: DecodedMessage) {
@@ -244,7 +238,7 @@ struct ShardMachine: ServerRole {
     }
 
     /// The pending step's weights to every worker not held back, once all of them said hello
-    /// (one held back says hello when the coordinator welcomes it again). A worker that
+    /// (one held back is not waited for: `sendOwedWeights` serves it). A worker that
     /// is gone comes back as `.peerGone` (the others still get the weights): whether the run
     /// goes on is the coordinator's call.
     private mutating func broadcastIfReady(_ run: ShardRun) {
@@ -252,9 +246,24 @@ struct ShardMachine: ServerRole {
         guard let command = run.broadcastPending, receivers.allSatisfy({ workers[$0] != nil }) else { return }
         run.broadcastPending = nil
         run.broadcastSent = command
-        // A rank held back (it fell behind) gets these weights when it says hello again.
+        run.sentTo = Set(receivers)
+        // A rank held back (it fell behind) gets these weights when it is released.
         actions.append(.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
                                       values: UnsafeBufferPointer(run.update.parameters),
                                       to: receivers.map { workers[$0]! }))
+    }
+
+    /// The broadcast step's weights to each rank that missed them: one released after they went
+    /// out, once it also said hello (release and hello come on two connections, in either
+    /// order). They stay in the range until `apply`, even once the step's sum is made. Its
+    /// copies may all be in already: its pushes are then dropped quietly, and the coordinator
+    /// holds it back again.
+    private mutating func sendOwedWeights(_ run: ShardRun) {
+        guard run.broadcastPending == nil, let sent = run.broadcastSent else { return }
+        let owed = (0..<run.workerCount).filter { !run.copies.held.contains($0) && !run.sentTo.contains($0) && workers[$0] != nil }
+        guard !owed.isEmpty else { return }
+        run.sentTo.formUnion(owed)
+        actions.append(.broadcastSlab(step: sent.step, resetState: sent.resetState, offset: run.update.range.lowerBound,
+                                      values: UnsafeBufferPointer(run.update.parameters), to: owed.map { workers[$0]! }))
     }
 }

@@ -23,8 +23,10 @@ final class ShardRun {
     /// worker's hello.
     var step: UInt64
     var broadcastPending: ShardCommand?
-    /// The last broadcast sent: a held-back rank that is welcomed again gets its weights.
+    /// The last broadcast sent, and the ranks it reached: a rank released after it went out
+    /// gets its weights then.
     var broadcastSent: ShardCommand?
+    var sentTo: Set<Int> = []
     /// Nodes re-issued within the step, late pushes to drop quietly, ranks held back.
     var copies = ShardCopies()
     /// Node sums of `step`: whole, and still missing a piece (with the parts received).
