@@ -68,7 +68,7 @@ final class ToolTests: XCTestCase {
         XCTAssertEqual(lines.count, 4)
         guard lines.count == 4 else { return }
         XCTAssertEqual(lines.map { $0["type"] as? String }, ["hello", "weights", "gradient_push", "heartbeat"])
-        XCTAssertEqual(lines.map { ($0["version"] as? NSNumber)?.intValue }, [5, 5, 5, 5])
+        XCTAssertEqual(lines.map { ($0["version"] as? NSNumber)?.intValue }, Array(repeating: Int(WireCodec.protocolVersion), count: 4))
         XCTAssertEqual(lines.map { ($0["bytes"] as? NSNumber)?.intValue }, messages.map { WireCodec.encode($0).count })
 
         let hello = try XCTUnwrap(lines[0]["body"] as? [String: Any])
