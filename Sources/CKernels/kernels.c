@@ -345,9 +345,9 @@ typedef void (*micro_kernel)(int kc, const float *ap, const float *bp, float *c,
 
 // Asks for the lines of the C tile (rows × width at `tile`) the micro-kernel updates next, so
 // that they arrive while it works on the current one. C does not stay in L2 between k blocks
-// (LSTM H = 512's dW: 2048 × 512 floats = 4 MB) and a tile's rows are ldc apart, which the
-// hardware prefetchers do not follow: without this each micro-kernel started by waiting for its
-// C lines (16 at AVX-512). AVX-512, 2048 × 512 × 1040 on Zen 4: 0.94 of OpenBLAS without, 1.01
+// (LSTM H = 512's dW: 2048 × 512 floats = 4 MB), and the micro-kernel loads all its C lines (16
+// at AVX-512, rows ldc apart) at its start, too late for any hardware prefetcher: without this
+// each call began by waiting for them. AVX-512, 2048 × 512 × 1040 on Zen 4: 0.94 of OpenBLAS without, 1.01
 // with; the H = 256 shapes and AVX2 unchanged within noise (recur bench --products, medians of 3).
 static inline void prefetch_tile(const float *tile, int rows, int width, int ldc) {
     for (int r = 0; r < rows; r++) {
