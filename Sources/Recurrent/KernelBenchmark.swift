@@ -24,7 +24,8 @@ public enum KernelBenchmark {
             return (Float(seed >> 40) / Float(1 << 24) - 0.5) * 2 / Float(config.hiddenSize).squareRoot()
         }
         let weights = (0..<layout.count).map { _ in uniform() }
-        let gradient = UnsafeMutablePointer<Float>.allocate(capacity: layout.count)
+        let gradient = UnsafeMutableRawPointer.allocate(byteCount: layout.count * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: layout.count)   // aligned as ChunkedGradient's slabs
         gradient.initialize(repeating: 0, count: layout.count)
         defer { gradient.deallocate() }
         for i in 0..<(n * T) {

@@ -100,8 +100,10 @@ public final class SequenceClassifier<S: KernelScalar> {
         let cell = config.cell, R = n * T
 
         var allocations: [UnsafeMutableRawPointer] = []
+        // 64-byte aligned, as RecurrentNetwork's: operands of the weight-gradient products.
         func buffer<E: Numeric>(_ count: Int, _: E.Type = E.self) -> UnsafeMutablePointer<E> {
-            let p = UnsafeMutablePointer<E>.allocate(capacity: max(count, 1))
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<E>.stride, alignment: 64)
+                .bindMemory(to: E.self, capacity: max(count, 1))
             p.initialize(repeating: 0, count: max(count, 1))
             allocations.append(UnsafeMutableRawPointer(p))
             return p

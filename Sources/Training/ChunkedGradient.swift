@@ -44,7 +44,10 @@ final class ChunkedGradient {
         threadChunks = StreamLayout.contiguousBlocks(of: 0..<block.count, parts: self.threads)
         firstChunk = block.lowerBound
         slabs = block.map { _ in
-            let slab = UnsafeMutablePointer<Float>.allocate(capacity: parameterCount)
+            // 64-byte aligned: the weight gradients in it are the C of the weight-gradient
+            // products (see RecurrentNetwork's buffers; ParameterLayout's offsets keep the lines).
+            let slab = UnsafeMutableRawPointer.allocate(byteCount: max(parameterCount, 1) * MemoryLayout<Float>.stride, alignment: 64)
+                .bindMemory(to: Float.self, capacity: max(parameterCount, 1))
             slab.initialize(repeating: 0, count: parameterCount)
             return slab
         }
