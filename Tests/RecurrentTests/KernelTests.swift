@@ -42,6 +42,25 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Every count of rows left after the blocks of 6 (AVX2) or 8 (AVX-512), each taking several
+    /// panels at once, and panel counts that leave a panel over: the same bits at every level.
+    func testEveryLeftoverRowCountAndPanelCountGivesTheSameBits() {
+        let k = 37
+        for m in 1...17 {
+            for n in [5, 16, 33, 48, 65, 80] {
+                let a = randomFloats(m * k, seed: UInt64(m)), w = randomFloats(n * k, seed: UInt64(n))
+                let start = randomFloats(m * n, seed: 7)
+                let portable = product(level: 0, a: a, m: m, k: k, w: w, n: n, accumulate: start)
+                for level: Int32 in [1, 2] {
+                    XCTAssertEqual(product(level: level, a: a, m: m, k: k, w: w, n: n, accumulate: start), portable,
+                                   "level \(level) differs for m=\(m) n=\(n)")
+                    XCTAssertEqual(product(level: level, a: a, m: m, k: k, w: w, n: n), product(level: 0, a: a, m: m, k: k, w: w, n: n),
+                                   "level \(level) differs for m=\(m) n=\(n) without accumulate")
+                }
+            }
+        }
+    }
+
     /// Each row's result is the same whether it is computed alone, in a block of 8, or at
     /// any position of a bigger call: what lets threads split streams freely.
     func testRowResultsDoNotDependOnRowCountOrPosition() {
