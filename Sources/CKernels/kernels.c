@@ -275,15 +275,14 @@ void recur_gemm_packed(int m, int n, int k, const float *a, int lda, const float
 // register-blocked micro-kernel updates each MR × NR tile of C from one A panel and one B panel.
 // Tiles cut by C's edge run on a copy in a local full tile, and only the valid part goes back.
 // Sizes: the B panel (KC·NR floats, ≤ 40 KB at NR = 32) stays in L1 while A panels stream from
-// L2 (MC·KC, ≤ 120 KB); the packed B block (KC·NC) stays in L2: NC = 512 columns at AVX-512
-// (≤ 640 KB: the CPUs with AVX-512 have 1 MB or more of L2; with 256, H = 512's products packed
-// A twice: 0.81–0.89 of OpenBLAS on Zen 5 in a C harness, 0.93–0.98 with 512), 256 at AVX2 (≤ 320 KB: Zen 2 has
-// 512 KB).
+// L2 (MC·KC, ≤ 120 KB); the packed B block (KC·NC, ≤ 640 KB) stays in L2 or comes from L3. NC =
+// 512 columns: with 256, H = 512's products (n = 512) packed A twice: at AVX-512 0.81–0.89 of
+// OpenBLAS on Zen 5 in a C harness, 0.93–0.98 with 512; at AVX2 on Zen 3 (512 KB of L2, less
+// than the block) 84 GFLOP/s with 256 and 90 with 512, the smaller shapes unchanged.
 
 #define KC 320
 #define MC 96
-#define NC_AVX512 512
-#define NC_AVX2 256
+#define NC 512
 
 // op(A)[i][kk]: A stored (k × m) when transposed (dGates of a chunk: rows × G·H), else (m × k).
 static inline float a_at(const float *a, int lda, int trans_a, int i, int kk) {
@@ -319,40 +318,56 @@ static float *grow(float **buffer, size_t *capacity, size_t count) {
     return *buffer;
 }
 
-// Copies of a fixed count inline into vector moves (a call per 32-byte row would cost as much
-// as a third of the product).
-static inline void copy_floats(float *dst, const float *src, int count) {
-    switch (count) {
-    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
-    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
-    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
-    case 6: memcpy(dst, src, 6 * sizeof(float)); break;
-    default: for (int i = 0; i < count; i++) dst[i] = src[i]; break;
-    }
-}
-
-// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n.
+// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n. Row by row: each
+// row of B is read once, left to right, into every panel (panel by panel, B's rows are ldb
+// apart, 1 KB at H = 256, and the strided loads waited on memory: 9% of the product's time).
+// Full panels copy a constant count, which compiles to vector moves. With pack_a_block's rows,
+// AVX2 on Zen 3, one thread (C harness, GFLOP/s): 1024 × 256 × 1040 81–83 → 87–88, the head's
+// 65 × 256 × 1040 78 → 83.
 static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
-    for (int p = 0; p * nr < nc; p++) {
-        int width = nc - p * nr < nr ? nc - p * nr : nr;
-        float *dst = bp + (size_t)p * kc * nr;
-        for (int kk = 0; kk < kc; kk++) {
-            copy_floats(dst + (size_t)kk * nr, b + (size_t)kk * ldb + p * nr, width);
-            for (int j = width; j < nr; j++) dst[(size_t)kk * nr + j] = 0.0f;
+    int panels = (nc + nr - 1) / nr, full = nc / nr;
+    size_t step = (size_t)kc * nr;
+    for (int kk = 0; kk < kc; kk++) {
+        const float *row = b + (size_t)kk * ldb;
+        float *dst = bp + (size_t)kk * nr;
+        int p = 0;
+        if (nr == 16) for (; p < full; p++) memcpy(dst + p * step, row + p * 16, 16 * sizeof(float));
+        else if (nr == 32) for (; p < full; p++) memcpy(dst + p * step, row + p * 32, 32 * sizeof(float));
+        for (; p < panels; p++) {
+            int width = nc - p * nr < nr ? nc - p * nr : nr;
+            for (int j = 0; j < nr; j++) dst[p * step + j] = j < width ? row[p * nr + j] : 0.0f;
         }
     }
 }
 
 // ap[panel][kk][0..mr) = op(A)[i0 + panel·mr + r][k0 + kk], zero past mc. `a` points at
-// op(A)[i0][k0].
+// op(A)[i0][k0]. Transposed (the weight gradients' dGates), row kk of A is read once into
+// every panel, as B's rows are above: panel by panel, LSTM H = 256's rows are 4 KB apart, all
+// in one L1 set, and every load missed.
 static void pack_a_block(float *ap, const float *a, int lda, int trans_a, int mc, int kc, int mr) {
-    for (int p = 0; p * mr < mc; p++) {
+    int panels = (mc + mr - 1) / mr;
+    if (trans_a) {
+        int full = mc / mr;
+        size_t step = (size_t)kc * mr;
+        for (int kk = 0; kk < kc; kk++) {
+            const float *row = a + (size_t)kk * lda;
+            float *dst = ap + (size_t)kk * mr;
+            int p = 0;
+            if (mr == 6) for (; p < full; p++) memcpy(dst + p * step, row + p * 6, 6 * sizeof(float));
+            else if (mr == 8) for (; p < full; p++) memcpy(dst + p * step, row + p * 8, 8 * sizeof(float));
+            for (; p < panels; p++) {
+                int height = mc - p * mr < mr ? mc - p * mr : mr;
+                for (int r = 0; r < mr; r++) dst[p * step + r] = r < height ? row[p * mr + r] : 0.0f;
+            }
+        }
+        return;
+    }
+    for (int p = 0; p < panels; p++) {
         int height = mc - p * mr < mr ? mc - p * mr : mr;
         float *dst = ap + (size_t)p * kc * mr;
         for (int kk = 0; kk < kc; kk++) {
             float *row = dst + (size_t)kk * mr;
-            if (trans_a) copy_floats(row, a + (size_t)kk * lda + p * mr, height);
-            else for (int r = 0; r < height; r++) row[r] = a[(size_t)(p * mr + r) * lda + kk];
+            for (int r = 0; r < height; r++) row[r] = a[(size_t)(p * mr + r) * lda + kk];
             for (int r = height; r < mr; r++) row[r] = 0.0f;
         }
     }
@@ -375,19 +390,19 @@ static inline void prefetch_tile(const float *tile, int rows, int width, int ldc
 }
 
 // One level's blocked driver; `micro` updates a full MR × NR tile of C (row stride ldc); B is
-// packed nc_block columns at a time.
-static void gemm_add_blocked(micro_kernel micro, int mr, int nr, int nc_block, int trans_a, int m, int n, int k,
+// packed NC columns at a time.
+static void gemm_add_blocked(micro_kernel micro, int mr, int nr, int trans_a, int m, int n, int k,
                              const float *a, int lda, const float *b, int ldb, float *c, int ldc) {
     // k in equal blocks of at most KC (k = 16·65 = 1040 → 4 × 260, not 3 × 320 + 80): each
     // block is one pass over C.
     int k_blocks = (k + KC - 1) / KC, kc_max = (k + k_blocks - 1) / k_blocks;
-    int nc_max = n < nc_block ? n : nc_block, mc_max = m < MC ? m : MC;
+    int nc_max = n < NC ? n : NC, mc_max = m < MC ? m : MC;
     float *bp = grow(&pack_b_buffer, &pack_b_capacity, (size_t)kc_max * ((nc_max + nr - 1) / nr) * nr);
     float *ap = grow(&pack_a_buffer, &pack_a_capacity, (size_t)kc_max * ((mc_max + mr - 1) / mr) * mr);
     if (!bp || !ap) { gemm_add_portable(trans_a, m, n, k, a, lda, b, ldb, c, ldc); return; }   // out of memory: same bits, slowly
     float edge[16 * 64];   // one tile (mr·nr ≤ 16·64) for tiles cut by C's edge
-    for (int jc = 0; jc < n; jc += nc_block) {
-        int nc = n - jc < nc_block ? n - jc : nc_block;
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
         for (int pc = 0; pc < k; pc += kc_max) {   // ascending: each element's chain continues in order
             int kc = k - pc < kc_max ? k - pc : kc_max;
             pack_b_block(bp, b + (size_t)pc * ldb + jc, ldb, kc, nc, nr);
@@ -469,8 +484,8 @@ void recur_gemm_add_level(int level, int trans_a, int m, int n, int k, const flo
     if (level > available) level = available;
     if (m <= 0 || n <= 0 || k <= 0) return;
     switch (level) {
-    case 2: gemm_add_blocked(micro_avx512, MR_AVX512, NR_AVX512, NC_AVX512, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
-    case 1: gemm_add_blocked(micro_avx2, MR_AVX2, NR_AVX2, NC_AVX2, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
+    case 2: gemm_add_blocked(micro_avx512, MR_AVX512, NR_AVX512, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
+    case 1: gemm_add_blocked(micro_avx2, MR_AVX2, NR_AVX2, trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
     default: gemm_add_portable(trans_a, m, n, k, a, lda, b, ldb, c, ldc); break;
     }
 }

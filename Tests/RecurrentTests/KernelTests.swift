@@ -99,7 +99,7 @@ final class KernelTests: XCTestCase {
     }
 
     /// Every level gives exactly the reference's bits, including edge tiles (m, n not multiples
-    /// of the tile), k longer than one k-block (≤ 320) and m, n longer than one block (96, 256),
+    /// of the tile), k longer than one k-block (≤ 320) and m, n longer than one block (96 rows, 512 columns),
     /// row strides wider than the rows, and the columns of C past n left alone.
     func testGemmAddIsTheFMAChainAtEveryLevel() {
         let available = recur_cpu_level()
