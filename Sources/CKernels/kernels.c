@@ -319,51 +319,44 @@ static float *grow(float **buffer, size_t *capacity, size_t count) {
     return *buffer;
 }
 
-// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n. Row by row: each
-// row of B is read once, left to right, into every panel (panel by panel, B's rows are ldb
-// apart, 1 KB at H = 256, and the strided loads waited on memory: 9% of the product's time).
-// Full panels copy a constant count, which compiles to vector moves. With pack_a_block's rows,
-// AVX2 on Zen 3, one thread (C harness, GFLOP/s): 1024 × 256 × 1040 81–83 → 87–88, the head's
-// 65 × 256 × 1040 78 → 83.
-static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
-    int panels = (nc + nr - 1) / nr, full = nc / nr;
-    size_t step = (size_t)kc * nr;
-    for (int kk = 0; kk < kc; kk++) {
-        const float *row = b + (size_t)kk * ldb;
-        float *dst = bp + (size_t)kk * nr;
+// dst[panel][kk][0..width) = src[kk][panel·width + j] for kk < kc and j < width, zero past
+// count: the rows of src (ld apart) cut into panels of `width` columns. Row by row: each row is
+// read once, left to right, into every panel. Panel by panel, the rows were 1–4 KB apart (H =
+// 256's B and LSTM's transposed A), at 4 KB all in one L1 set, and the strided loads waited on
+// memory (9% of a product's time). Full panels copy a constant count, which compiles to vector
+// moves. AVX2 on Zen 3, one thread (C harness, GFLOP/s): 1024 × 256 × 1040 81–83 → 87–88, the
+// head's 65 × 256 × 1040 78 → 83.
+static void pack_rows(float *dst, const float *src, int ld, int kc, int count, int width) {
+    int panels = (count + width - 1) / width, full = count / width;
+    size_t step = (size_t)kc * width;
+    for (int kk = 0; kk < kc; kk++, dst += width) {
+        const float *row = src + (size_t)kk * ld;
         int p = 0;
-        if (nr == 16) for (; p < full; p++) memcpy(dst + p * step, row + p * 16, 16 * sizeof(float));
-        else if (nr == 32) for (; p < full; p++) memcpy(dst + p * step, row + p * 32, 32 * sizeof(float));
+        switch (width) {
+        case 6: for (; p < full; p++) memcpy(dst + p * step, row + p * 6, 6 * sizeof(float)); break;
+        case 8: for (; p < full; p++) memcpy(dst + p * step, row + p * 8, 8 * sizeof(float)); break;
+        case 16: for (; p < full; p++) memcpy(dst + p * step, row + p * 16, 16 * sizeof(float)); break;
+        case 32: for (; p < full; p++) memcpy(dst + p * step, row + p * 32, 32 * sizeof(float)); break;
+        default: break;
+        }
         for (; p < panels; p++) {
-            int width = nc - p * nr < nr ? nc - p * nr : nr;
-            for (int j = 0; j < nr; j++) dst[p * step + j] = j < width ? row[p * nr + j] : 0.0f;
+            int valid = count - p * width < width ? count - p * width : width;
+            for (int j = 0; j < width; j++) dst[p * step + j] = j < valid ? row[p * width + j] : 0.0f;
         }
     }
 }
 
+// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n.
+static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
+    pack_rows(bp, b, ldb, kc, nc, nr);
+}
+
 // ap[panel][kk][0..mr) = op(A)[i0 + panel·mr + r][k0 + kk], zero past mc. `a` points at
-// op(A)[i0][k0]. Transposed (the weight gradients' dGates), row kk of A is read once into
-// every panel, as B's rows are above: panel by panel, LSTM H = 256's rows are 4 KB apart, all
-// in one L1 set, and every load missed.
+// op(A)[i0][k0]. Transposed (the weight gradients' dGates), row kk of A holds op(A)'s column kk,
+// packed as B's rows are; otherwise each panel reads its mr rows side by side along k.
 static void pack_a_block(float *ap, const float *a, int lda, int trans_a, int mc, int kc, int mr) {
-    int panels = (mc + mr - 1) / mr;
-    if (trans_a) {
-        int full = mc / mr;
-        size_t step = (size_t)kc * mr;
-        for (int kk = 0; kk < kc; kk++) {
-            const float *row = a + (size_t)kk * lda;
-            float *dst = ap + (size_t)kk * mr;
-            int p = 0;
-            if (mr == 6) for (; p < full; p++) memcpy(dst + p * step, row + p * 6, 6 * sizeof(float));
-            else if (mr == 8) for (; p < full; p++) memcpy(dst + p * step, row + p * 8, 8 * sizeof(float));
-            for (; p < panels; p++) {
-                int height = mc - p * mr < mr ? mc - p * mr : mr;
-                for (int r = 0; r < mr; r++) dst[p * step + r] = r < height ? row[p * mr + r] : 0.0f;
-            }
-        }
-        return;
-    }
-    for (int p = 0; p < panels; p++) {
+    if (trans_a) { pack_rows(ap, a, lda, kc, mc, mr); return; }
+    for (int p = 0; p * mr < mc; p++) {
         int height = mc - p * mr < mr ? mc - p * mr : mr;
         float *dst = ap + (size_t)p * kc * mr;
         for (int kk = 0; kk < kc; kk++) {
