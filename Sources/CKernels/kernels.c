@@ -81,8 +81,8 @@ static inline void store_avx2(float *cr, __m256 lo, __m256 hi, int width, int ac
 
 // C[rows][panels p0 ..< p0 + P] for R rows of A (R ≤ 6, P ≤ 4, R·P·2 ≤ 12 accumulators): one
 // chain per element from zero along k, as every level computes it. R and P are constants at
-// each call, so the arrays below are registers. An FMA takes 4 cycles (Zen 2, Zen 3) and two
-// start per cycle: a block needs 8 independent accumulators to keep both units busy, which is
+// each call, so the arrays below are registers. An FMA takes 4 cycles (Zen 3; 5 on Zen 2) and two
+// start per cycle: a block needs 8 independent accumulators (10 on Zen 2) to keep both units busy, which is
 // why a few leftover rows take several panels at once. One row of one panel has 2, a quarter of
 // the speed: a thread's call of 32 rows (two chunks of 16) ran 5 blocks of 6 and then 2 rows
 // that cost as much as 8; C harness, Zen 3, 32 × 1024 × 256: 79 → 92 GFLOP/s.
