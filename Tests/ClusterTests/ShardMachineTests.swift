@@ -227,6 +227,36 @@ final class ShardMachineTests: XCTestCase {
         XCTAssertEqual("\(failure(bad)!)", "reassign to 2 workers with 1 rank tickets")
     }
 
+    /// The test-cluster join failure ("shard 0 sent no gradient norm for step 425"): the shards
+    /// broadcast step 1 to the old assignment, then a reassign; a worker's new welcome overtook
+    /// that broadcast (another connection), so it computed step 1 from it and pushed before
+    /// the shard's broadcast of the new assignment. The weights of step 1 are the same: the
+    /// push is taken, and the broadcast, once every rank said hello, skips that rank (it
+    /// already moved on to step 2). Without an earlier broadcast of the step, such a push is
+    /// still refused.
+    func testAPushOfARankThatComputedTheStepFromTheLastBroadcastIsTaken() throws {
+        try gathering()
+        let next = ["next-0", "next-1"]
+        XCTAssertEqual(reports(try feed(.shardCommand(ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: next)),
+                                        from: coordinator)), [.ready])
+        XCTAssertNil(broadcastPeers(try feed(hello(rank: 0, ticket: next[0]), from: w0)), "rank 1 has not said hello")
+        for push in pushes(begin: 0, end: 2) { XCTAssertEqual(rejections(try feed(push, from: w0)), []) }
+        XCTAssertEqual(machine.run?.computedAhead, [0])
+        XCTAssertEqual(broadcastPeers(try feed(hello(rank: 1, ticket: next[1]), from: w1)), [w1], "rank 0 has the weights")
+        let last = try pushes(begin: 2, end: 4).map { try feed($0, from: w1) }.last!
+        XCTAssertEqual(reports(last), [.blockSquares])
+        // Applied: step 2's broadcast goes to both again.
+        XCTAssertEqual(broadcastPeers(try feed(.shardCommand(ShardCommand(kind: .apply, step: 0, norm: 1, broadcastNext: true)),
+                                               from: coordinator)), [w0, w1])
+        XCTAssertEqual(machine.run?.computedAhead, [])
+        // After a setup that never broadcast the step, a rank has nothing to compute it from.
+        XCTAssertEqual(reports(try feed(setupMessage, from: coordinator)), [.ready])
+        XCTAssertEqual(reports(try feed(.shardCommand(ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets)),
+                                        from: coordinator)), [.ready])
+        _ = try feed(hello(rank: 0), from: w0)
+        XCTAssertEqual(rejections(try feed(pushes(begin: 0, end: 2)[0], from: w0)), ["gradient for step 1 before this shard sent its weights"])
+    }
+
     /// Issue 21 item 8: the shard's connection cap follows its run: the setup's workers plus
     /// the coordinator, and each reassign's.
     func testASetupAndAReassignNameTheMembersTheConnectionCapAdmits() throws {

@@ -238,15 +238,16 @@ struct ShardMachine: ServerRole {
     }
 
     /// The pending step's weights to every worker not held back, once all of them said hello
-    /// (one held back is not waited for: `sendOwedWeights` serves it). A worker that
-    /// is gone comes back as `.peerGone` (the others still get the weights): whether the run
-    /// goes on is the coordinator's call.
+    /// (one held back is not waited for: `sendOwedWeights` serves it; one that computed the
+    /// step ahead already has them, `ShardRun.accept`). A worker that is gone comes back as
+    /// `.peerGone` (the others still get the weights): whether the run goes on is the
+    /// coordinator's call.
     private mutating func broadcastIfReady(_ run: ShardRun) {
-        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) }
+        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) && !run.computedAhead.contains($0) }
         guard let command = run.broadcastPending, receivers.allSatisfy({ workers[$0] != nil }) else { return }
         run.broadcastPending = nil
         run.broadcastSent = command
-        run.sentTo = Set(receivers)
+        run.sentTo = Set(receivers).union(run.computedAhead)
         // A rank held back (it fell behind) gets these weights when it is released.
         actions.append(.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
                                       values: UnsafeBufferPointer(run.update.parameters),

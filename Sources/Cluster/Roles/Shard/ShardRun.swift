@@ -27,6 +27,9 @@ final class ShardRun {
     /// gets its weights then.
     var broadcastSent: ShardCommand?
     var sentTo: Set<Int> = []
+    /// Ranks whose push of `step` came while its broadcast was pending: they computed the step
+    /// from this shard's earlier broadcast of it (see `accept`) and are not sent it again.
+    private(set) var computedAhead: Set<Int> = []
     /// Nodes re-issued within the step, late pushes to drop quietly, ranks held back.
     var copies = ShardCopies()
     /// Node sums of `step`: whole, and still missing a piece (with the parts received).
@@ -78,6 +81,7 @@ final class ShardRun {
         nodes = []
         partial = []
         summed = nil
+        computedAhead = []
     }
 
     /// One piece of one node's sum for this range (`SlabPartition.pushPieces`: the early run
@@ -91,7 +95,14 @@ final class ShardRun {
         guard push.step == step else {
             throw PushRejection.wrongStep(.unexpectedStep(kind: .gradientPush, received: push.step, expected: step))
         }
-        guard broadcastPending == nil else {
+        // A push while the step's broadcast waits for hellos (a new assignment): a shard's
+        // weights of a step never change within its run, so a rank that already has them from
+        // this shard's broadcast of the same step to the previous assignment (its new welcome
+        // overtook that broadcast, which came on another connection) computed exactly what
+        // the pending broadcast would make it compute. Taken; without such a broadcast the
+        // rank cannot have this shard's weights.
+        let ahead = broadcastPending != nil
+        guard !ahead || broadcastSent?.step == step else {
             throw PushRejection.badState("gradient for step \(oneBased(step)) before this shard sent its weights")
         }
         // A re-issued node's second copy (the owner's or the helper's) repeats the first: quiet.
@@ -129,6 +140,7 @@ final class ShardRun {
             throw problem
         }
         try copy(push, into: index, piece: piece)
+        if ahead { computedAhead.insert(rank) }
         guard let whole = partial[index].parts.record(part: UInt32(part), parts: UInt32(parts), elements: elements) else { return nil }
         precondition(whole, "the pieces of a range tile it")
         let values = partial.remove(at: index).values
