@@ -346,11 +346,6 @@ static void pack_rows(float *dst, const float *src, int ld, int kc, int count, i
     }
 }
 
-// bp[panel][kk][0..nr) = B[kk][j0 + panel·nr + j] for kk < kc, zero past n.
-static void pack_b_block(float *bp, const float *b, int ldb, int kc, int nc, int nr) {
-    pack_rows(bp, b, ldb, kc, nc, nr);
-}
-
 // ap[panel][kk][0..mr) = op(A)[i0 + panel·mr + r][k0 + kk], zero past mc. `a` points at
 // op(A)[i0][k0]. Transposed (the weight gradients' dGates), row kk of A holds op(A)'s column kk,
 // packed as B's rows are; otherwise each panel reads its mr rows side by side along k.
@@ -399,7 +394,8 @@ static void gemm_add_blocked(micro_kernel micro, int mr, int nr, int trans_a, in
         int nc = n - jc < NC ? n - jc : NC;
         for (int pc = 0; pc < k; pc += kc_max) {   // ascending: each element's chain continues in order
             int kc = k - pc < kc_max ? k - pc : kc_max;
-            pack_b_block(bp, b + (size_t)pc * ldb + jc, ldb, kc, nc, nr);
+            // bp[panel][kk][0..nr) = B[pc + kk][jc + panel·nr + j], zero past n.
+            pack_rows(bp, b + (size_t)pc * ldb + jc, ldb, kc, nc, nr);
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;
                 const float *a0 = trans_a ? a + (size_t)pc * lda + ic : a + (size_t)ic * lda + pc;

@@ -241,14 +241,14 @@ final class ShardMachineTests: XCTestCase {
                                         from: coordinator)), [.ready])
         XCTAssertNil(broadcastPeers(try feed(hello(rank: 0, ticket: next[0]), from: w0)), "rank 1 has not said hello")
         for push in pushes(begin: 0, end: 2) { XCTAssertEqual(rejections(try feed(push, from: w0)), []) }
-        XCTAssertEqual(machine.run?.computedAhead, [0])
+        XCTAssertEqual(machine.run?.sentTo, [0], "rank 0 holds the step's weights")
         XCTAssertEqual(broadcastPeers(try feed(hello(rank: 1, ticket: next[1]), from: w1)), [w1], "rank 0 has the weights")
         let last = try pushes(begin: 2, end: 4).map { try feed($0, from: w1) }.last!
         XCTAssertEqual(reports(last), [.blockSquares])
         // Applied: step 2's broadcast goes to both again.
         XCTAssertEqual(broadcastPeers(try feed(.shardCommand(ShardCommand(kind: .apply, step: 0, norm: 1, broadcastNext: true)),
                                                from: coordinator)), [w0, w1])
-        XCTAssertEqual(machine.run?.computedAhead, [])
+        XCTAssertEqual(machine.run?.sentTo, [0, 1])
         // After a setup that never broadcast the step, a rank has nothing to compute it from.
         XCTAssertEqual(reports(try feed(setupMessage, from: coordinator)), [.ready])
         XCTAssertEqual(reports(try feed(.shardCommand(ShardCommand(kind: .reassign, step: 0, workerCount: 2, rankTickets: tickets)),

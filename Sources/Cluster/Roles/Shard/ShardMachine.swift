@@ -243,11 +243,11 @@ struct ShardMachine: ServerRole {
     /// `.peerGone` (the others still get the weights): whether the run goes on is the
     /// coordinator's call.
     private mutating func broadcastIfReady(_ run: ShardRun) {
-        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) && !run.computedAhead.contains($0) }
+        let receivers = (0..<run.workerCount).filter { !run.copies.held.contains($0) && !run.sentTo.contains($0) }
         guard let command = run.broadcastPending, receivers.allSatisfy({ workers[$0] != nil }) else { return }
         run.broadcastPending = nil
         run.broadcastSent = command
-        run.sentTo = Set(receivers).union(run.computedAhead)
+        run.sentTo.formUnion(receivers)
         // A rank held back (it fell behind) gets these weights when it is released.
         actions.append(.broadcastSlab(step: command.step, resetState: command.resetState, offset: run.update.range.lowerBound,
                                       values: UnsafeBufferPointer(run.update.parameters),

@@ -23,13 +23,11 @@ final class ShardRun {
     /// worker's hello.
     var step: UInt64
     var broadcastPending: ShardCommand?
-    /// The last broadcast sent, and the ranks it reached: a rank released after it went out
-    /// gets its weights then.
+    /// The last broadcast sent, and the ranks that hold this shard's weights of `step`: those it
+    /// reached, one released after it went out (sent them then), and one that computed the
+    /// step ahead from an earlier broadcast of it (`accept`). Emptied with the step's sums.
     var broadcastSent: ShardCommand?
     var sentTo: Set<Int> = []
-    /// Ranks whose push of `step` came while its broadcast was pending: they computed the step
-    /// from this shard's earlier broadcast of it (see `accept`) and are not sent it again.
-    private(set) var computedAhead: Set<Int> = []
     /// Nodes re-issued within the step, late pushes to drop quietly, ranks held back.
     var copies = ShardCopies()
     /// Node sums of `step`: whole, and still missing a piece (with the parts received).
@@ -81,7 +79,7 @@ final class ShardRun {
         nodes = []
         partial = []
         summed = nil
-        computedAhead = []
+        sentTo = []
     }
 
     /// One piece of one node's sum for this range (`SlabPartition.pushPieces`: the early run
@@ -140,7 +138,7 @@ final class ShardRun {
             throw problem
         }
         try copy(push, into: index, piece: piece)
-        if ahead { computedAhead.insert(rank) }
+        if ahead { sentTo.insert(rank) }
         guard let whole = partial[index].parts.record(part: UInt32(part), parts: UInt32(parts), elements: elements) else { return nil }
         precondition(whole, "the pieces of a range tile it")
         let values = partial.remove(at: index).values
